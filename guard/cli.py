@@ -1,0 +1,128 @@
+"""The command line: parses arguments, prints, and maps every outcome to an exit code.
+
+Exit codes: 0 clean, 1 findings at or above `fail_on`, 2 usage or configuration error,
+3 internal error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import guard
+from guard.commands import COMMANDS
+from guard.errors import GuardError
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_CONFIG = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+
+class Console:
+    """Where commands write. Commands never call print(); tests read capsys through this."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *,
+                 quiet: bool = False):
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.quiet = quiet
+
+    @property
+    def color(self) -> bool:
+        if os.environ.get("NO_COLOR"):
+            return False
+        if os.environ.get("FORCE_COLOR"):
+            return True
+        return self.out.isatty()
+
+    @property
+    def interactive(self) -> bool:
+        return self.err.isatty()
+
+    def print(self, text: str = "") -> None:
+        self.out.write(text if text.endswith("\n") else text + "\n")
+        self.out.flush()
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self.err.write(text + "\n")
+            self.err.flush()
+
+    def warn(self, text: str) -> None:
+        self.err.write(f"warning: {text}\n")
+        self.err.flush()
+
+    def error(self, text: str) -> None:
+        self.err.write(f"error: {text}\n")
+        self.err.flush()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qeguard",
+        description="Signed file-integrity manifests and dependency scanning, in one report.",
+    )
+    parser.add_argument("--version", action="version", version=f"qeguard {guard.__version__}")
+    parser.add_argument("-C", "--repo", type=Path, default=None,
+                        help="repository root (default: the git work tree around the current "
+                             "folder)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print findings")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"guard.commands.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def _log_internal_error(exc: BaseException) -> Path | None:
+    try:
+        from platformdirs import user_log_path
+
+        log_dir = user_log_path("qeguard", ensure_exists=True)
+        log = log_dir / "qeguard.log"
+        with log.open("a", encoding="utf-8") as f:
+            f.write(f"qeguard {guard.__version__}: {sys.argv!r}\n")
+            f.write("".join(traceback.format_exception(exc)))
+        return log
+    except OSError:
+        return None
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    console = console or Console(quiet=args.quiet)
+    console.quiet = args.quiet
+    try:
+        code: int = args.func(args, console)
+        return code
+    except GuardError as exc:
+        console.error(exc.diagnostics())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        log = _log_internal_error(exc)
+        where = f"; details in {log}" if log else ""
+        console.error(f"internal error: {type(exc).__name__}: {exc}{where}")
+        if os.environ.get("QEGUARD_DEBUG"):
+            traceback.print_exc()
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""`qeguard sbom` (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from guard.errors import UsageError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("sbom", help="(not implemented yet)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, console: Any) -> int:
+    raise UsageError("`qeguard sbom` is not implemented yet")

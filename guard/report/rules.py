@@ -1,0 +1,163 @@
+"""Every rule qeguard can report, with the text SARIF and the docs show for it.
+
+Rule ids are stable: code scanning, ignores and dashboards key on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rule:
+    id: str
+    name: str
+    short: str
+    full: str
+    help: str
+    # SARIF `security-severity` (0.0-10.0) used when a finding carries no score of its own.
+    security_severity: float = 5.0
+
+
+_RULES = [
+    # Integrity: the tree against the signed list.
+    Rule(id="QG-INT-MODIFIED", name="ProtectedFileModified", security_severity=8.0,
+         short="A protected file's content differs from its signed hash.",
+         full="The file's SHA-256 does not match the entry in the tier's signed manifest.",
+         help="If the change is intended, run `qeguard sign --tier TIER --key KEY` and commit "
+              "`.qeguard/manifests`; otherwise `qeguard restore PATH`."),
+    Rule(id="QG-INT-MISSING", name="ProtectedFileMissing", security_severity=8.0,
+         short="A protected file listed in the manifest is gone.",
+         full="The signed manifest lists the file but it does not exist in the tree.",
+         help="Restore it with `qeguard restore PATH`, or re-sign the tier if the removal is "
+              "intended."),
+    Rule(id="QG-INT-ADDED", name="UnsignedProtectedFile", security_severity=6.0,
+         short="A file matches a tier's patterns but is not in its manifest.",
+         full="New files in a protected tier must be signed before they are trusted.",
+         help="Run `qeguard sign --tier TIER --key KEY` to add it to the manifest."),
+    Rule(id="QG-INT-KIND", name="FileKindChanged", security_severity=8.0,
+         short="A protected path changed kind (file, symlink, directory).",
+         full="Swapping a file for a symlink or directory can redirect what is read.",
+         help="Restore the original kind with `qeguard restore PATH`, or re-sign the tier."),
+    Rule(id="QG-INT-EXEC", name="ExecBitChanged", security_severity=6.0,
+         short="A protected file's executable bit changed.",
+         full="The mode (100644/100755) differs from the signed manifest.",
+         help="Reset the mode (`chmod`) or re-sign the tier."),
+    Rule(id="QG-INT-SYMLINK", name="SymlinkRetargeted", security_severity=8.0,
+         short="A protected symlink points somewhere else.",
+         full="The symlink target differs from the signed target.",
+         help="Restore the link with `qeguard restore PATH`, or re-sign the tier."),
+    Rule(id="QG-INT-PATH", name="UnsafeManifestPath", security_severity=9.0,
+         short="A manifest entry names an unsafe path.",
+         full="Entries must be relative POSIX paths inside the repository, never absolute, "
+              "never with `..`, never inside `.git/`.",
+         help="Re-create the manifest with `qeguard sign`; investigate who wrote this entry."),
+    Rule(id="QG-INT-UNREADABLE", name="ProtectedFileUnreadable", security_severity=6.0,
+         short="A protected file cannot be read.",
+         full="qeguard could not read the file to hash it (permissions or I/O error).",
+         help="Fix the file's permissions and run `qeguard verify` again."),
+    # Signatures and trust.
+    Rule(id="QG-SIG-MISSING", name="ManifestMissing", security_severity=8.0,
+         short="A tier has no signed manifest.",
+         full="The tier's `.list` or `.dsse.json` file does not exist.",
+         help="Run `qeguard sign --tier TIER --key KEY`."),
+    Rule(id="QG-SIG-MALFORMED", name="ManifestMalformed", security_severity=9.0,
+         short="A manifest list or envelope cannot be parsed.",
+         full="The DSSE envelope or the list file is not in the expected format.",
+         help="Re-create it with `qeguard sign --tier TIER --key KEY`."),
+    Rule(id="QG-SIG-BINDING", name="ManifestListMismatch", security_severity=9.0,
+         short="The manifest list does not match what the envelope signed.",
+         full="The list's digest, entry count, tier or payload type differs from the signed "
+              "payload.",
+         help="Re-sign with `qeguard sign --tier TIER --key KEY`; someone edited the list by hand "
+              "or a sign was interrupted."),
+    Rule(id="QG-SIG-THRESHOLD", name="NotEnoughSigners", security_severity=8.0,
+         short="Too few distinct trusted signers for the tier.",
+         full="Signatures by distinct keys trusted for this tier are fewer than its threshold.",
+         help="Ask another trusted signer to run `qeguard sign --tier TIER --key KEY`."),
+    Rule(id="QG-SIG-EXPIRED", name="ManifestExpired", security_severity=7.0,
+         short="The signed manifest has expired.",
+         full="The payload's `expires` time is in the past.",
+         help="Re-sign the tier: `qeguard sign --tier TIER --key KEY`."),
+    Rule(id="QG-SIG-POLICY", name="PolicyChangedSinceSigning", security_severity=8.0,
+         short="The policy changed since the manifest was signed.",
+         full="The payload's `policy_sha256` differs from the effective policy, so the tier's "
+              "patterns may have been narrowed.",
+         help="Review the policy change, then re-sign: `qeguard sign --key KEY`."),
+    Rule(id="QG-SIG-ROLLBACK", name="ManifestRollback", security_severity=9.0,
+         short="A manifest's sequence did not advance.",
+         full="The payload differs from the base branch's but its `sequence` is not higher: an "
+              "older signed manifest may have been restored.",
+         help="Re-sign on top of the base branch: `qeguard sign --tier TIER --key KEY`."),
+    Rule(id="QG-TRUST-CHANGE", name="UnapprovedTrustChange", security_severity=9.5,
+         short="policy.toml or trust.toml changed without enough signatures from the old trust.",
+         full="A change to the trust root must be signed by the threshold of the strictest tier "
+              "under the trust in force before the change.",
+         help="Have the current trusted signers of the strictest tier run `qeguard sign`."),
+    Rule(id="QG-TRUST-SOURCE", name="TrustFromWorkingTree", security_severity=3.0,
+         short="Trust was read from the working tree.",
+         full="No commit holds the policy and trust yet, so they could vouch for themselves.",
+         help="Commit `.qeguard/`; later runs take trust from HEAD or `--trust-ref`."),
+    Rule(id="QG-OVERRIDE", name="EmergencyOverride", security_severity=7.0,
+         short="A blocked change was let through by an emergency override.",
+         full="An override records who, when and why; it clears only when the tier's threshold "
+              "co-signs the manifest.",
+         help="Have the tier's signers review and run `qeguard sign --tier TIER --key KEY`."),
+    # Dependencies.
+    Rule(id="QG-DEP-VULN", name="VulnerableDependency", security_severity=7.0,
+         short="A dependency has a known vulnerability.",
+         full="The pinned or installed version is affected by an advisory.",
+         help="Upgrade to a fixed version (`qeguard deps --fix-suggestions`)."),
+    Rule(id="QG-DEP-RANGE", name="SpecifierAdmitsVulnerable", security_severity=4.0,
+         short="A version specifier admits known-vulnerable versions.",
+         full="The declared range allows versions with known vulnerabilities.",
+         help="Raise the lower bound to the suggested version."),
+    Rule(id="QG-DEP-UNPINNED", name="UnpinnedDependency", security_severity=3.0,
+         short="A dependency is not pinned to an exact version.",
+         full="The policy requires exact `==` pins.",
+         help="Pin it (`name==version`) or use a lock file."),
+    Rule(id="QG-DEP-UNHASHED", name="DependencyWithoutHash", security_severity=4.0,
+         short="A dependency has no hash.",
+         full="The policy requires `--hash` for every requirement.",
+         help="Regenerate with `pip-compile --generate-hashes` or `uv pip compile "
+              "--generate-hashes`."),
+    Rule(id="QG-DEP-LICENSE", name="DisallowedLicense", security_severity=3.0,
+         short="A dependency's license is not allowed by the policy.",
+         full="The license is on the deny list or missing from the allow list.",
+         help="Replace the dependency or update `[deps.licenses]` in the policy."),
+    Rule(id="QG-DEP-IGNORE-EXPIRED", name="ExpiredIgnore", security_severity=5.0,
+         short="An ignore entry has expired.",
+         full="The ignore's `expires` date is past, so the finding counts again.",
+         help="Fix the dependency, or renew the ignore with a new reason and date."),
+    Rule(id="QG-DEP-UNSCANNABLE", name="UnscannableDependency", security_severity=2.0,
+         short="A dependency cannot be checked against the database.",
+         full="URLs, paths and editable installs have no version to look up.",
+         help="Pin a released version, or review the source by hand."),
+    Rule(id="QG-DEP-OUTDATED", name="OutdatedPin", security_severity=1.0,
+         short="An exact pin is behind the latest release.",
+         full="A newer release exists on the package index.",
+         help="Update the pin after reviewing the release notes."),
+    Rule(id="QG-DEP-DB", name="VulnerabilityDatabase", security_severity=3.0,
+         short="The vulnerability data is old or a service failed.",
+         full="The offline database is older than 30 days, or the online service failed and the "
+              "scan fell back to the offline database.",
+         help="Run `qeguard db update` when online."),
+    Rule(id="QG-SAST", name="StaticAnalysis", security_severity=5.0,
+         short="Static analysis (bandit) reported an issue.",
+         full="bandit flagged a pattern that is often a security problem.",
+         help="Review the code; suppress with `# nosec` and a reason when it is safe."),
+]
+
+RULES: dict[str, Rule] = {r.id: r for r in _RULES}
+
+
+def rule(rule_id: str) -> Rule:
+    """The rule for an id; unknown ids (e.g. bandit's `QG-SAST-B101`) fall back to a prefix."""
+    if rule_id in RULES:
+        return RULES[rule_id]
+    prefix = rule_id.rsplit("-", 1)[0]
+    base = RULES.get(prefix)
+    if base is None:
+        return Rule(id=rule_id, name=rule_id, short=rule_id, full=rule_id, help="")
+    return Rule(id=rule_id, name=base.name, short=base.short, full=base.full, help=base.help,
+                security_severity=base.security_severity)
