@@ -1,24 +1,60 @@
-"""The guard report: `model` holds the data, one module per output format renders it."""
+"""The guard report: `model` holds the data, one module per output format renders it.
+
+Commands that produce a report use two helpers from here:
+
+    add_output_arguments(parser)          # adds repeatable --format / --output
+    outputs = output_pairs(args)          # [("text", "-"), ("sarif", "out.sarif"), ...]
+    emit(report, outputs, console)        # renders each format to its destination
+"""
 
 from __future__ import annotations
 
+import argparse
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TextIO
 
 from guard.errors import UsageError
 from guard.fsutil import atomic_write
 from guard.report.model import Report
 
 FORMATS = ("text", "json", "sarif", "markdown", "junit", "html")
+STDOUT = "-"
+
+# Used when --output comes without a --format before it.
+_SUFFIX_FORMATS = {
+    ".txt": "text",
+    ".json": "json",
+    ".sarif": "sarif",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".xml": "junit",
+    ".html": "html",
+    ".htm": "html",
+}
 
 
 class Renderer(Protocol):
     def __call__(self, report: Report, *, color: bool = False) -> str: ...
 
 
+class ConsoleLike(Protocol):
+    """What `emit` needs from `guard.cli.Console` (kept structural to avoid an import cycle)."""
+
+    out: TextIO
+    quiet: bool
+
+    @property
+    def color(self) -> bool: ...
+
+    def print(self, text: str = "") -> None: ...
+
+    def info(self, text: str) -> None: ...
+
+
 def renderer(fmt: str) -> Renderer:
-    """The `render` function of `guard.report.<fmt>`."""
+    """The `render` function of `guard.report.<fmt>_format`."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
     module = importlib.import_module(f"guard.report.{fmt}_format")
@@ -33,3 +69,112 @@ def render(report: Report, fmt: str, *, color: bool = False) -> str:
 def write(report: Report, fmt: str, output: Path) -> None:
     """Render to a file atomically (a half-written SARIF upload is worse than none)."""
     atomic_write(output, render(report, fmt).encode("utf-8"))
+
+
+def format_for_path(path: str) -> str:
+    """The format an output file's suffix implies (`.sarif` -> sarif); text when unknown."""
+    return _SUFFIX_FORMATS.get(Path(path).suffix.lower(), "text")
+
+
+class _OutputAction(argparse.Action):
+    """Collects --format/--output in command-line order into `namespace.outputs`.
+
+    Each --output binds to the --format just before it if that format has no output yet;
+    otherwise it stands alone and its format comes from the file suffix.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        value = str(values)
+        pairs: list[tuple[str, str]] = list(getattr(namespace, "outputs", None) or [])
+        open_format: bool = getattr(namespace, "_outputs_open", False)
+        if self.dest == "format":
+            pairs.append((value, STDOUT))
+            open_format = True
+        else:
+            if value == "":
+                parser.error("--output needs a path (use - for stdout)")
+            if open_format and pairs:
+                pairs[-1] = (pairs[-1][0], value)
+            else:
+                pairs.append((format_for_path(value), value))
+            open_format = False
+        namespace.outputs = pairs
+        namespace._outputs_open = open_format
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add repeatable `--format FMT` and `--output PATH` to a command's parser.
+
+    Read the result with `output_pairs(args)`.
+    """
+    parser.set_defaults(outputs=None)
+    parser.add_argument(
+        "-f",
+        "--format",
+        dest="format",
+        choices=FORMATS,
+        action=_OutputAction,
+        help="report format (repeatable; default text). Each --output after a --format "
+        "receives that format; a --format without --output goes to stdout.",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        dest="output",
+        metavar="PATH",
+        action=_OutputAction,
+        help="write the preceding --format to PATH (- for stdout); without a --format before "
+        "it, the format follows the suffix (.json .sarif .md .xml .html, else text)",
+    )
+
+
+def output_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The (format, destination) pairs the command line asked for; text to stdout by default.
+
+    Raises UsageError when two formats would be interleaved on stdout.
+    """
+    pairs: list[tuple[str, str]] = list(getattr(args, "outputs", None) or [])
+    if not pairs:
+        return [("text", STDOUT)]
+    to_stdout = [fmt for fmt, dest in pairs if dest == STDOUT]
+    if len(to_stdout) > 1:
+        raise UsageError(
+            f"formats {', '.join(to_stdout)} would all be written to stdout",
+            hint="give each format but one an --output PATH, e.g. --format sarif --output "
+            "qeguard.sarif",
+        )
+    return pairs
+
+
+def emit(report: Report, outputs: Sequence[tuple[str, str]], console: ConsoleLike) -> None:
+    """Render `report` once per (format, destination); `-` is the console's stdout.
+
+    Text to stdout honours the console's colour and quiet settings; files never get colour.
+    """
+    for fmt, dest in outputs:
+        if fmt not in FORMATS:
+            renderer(fmt)  # raises the UsageError that names the choices
+        if dest == STDOUT:
+            if fmt == "text":
+                from guard.report import text_format
+
+                console.print(text_format.render(report, color=console.color, quiet=console.quiet))
+            else:
+                console.print(render(report, fmt))
+        else:
+            path = Path(dest)
+            try:
+                write(report, fmt, path)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot write the {fmt} report: {exc.strerror or exc}",
+                    where=str(path),
+                    hint="choose a writable --output path",
+                ) from exc
+            console.info(f"wrote {fmt} report to {path}")

@@ -245,8 +245,15 @@ class DatabaseInfo:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DatabaseInfo:
-        return cls(**{k: d.get(k) for k in ("source", "name", "location", "date",
-                                            "age_days", "records", "note")})
+        return cls(
+            source=d["source"],
+            name=d["name"],
+            location=d.get("location"),
+            date=d.get("date"),
+            age_days=d.get("age_days"),
+            records=d.get("records"),
+            note=d.get("note"),
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
