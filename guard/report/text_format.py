@@ -22,12 +22,19 @@ _RED = "\x1b[1;31m"
 
 # File names and advisory text come from the repository under test: an ESC byte in a path
 # must not be able to rewrite the reviewer's terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def clean(text: str) -> str:
-    """Make untrusted text safe to print: control characters become visible escapes."""
+def clean(text: str, *, indent: str | None = None) -> str:
+    """Make untrusted text safe to print: control characters become visible escapes.
+
+    With `indent`, line breaks are kept and continuation lines indented (for messages);
+    without it the text stays on one line (paths, names).
+    """
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if indent is not None:
+        lines = text.replace("\r\n", "\n").split("\n")
+        return ("\n" + indent).join(clean(line) for line in lines)
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
@@ -82,7 +89,7 @@ def _finding_lines(report: Report, f: Finding, color: bool) -> list[str]:
     lines = [
         f"  {_paint(f.rule, _BOLD, color)}  {subject(f)}{tier}{marker}",
         f"    {clean(f.title)}" if f.title and f.title != f.message else "",
-        f"    {clean(f.message)}",
+        f"    {clean(f.message, indent='    ')}",
     ]
     if f.fix:
         lines.append(f"    fix: {clean(f.fix)}")
