@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import guard
 from guard.commands import COMMANDS
@@ -75,7 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="repository root (default: the git work tree around the current "
                              "folder)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print findings")
+    # The same options after the command name (`qeguard verify -q`), as users expect.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-C", "--repo", type=Path, default=argparse.SUPPRESS,
+                        help="repository root")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="only print findings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add = sub.add_parser
+
+    def add_with_common(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("parents", []).append(common)
+        parser_: argparse.ArgumentParser = add(name, **kwargs)
+        return parser_
+
+    sub.add_parser = add_with_common  # type: ignore[method-assign]
     for name in COMMANDS:
         module = importlib.import_module(f"guard.commands.{name}")
         module.add_parser(sub)

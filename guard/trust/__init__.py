@@ -1,0 +1,1 @@
+"""Keys, DSSE envelopes, SSH signatures and the trusted-signer list."""
