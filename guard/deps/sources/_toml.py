@@ -1,0 +1,55 @@
+"""TOML loading with line numbers for the keys the sources need.
+
+`tomllib` does not report positions, so lines are found by searching the text for the
+table header or string that produced a value. The search is deliberately simple: it only
+has to point a reader at the right line, never to decide anything.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from guard.deps.interface import DepsInputError
+from guard.deps.sources import read_text, relpath
+
+_ERR_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def load_toml(path: Path, root: Path) -> tuple[dict[str, Any], str, str]:
+    """(table, text, source) or a DepsInputError naming the file and line."""
+    source = relpath(path, root)
+    text = read_text(path, root)
+    try:
+        return tomllib.loads(text), text, source
+    except tomllib.TOMLDecodeError as exc:
+        m = _ERR_LINE.search(str(exc))
+        where = f"{source}:{m.group(1)}" if m else source
+        raise DepsInputError(f"malformed TOML: {exc}", where=where) from None
+
+
+class LineFinder:
+    """Finds the line of the n-th occurrence of a needle, scanning forward."""
+
+    def __init__(self, text: str):
+        self._lines = text.splitlines()
+
+    def find(self, *needles: str, start: int = 1) -> int | None:
+        for i in range(max(start, 1) - 1, len(self._lines)):
+            if all(n in self._lines[i] for n in needles):
+                return i + 1
+        return None
+
+    def headers(self, header: str) -> list[int]:
+        """Lines of every `[[header]]` array-of-tables entry, in order."""
+        want = f"[[{header}]]"
+        return [i + 1 for i, line in enumerate(self._lines) if line.strip() == want]
+
+
+def expect(value: Any, typ: type | tuple[type, ...], *, what: str, where: str) -> Any:
+    if not isinstance(value, typ):
+        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise DepsInputError(f"{what} must be a {names}, not {type(value).__name__}", where=where)
+    return value

@@ -1,0 +1,67 @@
+"""The installed environment: every distribution importlib.metadata can see."""
+
+from __future__ import annotations
+
+import email.message
+import importlib.metadata as md
+from collections.abc import Iterable
+
+from guard.deps.interface import Dependency
+
+
+def license_of(meta: email.message.Message) -> str | None:
+    """The license as the metadata states it: the SPDX expression, else the free-text
+    field when short, else the OSI classifiers."""
+    expression = meta.get("License-Expression")
+    if expression:
+        return str(expression).strip()
+    text = meta.get("License")
+    if text and len(str(text)) <= 80 and "\n" not in str(text).strip():
+        return str(text).strip()
+    classifiers = [
+        str(c).split(" :: ")[-1]
+        for c in (meta.get_all("Classifier") or [])
+        if str(c).startswith("License ::")
+    ]
+    return " OR ".join(classifiers) if classifiers else None
+
+
+def installed(paths: Iterable[str] | None = None) -> dict[str, tuple[str, str | None]]:
+    """canonical name -> (version, license) for the distributions on `paths` (sys.path)."""
+    from packaging.utils import canonicalize_name
+
+    out: dict[str, tuple[str, str | None]] = {}
+    dists = md.distributions(path=list(paths)) if paths is not None else md.distributions()
+    for dist in dists:
+        name = dist.metadata["Name"]
+        if not name:
+            continue
+        key = canonicalize_name(str(name))
+        if key not in out:  # the first on sys.path wins, as for import
+            out[key] = (dist.version, license_of(dist.metadata))  # type: ignore[arg-type]
+    return out
+
+
+def load_environment(paths: Iterable[str] | None = None) -> list[Dependency]:
+    out: list[Dependency] = []
+    for dist in md.distributions(path=list(paths)) if paths is not None else md.distributions():
+        name = dist.metadata["Name"]
+        if not name:
+            continue
+        out.append(
+            Dependency(
+                name=str(name),
+                source="(installed environment)",
+                version=dist.version,
+                specifier=f"=={dist.version}",
+                kind="environment",
+                license=license_of(dist.metadata),
+            )
+        )  # type: ignore[arg-type]
+    seen: set[str] = set()
+    unique = []
+    for d in sorted(out, key=lambda d: d.canonical_name):
+        if d.canonical_name not in seen:
+            seen.add(d.canonical_name)
+            unique.append(d)
+    return unique

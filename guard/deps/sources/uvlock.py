@@ -1,0 +1,79 @@
+"""uv.lock: every locked package, with its hashes and uv's resolution markers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from guard.deps.interface import Dependency, TargetEnvironment
+from guard.deps.sources._toml import LineFinder, expect, load_toml
+
+_LOCAL = ("editable", "virtual", "directory", "path")
+
+
+def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
+    data, text, source = load_toml(path, root)
+    packages = expect(data.get("package", []), list, what="package", where=source)
+    headers = LineFinder(text).headers("package")
+    out: list[Dependency] = []
+    for i, pkg in enumerate(packages):
+        line = headers[i] if i < len(headers) else None
+        where = f"{source}:{line}" if line else f"{source}: package[{i}]"
+        expect(pkg, dict, what=f"package[{i}]", where=where)
+        name = expect(pkg.get("name"), str, what=f"package[{i}].name", where=where)
+        pkg_source: dict[str, Any] = expect(
+            pkg.get("source", {}), dict, what=f"package[{i}].source", where=where
+        )
+        markers = pkg.get("resolution-markers") or []
+        expect(markers, list, what=f"package[{i}].resolution-markers", where=where)
+        # A package forked per environment applies where any of its markers hold.
+        if markers and not any(env.evaluate(m, where=where) for m in markers):
+            continue
+        local = next((k for k in _LOCAL if k in pkg_source), None)
+        if local is not None:
+            if pkg_source.get(local) == ".":
+                continue  # the project itself, not a dependency
+            out.append(
+                Dependency(
+                    name=name,
+                    source=source,
+                    line=line,
+                    kind="uv.lock",
+                    unscannable=f"{local} source {pkg_source[local]!r}",
+                )
+            )
+            continue
+        version = pkg.get("version")
+        if not isinstance(version, str):
+            out.append(
+                Dependency(
+                    name=name,
+                    source=source,
+                    line=line,
+                    kind="uv.lock",
+                    unscannable="no version in the lock",
+                )
+            )
+            continue
+        out.append(
+            Dependency(
+                name=name,
+                source=source,
+                line=line,
+                version=version,
+                specifier=f"=={version}",
+                hashes=_hashes(pkg),
+                markers=" or ".join(f"({m})" for m in markers) or None,
+                kind="uv.lock",
+            )
+        )
+    return out
+
+
+def _hashes(pkg: dict[str, Any]) -> tuple[str, ...]:
+    files: list[Any] = []
+    if isinstance(pkg.get("sdist"), dict):
+        files.append(pkg["sdist"])
+    if isinstance(pkg.get("wheels"), list):
+        files.extend(pkg["wheels"])
+    return tuple(f["hash"] for f in files if isinstance(f, dict) and isinstance(f.get("hash"), str))
