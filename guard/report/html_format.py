@@ -260,7 +260,7 @@ def render(report: Report, *, color: bool = False) -> str:
 
     csp = (
         f"default-src 'none'; style-src {_csp_hash(_CSS)}; script-src {_csp_hash(_JS)}; "
-        "img-src data:; base-uri 'none'; form-action 'none'"
+        "base-uri 'none'; form-action 'none'"
     )
     return (
         "<!DOCTYPE html>\n"
