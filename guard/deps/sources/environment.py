@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-import email.message
 import importlib.metadata as md
 from collections.abc import Iterable
 
 from guard.deps.interface import Dependency
 
 
-def license_of(meta: email.message.Message) -> str | None:
+def license_of(meta: md.PackageMetadata) -> str | None:
     """The license as the metadata states it: the SPDX expression, else the free-text
     field when short, else the OSI classifiers."""
-    expression = meta.get("License-Expression")
+    expression = _first(meta, "License-Expression")
     if expression:
-        return str(expression).strip()
-    text = meta.get("License")
-    if text and len(str(text)) <= 80 and "\n" not in str(text).strip():
-        return str(text).strip()
+        return expression.strip()
+    text = _first(meta, "License")
+    if text and len(text) <= 80 and "\n" not in text.strip():
+        return text.strip()
     classifiers = [
-        str(c).split(" :: ")[-1]
+        c.split(" :: ")[-1]
         for c in (meta.get_all("Classifier") or [])
-        if str(c).startswith("License ::")
+        if c.startswith("License ::")
     ]
     return " OR ".join(classifiers) if classifiers else None
+
+
+def _first(meta: md.PackageMetadata, key: str) -> str | None:
+    values = meta.get_all(key) or []
+    return str(values[0]) if values else None
 
 
 def installed(paths: Iterable[str] | None = None) -> dict[str, tuple[str, str | None]]:
@@ -38,7 +42,7 @@ def installed(paths: Iterable[str] | None = None) -> dict[str, tuple[str, str | 
             continue
         key = canonicalize_name(str(name))
         if key not in out:  # the first on sys.path wins, as for import
-            out[key] = (dist.version, license_of(dist.metadata))  # type: ignore[arg-type]
+            out[key] = (dist.version, license_of(dist.metadata))
     return out
 
 
@@ -57,7 +61,7 @@ def load_environment(paths: Iterable[str] | None = None) -> list[Dependency]:
                 kind="environment",
                 license=license_of(dist.metadata),
             )
-        )  # type: ignore[arg-type]
+        )
     seen: set[str] = set()
     unique = []
     for d in sorted(out, key=lambda d: d.canonical_name):
