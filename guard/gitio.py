@@ -127,7 +127,7 @@ class CommitTree:
         self._commit = repo.repo.commit(self.rev)
 
     def candidates(self) -> list[str]:
-        return [item.path for item in self._commit.tree.traverse()
+        return [str(item.path) for item in self._commit.tree.traverse()  # type: ignore[union-attr]
                 if item.type == "blob"]  # type: ignore[union-attr]
 
     def read(self, path: str) -> bytes | None:

@@ -10,7 +10,7 @@ from typing import Any
 from guard.deps.scan import scan_repository
 from guard.integrity import run_verify
 from guard.report import add_output_arguments, emit, output_pairs
-from guard.report.github import annotations, append_step_summary
+from guard.report import github
 from guard.workspace import find_workspace, load_policy
 
 
@@ -38,9 +38,9 @@ def run(args: argparse.Namespace, console: Any) -> int:
         report = report.merged(deps)
     emit(report, outputs, console)
     if os.environ.get("GITHUB_ACTIONS") == "true":
-        for line in annotations(report):
+        for line in github.annotations(report):
             console.print(line)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
-            append_step_summary(report, summary)
+            github.append_step_summary(report, summary)
     return report.exit_code

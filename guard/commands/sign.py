@@ -76,6 +76,7 @@ def run(args: argparse.Namespace, console: Any) -> int:
                 continue
     now = datetime.now(UTC)
     with Progress("hashing", stream=console.err) as bar:
+        bar.start(0)
         builds = build_tiers(tree, policy, tiers, progress=bar.advance
                              if bar.enabled else None)
     failed = False

@@ -23,6 +23,7 @@ def run(args: argparse.Namespace, console: Any) -> int:
     root = args.repo.resolve() if args.repo else find_workspace().root
     outputs = output_pairs(args)
     with Progress("verifying", stream=console.err) as bar:
+        bar.start(0)
         report = run_verify(root, trust_ref=args.trust_ref,
                             progress=bar.advance if bar.enabled else None)
     emit(report, outputs, console)

@@ -141,6 +141,7 @@ def load_signing_key(path: Path, *, passphrase: bytes | None = None,
     _warn_if_loose(path)
     if passphrase is None and os.environ.get(PASSPHRASE_ENV):
         passphrase = os.environ[PASSPHRASE_ENV].encode("utf-8")
+    key: object
     try:
         if b"OPENSSH PRIVATE KEY" in data:
             key = serialization.load_ssh_private_key(data, passphrase)
