@@ -73,7 +73,7 @@ def test_malformed_requirement_names_file_and_line(tmp_path: Path):
 
 def test_missing_include_is_an_input_error(tmp_path: Path):
     (tmp_path / "requirements.txt").write_text("-r nope.txt\n")
-    with pytest.raises(DepsInputError, match="nope.txt"):
+    with pytest.raises(DepsInputError, match=r"nope\.txt"):
         load_path(tmp_path / "requirements.txt", root=tmp_path, env=LINUX)
 
 

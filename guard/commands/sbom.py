@@ -1,17 +1,53 @@
-"""`qeguard sbom` (not implemented yet)."""
+"""`qeguard sbom`: a CycloneDX JSON SBOM of the repository's (or environment's) dependencies."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
-
-from guard.errors import UsageError
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("sbom", help="(not implemented yet)")
+    p = sub.add_parser("sbom", help="write a CycloneDX JSON SBOM of the dependencies")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        help="requirements or lock files (default: detected in the repository root)",
+    )
+    p.add_argument("--env", action="store_true", help="describe the installed environment")
+    p.add_argument(
+        "--output", "-o", type=Path, default=None, help="file to write (default: standard output)"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, console: Any) -> int:
-    raise UsageError("`qeguard sbom` is not implemented yet")
+    from guard.deps import sources
+    from guard.deps.interface import TargetEnvironment
+    from guard.deps.sbom import build_sbom
+    from guard.deps.sources.environment import load_environment
+    from guard.fsutil import atomic_write
+    from guard.workspace import find_workspace
+
+    root = (args.repo or find_workspace().root).resolve()
+    env = TargetEnvironment.current()
+    deps = load_environment() if args.env else []
+    if args.paths or not args.env:
+        paths = [p if p.is_absolute() else Path.cwd() / p for p in args.paths]
+        deps += sources.load_all(paths or sources.detect(root), root=root, env=env)
+    text = build_sbom(
+        deps,
+        project=root.name
+        if not args.env
+        else f"python-{sys.version_info.major}.{sys.version_info.minor}",
+    )
+    if args.output is None:
+        console.print(text)
+    else:
+        atomic_write(args.output, text.encode("utf-8"))
+        console.info(
+            f"wrote CycloneDX SBOM ({sum(1 for d in deps if d.version)} pins) to {args.output}"
+        )
+    return 0
