@@ -148,7 +148,9 @@ def parse_list(data: bytes, *, source: str) -> list[Entry]:
                             hint="add `.qeguard/manifests/* -text` to .gitattributes")
     entries: list[Entry] = []
     previous: bytes | None = None
-    for n, line in enumerate(text.splitlines(), start=1):
+    # Split on LF only: str.splitlines() also breaks at U+0085, U+2028 and U+2029, which
+    # are valid unquoted characters in a path.
+    for n, line in enumerate(text.split("\n")[:-1], start=1):
         where = f"{source}:{n}"
         parts = line.split(" ", 3)
         if len(parts) != 4:
