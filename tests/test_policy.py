@@ -1,0 +1,243 @@
+"""Policies: presets, extends, tier assignment, digests and clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guard.errors import ConfigError
+from guard.policy import PRESETS, OnChange, parse_policy, preset_text
+from guard.report.model import Severity
+from guard.workspace import load_policy, policy_path_for
+
+
+def _qemlflow() -> str:
+    return 'extends = "qemlflow"\n'
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_parse(name: str) -> None:
+    policy = parse_policy(preset_text(name), source=f"preset {name}")
+    assert policy.tiers
+    assert policy.strictest.threshold == max(t.threshold for t in policy.tiers)
+
+
+def test_qemlflow_preset_is_the_issue_layout() -> None:
+    policy = parse_policy(_qemlflow())
+    core, middle, outer = policy.tiers
+    assert (core.name, core.threshold, core.on_change) == ("core", 2, OnChange.BLOCK)
+    assert core.patterns == (
+        "src/*/__init__.py",
+        "src/*/core/**",
+        "pyproject.toml",
+        "setup.py",
+        "requirements*.txt",
+        ".github/workflows/**",
+        ".qeguard/**",
+    )
+    assert (middle.name, middle.threshold, middle.on_change) == ("middle", 1, OnChange.BLOCK)
+    assert middle.patterns == (
+        "src/**",
+        "tests/**",
+        "scripts/**",
+        "tools/**",
+        "Makefile",
+        "Dockerfile",
+    )
+    assert (outer.name, outer.threshold, outer.on_change) == ("outer", 0, OnChange.WARN)
+    assert outer.patterns == ("docs/**", "examples/**", "notebooks/**", "*.md")
+    assert core.finding_severity is Severity.HIGH
+    assert outer.finding_severity is Severity.LOW
+    assert policy.strictest is core
+
+
+@pytest.mark.parametrize(
+    ("path", "tier"),
+    [
+        ("src/qemlflow/__init__.py", "core"),
+        ("src/qemlflow/core/models.py", "core"),
+        ("src/qemlflow/core/deep/x.py", "core"),
+        ("pyproject.toml", "core"),
+        ("setup.py", "core"),
+        ("requirements.txt", "core"),
+        ("requirements-dev.txt", "core"),
+        (".github/workflows/ci.yml", "core"),
+        (".qeguard/policy.toml", "core"),
+        (".qeguard/trust.toml", "core"),
+        (".qeguard/.gitignore", "core"),
+        ("src/qemlflow/sub/__init__.py", "middle"),
+        ("src/qemlflow/utils.py", "middle"),
+        ("src/README.md", "middle"),
+        ("tests/test_x.py", "middle"),
+        ("scripts/run.sh", "middle"),
+        ("tools/x.py", "middle"),
+        ("Makefile", "middle"),
+        ("Dockerfile", "middle"),
+        ("docs/index.rst", "outer"),
+        ("examples/a.py", "outer"),
+        ("notebooks/a.ipynb", "outer"),
+        ("README.md", "outer"),
+        ("notes/CHANGES.md", "outer"),
+        ("random.txt", None),
+        ("data/x.csv", None),
+        (".qeguard/manifests/core.list", None),
+        (".qeguard/manifests/core.dsse.json", None),
+        (".qeguard/quarantine/x", None),
+        (".git/config", None),
+    ],
+)
+def test_qemlflow_tier_assignment(path: str, tier: str | None) -> None:
+    assert parse_policy(_qemlflow()).matcher().tier_of(path) == tier
+
+
+def test_config_files_always_in_the_strictest_tier() -> None:
+    policy = parse_policy(
+        '[[tiers]]\nname = "a"\nthreshold = 1\npatterns = ["src/**"]\n'
+        '[[tiers]]\nname = "b"\nthreshold = 3\npatterns = ["ci/**"]\n'
+    )
+    m = policy.matcher()
+    assert m.tier_of(".qeguard/policy.toml") == "b"
+    assert m.tier_of(".qeguard/trust.toml") == "b"
+
+
+def test_negated_patterns_work() -> None:
+    policy = parse_policy('[[tiers]]\nname = "a"\npatterns = ["src/**", "!src/gen/**"]\n')
+    m = policy.matcher()
+    assert m.tier_of("src/x.py") == "a"
+    assert m.tier_of("src/gen/x.py") is None
+
+
+def test_extends_and_override_tiers() -> None:
+    policy = parse_policy(
+        'extends = "qemlflow"\nfail_on = "high"\n'
+        '[[tiers]]\nname = "core"\nthreshold = 3\n'
+        '[[tiers]]\nname = "vendor"\nthreshold = 1\npatterns = ["vendor/**"]\n'
+        "[deps]\nrequire_pins = true\n"
+    )
+    assert [t.name for t in policy.tiers] == ["core", "middle", "outer", "vendor"]
+    assert policy.tier("core").threshold == 3
+    # An override keeps the preset's other settings for that tier.
+    assert "src/*/core/**" in policy.tier("core").patterns
+    assert policy.fail_on is Severity.HIGH
+    assert policy.deps == {"fail_on": "high", "require_pins": True}
+    assert policy.matcher().tier_of("vendor/lib.py") == "vendor"
+
+
+def test_digest_binds_effective_policy() -> None:
+    base = parse_policy(_qemlflow())
+    # Comments and formatting do not change what the policy means, nor its digest.
+    assert parse_policy("# a comment\nextends   =   'qemlflow'\n").sha256 == base.sha256
+    narrowed = parse_policy(
+        'extends = "qemlflow"\n[[tiers]]\nname = "core"\npatterns = ["setup.py"]\n'
+    )
+    assert narrowed.sha256 != base.sha256
+    assert parse_policy(preset_text("qemlflow")).sha256 == base.sha256
+
+
+def test_unknown_tier_lookup() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_policy(_qemlflow(), source="p.toml").tier("nope")
+    assert "unknown tier 'nope'" in info.value.diagnostics()
+    assert "core, middle, outer" in info.value.diagnostics()
+
+
+def test_malformed_toml_names_file_and_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_policy('extends = "qemlflow"\n\n[[tiers]\nname = 1\n', source=".qeguard/policy.toml")
+    text = info.value.diagnostics()
+    assert text.startswith(".qeguard/policy.toml: malformed TOML")
+    assert "line 3" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ('extends = "qemlflow"\ncolour = 1\n', ["unknown key(s) colour"]),
+        ('[[tiers]]\nname = "a"\nthreshold = -1\n', ["tiers[0].threshold", "-1"]),
+        ('[[tiers]]\nname = "a"\nthreshold = "two"\n', ["tiers[0].threshold", "'two'"]),
+        ('[[tiers]]\nname = "a"\nthreshold = true\n', ["tiers[0].threshold"]),
+        ('[[tiers]]\nname = "a"\nthreshold = 1.5\n', ["tiers[0].threshold"]),
+        ('[[tiers]]\nname = "a"\non_change = "stop"\n', ["tiers[0].on_change", "'stop'"]),
+        ('[[tiers]]\nname = "a"\nattributes = ["size"]\n', ["unknown attribute 'size'"]),
+        ('[[tiers]]\nname = "a"\npatterns = "src/**"\n', ["tiers[0].patterns"]),
+        ('[[tiers]]\nname = "a"\npatterns = [""]\n', ["tiers[0].patterns"]),
+        ('[[tiers]]\nname = "a"\ncolor = 1\n', ["tiers[0]: unknown key(s) color"]),
+        ('[[tiers]]\nname = "Bad Name"\n', ["tiers[0].name"]),
+        ('[[tiers]]\nname = "a"\n[[tiers]]\nname = "a"\n', ["duplicate tier 'a'"]),
+        ('fail_on = "catastrophic"\n[[tiers]]\nname = "a"\n', ["fail_on"]),
+        ('expires_days = 0\n[[tiers]]\nname = "a"\n', ["expires_days"]),
+        ('deps = 3\n[[tiers]]\nname = "a"\n', ["deps: must be a table"]),
+        ("fail_on = 'low'\n", ["at least one [[tiers]]"]),
+        ('extends = "nope"\n', ["unknown preset 'nope'"]),
+        ("extends = 3\n", ["`extends` must be a preset name"]),
+        ('extends = "qemlflow"\ntiers = 3\n', ["`tiers` must be an array"]),
+        ('extends = "qemlflow"\n[[tiers]]\nthreshold = 3\n', ["needs a `name`"]),
+    ],
+)
+def test_invalid_policy_names_the_field(text: str, needles: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_policy(text, source=".qeguard/policy.toml")
+    diag = info.value.diagnostics()
+    for needle in needles:
+        assert needle in diag
+
+
+def test_all_errors_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_policy('bogus = 1\n[[tiers]]\nname = "a"\nthreshold = -2\non_change = "x"\n')
+    diag = info.value.diagnostics()
+    assert "bogus" in diag and "threshold" in diag and "on_change" in diag
+
+
+def test_pyproject_can_point_to_another_policy(
+    tmp_path: Path, write: Callable[[Path, dict[str, str | bytes]], None]
+) -> None:
+    write(
+        tmp_path,
+        {
+            "pyproject.toml": '[tool.qeguard]\npolicy = "config/guard.toml"\n',
+            "config/guard.toml": _qemlflow(),
+        },
+    )
+    assert policy_path_for(tmp_path) == "config/guard.toml"
+    policy = load_policy(tmp_path)
+    assert policy is not None and policy.source == "config/guard.toml"
+
+
+@pytest.mark.parametrize("bad", ['"../outside.toml"', '"/etc/policy.toml"', "3"])
+def test_pyproject_policy_path_must_stay_inside(
+    tmp_path: Path, write: Callable[[Path, dict[str, str | bytes]], None], bad: str
+) -> None:
+    write(tmp_path, {"pyproject.toml": f"[tool.qeguard]\npolicy = {bad}\n"})
+    with pytest.raises(ConfigError, match="relative path inside"):
+        policy_path_for(tmp_path)
+
+
+def test_missing_policy(tmp_path: Path) -> None:
+    assert load_policy(tmp_path, required=False) is None
+    with pytest.raises(ConfigError, match="no policy found"):
+        load_policy(tmp_path)
+
+
+def test_cli_malformed_policy_is_exit_2_without_traceback(
+    repo: Path, run_cli: Any, keypair: Any
+) -> None:
+    (repo / ".qeguard").mkdir()
+    (repo / ".qeguard/policy.toml").write_text('extends = "qemlflow"\n[[tiers]\nx\n')
+    for args in (["verify"], ["sign", "--key", keypair("alice").private]):
+        r = run_cli(*args, cwd=repo)
+        assert r.code == 2, (args, r)
+        assert ".qeguard/policy.toml" in r.err and "line 2" in r.err
+        assert "Traceback" not in r.err
+
+
+def test_cli_unknown_tier_is_exit_2(repo: Path, run_cli: Any, keypair: Any) -> None:
+    assert run_cli("init", "--preset", "qemlflow", cwd=repo).code == 0
+    key = keypair("alice")
+    r = run_cli("trust", "add", "alice", key.public, "--tiers", "core,nope", cwd=repo)
+    assert r.code == 2 and "unknown tier(s) nope" in r.err and "--tiers" in r.err
+    r = run_cli("sign", "--key", key.private, "--tier", "nope", cwd=repo)
+    assert r.code == 2 and "unknown tier 'nope'" in r.err
