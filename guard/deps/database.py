@@ -23,12 +23,12 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from guard.deps.osv import Record, parse_record
+from guard.deps.osv import NORMALIZED_KEY, Record, normalized_versions, parse_record
 from guard.errors import DatabaseError
 from guard.fsutil import atomic_write
 from guard.report.model import DatabaseInfo
 
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 STALE_DAYS = 30
 EMBEDDED_ZIP = "pypa-advisory-db-2024-10-10.osv.zip"
 EMBEDDED_META = "pypa-advisory-db-2024-10-10.json"
@@ -270,6 +270,9 @@ def build_index(path: Path) -> dict[str, Any]:
         if not names:
             continue
         count += 1
+        for entry in data.get("affected") or ():
+            if isinstance(entry, dict) and isinstance(entry.get("versions"), list):
+                entry[NORMALIZED_KEY] = normalized_versions(str(v) for v in entry["versions"])
         latest = max(latest, str(data.get("modified") or ""))
         for n in names:
             packages.setdefault(n, []).append(data)

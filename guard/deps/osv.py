@@ -19,6 +19,7 @@ from guard.deps.interface import Advisory
 from guard.report.model import Severity
 
 _ZERO = Version("0")
+NORMALIZED_KEY = "x-qeguard-normalized"
 _EVENT_ORDER = {"introduced": 0, "fixed": 1, "last_affected": 2, "limit": 3}
 
 
@@ -122,12 +123,13 @@ def parse_record(data: Mapping[str, Any], *, ecosystem: str = "PyPI") -> Record:
         pkg = entry.get("package") or {}
         if pkg.get("ecosystem") != ecosystem or not pkg.get("name"):
             continue
-        versions: set[str] = set()
-        for raw in entry.get("versions") or ():
-            versions.add(str(raw))
-            v = _version(str(raw))
-            if v is not None:
-                versions.add(str(v))
+        versions: set[str] = {str(raw) for raw in entry.get("versions") or ()}
+        if isinstance(entry.get(NORMALIZED_KEY), list):
+            # Precomputed by the database index: parsing every listed version on each scan
+            # is most of a warm scan's time.
+            versions.update(entry[NORMALIZED_KEY])
+        else:
+            versions.update(normalized_versions(versions))
         ranges = tuple(r for r in (_range(x) for x in entry.get("ranges") or ()) if r)
         affected.append(
             Affected(
@@ -146,6 +148,16 @@ def parse_record(data: Mapping[str, Any], *, ecosystem: str = "PyPI") -> Record:
         cvss=vector,
         affected=tuple(affected),
     )
+
+
+def normalized_versions(versions: Iterable[str]) -> list[str]:
+    """PEP 440 normal forms of `versions` that differ from how they are written."""
+    out = []
+    for raw in versions:
+        v = _version(raw)
+        if v is not None and str(v) != raw:
+            out.append(str(v))
+    return out
 
 
 def _range(data: Mapping[str, Any]) -> Range | None:
