@@ -59,8 +59,25 @@ def parse_config(read: Callable[[str], bytes | None], *, label: str,
         raise ConfigError("not UTF-8", where=where) from None
     trust_bytes = read(TRUST_PATH) or b""
     trust = parse_trust(trust_bytes.decode("utf-8", "replace"), source=f"{TRUST_PATH} ({label})")
+    _check_trust_tiers(policy, trust)
     return Config(policy=policy, trust=trust, policy_bytes=policy_bytes, trust_bytes=trust_bytes,
                   label=label)
+
+
+def _check_trust_tiers(policy: Policy, trust: Trust) -> None:
+    # A tier name the policy lacks is almost always a typo that silently leaves a tier
+    # short of signers; say so instead of verifying with it ignored.
+    from guard.errors import ConfigError
+
+    known = {t.name for t in policy.tiers}
+    for i, signer in enumerate(trust.signers):
+        unknown = sorted(t for t in signer.tiers if t != "*" and t not in known)
+        if unknown:
+            raise ConfigError(
+                f"signer {signer.name!r} names unknown tier(s) "
+                f"{', '.join(repr(t) for t in unknown)}",
+                where=f"{trust.source}: signers[{i}].tiers",
+                hint=f"tiers in the policy: {', '.join(sorted(known))}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

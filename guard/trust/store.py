@@ -156,7 +156,8 @@ def dump_trust(trust: Trust) -> str:
 
 
 def _q(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+    # JSON string escapes are valid TOML, except that TOML also forbids a raw DEL.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _ts(when: datetime) -> str:
