@@ -65,7 +65,7 @@ class Console:
         self.err.flush()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qeguard",
         description="Signed file-integrity manifests and dependency scanning, in one report.",
@@ -90,10 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
         return parser_
 
     sub.add_parser = add_with_common  # type: ignore[method-assign]
-    for name in COMMANDS:
+    for name in _modules_for(argv):
         module = importlib.import_module(f"guard.commands.{name}")
         module.add_parser(sub)
     return parser
+
+
+def _modules_for(argv: Sequence[str] | None) -> Sequence[str]:
+    """Only the named command's module when one is named: importing every command pulls
+    in pip-audit and friends, which would cost the pre-commit hook about a second."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-C", "--repo"):
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        name = arg.replace("-", "_")
+        return (name,) if name in COMMANDS else COMMANDS
+    return COMMANDS
 
 
 def _log_internal_error(exc: BaseException) -> Path | None:
@@ -111,7 +129,7 @@ def _log_internal_error(exc: BaseException) -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help

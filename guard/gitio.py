@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import git
@@ -21,6 +22,11 @@ from guard.scan import Observed, Seen, hash_bytes
 _GIT_FILE = 0o100644
 _GIT_EXEC = 0o100755
 _GIT_LINK = 0o120000
+_GIT_SUBMODULE = 0o160000
+# Paths per `git ls-files` call: well under any OS argument-length limit.
+_ARG_BATCH = 2000
+# Above this many paths one full `ls-files` is cheaper than many filtered ones.
+_FULL_LISTING = 20000
 
 
 class GitRepo:
@@ -37,7 +43,67 @@ class GitRepo:
         self.root = Path(self.repo.working_tree_dir)
 
     def _run(self, *args: str) -> bytes:
-        out: bytes = self.repo.git.execute(["git", *args], stdout_as_string=False)
+        # Literal pathspecs: a protected file named `*.py` or `:(top)x` means itself.
+        env = {"GIT_LITERAL_PATHSPECS": "1"}
+        try:
+            out: bytes = self.repo.git.execute(["git", *args], stdout_as_string=False, env=env)
+        except GitCommandError as exc:
+            err = exc.stderr.strip() if isinstance(exc.stderr, str) else str(exc)
+            raise GitError(f"git {args[0]} failed: {err}", where=str(self.root)) from None
+        return out
+
+    def staged_paths(self) -> list[str]:
+        """Paths whose index entry differs from HEAD (added, changed, deleted, mode).
+
+        Reads the index against HEAD's tree only; the working tree is never looked at,
+        so this costs the same for 10 or 100,000 files in the repository.
+        """
+        head = self.head()
+        if head is None:
+            return [p for p, _ in iter_ls_files(self._run("ls-files", "--stage", "-z"))]
+        out = self._run("diff-index", "--cached", "--no-renames", "--name-only", "-z",
+                        "--ignore-submodules=none", head)
+        return [os.fsdecode(raw) for raw in out.split(b"\0") if raw]
+
+    def index_entries(self, paths: Iterable[str] | None = None) -> dict[str, IndexEntry]:
+        """Index entries (stage 0, or the first conflicting stage) for `paths`, or all."""
+        wanted = None if paths is None else sorted(set(paths))
+        if wanted is None or len(wanted) > _FULL_LISTING:
+            chunks: list[list[str]] = [[]]
+        else:
+            chunks = [wanted[i : i + _ARG_BATCH] for i in range(0, len(wanted), _ARG_BATCH)]
+        out: dict[str, IndexEntry] = {}
+        for chunk in chunks:
+            if wanted is not None and not chunk:
+                continue
+            raw = self._run("ls-files", "--stage", "-z", *(["--", *chunk] if chunk else []))
+            for path, entry in iter_ls_files(raw):
+                out.setdefault(path, entry)
+        if wanted is not None:
+            keep = set(wanted)
+            out = {p: e for p, e in out.items() if p in keep}
+        return out
+
+    def read_blob(self, hexsha: str) -> bytes:
+        """An object's bytes through gitpython's object database (one `cat-file` process)."""
+        data: bytes = self.repo.odb.stream(bytes.fromhex(hexsha)).read()
+        return data
+
+    def commits_between(self, base: str, tip: str) -> list[CommitInfo]:
+        """Commits reachable from `tip` but not from `base`, oldest first."""
+        out: list[CommitInfo] = []
+        for c in reversed(list(self.repo.iter_commits(f"{base}..{tip}"))):
+            author = f"{c.author.name} <{c.author.email}>" if c.author.email else c.author.name
+            parent = c.parents[0] if c.parents else None
+            diffs = (parent.diff(c) if parent is not None
+                     else c.diff(git.NULL_TREE))
+            changed = sorted({p for d in diffs for p in (d.a_path, d.b_path) if p})
+            out.append(CommitInfo(
+                hexsha=c.hexsha, author=str(author),
+                when=c.authored_datetime.isoformat(),
+                message=c.message if isinstance(c.message, str) else c.message.decode(
+                    "utf-8", "replace"),
+                changed=tuple(changed)))
         return out
 
     def list_paths(self) -> list[str]:
@@ -108,6 +174,33 @@ class GitRepo:
         return f"{name} <{email}>" if email else name
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IndexEntry:
+    mode: int
+    hexsha: str
+    stage: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CommitInfo:
+    hexsha: str
+    author: str
+    when: str
+    message: str
+    changed: tuple[str, ...]
+
+
+def iter_ls_files(raw: bytes) -> Iterable[tuple[str, IndexEntry]]:
+    """Parse `git ls-files --stage -z`: `<mode> <sha> <stage>\t<path>\0`."""
+    for record in raw.split(b"\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")
+        mode, sha, stage = meta.split(b" ")
+        yield os.fsdecode(path), IndexEntry(mode=int(mode, 8), hexsha=sha.decode("ascii"),
+                                            stage=int(stage))
+
+
 def open_repo(root: Path) -> GitRepo | None:
     """The repository at `root`, or None when `root` is not a git work tree."""
     if not (root / ".git").exists():
@@ -143,6 +236,64 @@ class CommitTree:
                 continue
             out[path] = observe_blob(item.type, item.mode, item.data_stream.read()
                                      if item.type == "blob" else b"")
+        return out
+
+
+class IndexTree:
+    """The staged state (git's index) as a `Tree`: what the next commit would hold.
+
+    Observations come from the staged blobs, never from the working tree, so a file that
+    is clean on disk but staged differently is judged by what will be committed.
+    """
+
+    label = "staged index"
+    # The index records the exec bit even where the file system has none.
+    exec_bit_meaningful = True
+
+    def __init__(self, repo: GitRepo):
+        self.repo = repo
+        self._entries: dict[str, IndexEntry | None] = {}
+        self._complete = False
+
+    def _lookup(self, paths: Iterable[str]) -> None:
+        missing = [p for p in paths if p not in self._entries]
+        if not missing or self._complete:
+            return
+        found = self.repo.index_entries(missing)
+        for p in missing:
+            self._entries[p] = found.get(p)
+
+    def prefetch(self, paths: Iterable[str]) -> None:
+        """Look up many paths with one `git ls-files` instead of one each."""
+        self._lookup(paths)
+
+    def candidates(self) -> list[str]:
+        if not self._complete:
+            found = self.repo.index_entries()
+            self._entries = {**dict.fromkeys(self._entries), **found}
+            self._complete = True
+        return [p for p, e in self._entries.items() if e is not None]
+
+    def read(self, path: str) -> bytes | None:
+        self._lookup([path])
+        entry = self._entries.get(path)
+        if entry is None or entry.stage != 0 or entry.mode not in (_GIT_FILE, _GIT_EXEC):
+            return None
+        return self.repo.read_blob(entry.hexsha)
+
+    def observe(self, paths: Sequence[str]) -> dict[str, Observed]:
+        self._lookup(paths)
+        out: dict[str, Observed] = {}
+        for path in paths:
+            entry = self._entries.get(path)
+            if entry is None:
+                out[path] = Observed(seen=Seen.MISSING)
+            elif entry.stage != 0:
+                out[path] = Observed(seen=Seen.OTHER, error="unmerged (merge conflict)")
+            elif entry.mode == _GIT_SUBMODULE:
+                out[path] = Observed(seen=Seen.OTHER, error="a submodule")
+            else:
+                out[path] = observe_blob("blob", entry.mode, self.repo.read_blob(entry.hexsha))
         return out
 
 

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import guard
-from guard.errors import ConfigError, EnvelopeError
-from guard.gitio import GitRepo, open_repo
-from guard.manifest import envelope_path
-from guard.policy import POLICY_PATH
-from guard.report.model import Finding, Location, Report, Severity
+from guard import override
+from guard.errors import ConfigError, EnvelopeError, UsageError
+from guard.gitio import CommitTree, GitRepo, IndexTree, open_repo
+from guard.manifest import envelope_path, list_path, parse_list
+from guard.policy import POLICY_PATH, TRUST_PATH
+from guard.report.model import Finding, Location, Override, Report, Severity
 from guard.scan import Tree, WorkTree
 from guard.trust.dsse import Envelope
 from guard.verify import Config, Options, parse_config, verify
@@ -99,32 +100,111 @@ def base_payloads(read: Callable[[str], bytes | None] | None, config: Config) ->
     return out
 
 
+def staged_scope(ctx: Context, tree: Tree, trusted: Config, candidate: Config | None,
+                 base_read: Callable[[str], bytes | None] | None) -> frozenset[str] | None:
+    """What a staged (hook) check must look at: the staged paths plus every path whose
+    manifest line changed. None means "everything": there is no committed policy to
+    compare with, or the policy itself is changing, so any file may change tier."""
+    if ctx.repo is None or base_read is None or candidate is None:
+        return None
+    if candidate.policy_bytes != trusted.policy_bytes:
+        return None
+    paths = set(ctx.repo.staged_paths())
+    for tier in trusted.policy.tiers:
+        lpath = list_path(tier.name)
+        old, new = base_read(lpath), tree.read(lpath)
+        if old != new:
+            paths |= _changed_entries(old, new)
+    return frozenset(paths)
+
+
+def _changed_entries(old: bytes | None, new: bytes | None) -> set[str]:
+    def lines(data: bytes | None) -> set[tuple[str, str, str, str]]:
+        if data is None:
+            return set()
+        try:
+            return {(e.path, e.sha256, e.mode, e.kind.value)
+                    for e in parse_list(data, source="manifest")}
+        except EnvelopeError:
+            return set()  # the tier check reports the malformed list
+
+    return {line[0] for line in lines(old) ^ lines(new)}
+
+
+def select_tree(ctx: Context, *, staged: bool, rev: str | None) -> Tree:
+    if staged and rev:
+        raise UsageError("--staged and --commit exclude each other")
+    if (staged or rev) and ctx.repo is None:
+        raise UsageError("--staged and --commit need a git repository", where=str(ctx.root))
+    if staged and ctx.repo is not None:
+        tree = IndexTree(ctx.repo)
+        # One index lookup for every small file verification will read.
+        tree.prefetch([ctx.policy_path, TRUST_PATH])
+        return tree
+    if rev and ctx.repo is not None:
+        return CommitTree(ctx.repo, rev)
+    return work_tree(ctx)
+
+
+def override_claims(ctx: Context, *, explicit: Sequence[Override], message: str | None,
+                    trust_ref: str | None, tip: str | None, now: datetime) -> list[override.Claim]:
+    """Overrides from the command line, the message being committed, and the trailers of
+    the commits under test (`trust_ref..tip`)."""
+    claims = [override.Claim(override=o) for o in explicit]
+    if message is not None:
+        who = ctx.repo.user() if ctx.repo else os.environ.get("USER", "unknown")
+        claims += [override.Claim(override=Override(reason=r, who=who, when=now.isoformat()))
+                   for r in override.trailers(message)]
+    if trust_ref is not None and ctx.repo is not None and tip is not None:
+        for c in ctx.repo.commits_between(ctx.repo.resolve(trust_ref), tip):
+            for reason in override.trailers(c.message):
+                claims.append(override.Claim(
+                    override=Override(reason=reason, who=c.author, when=c.when, commit=c.hexsha),
+                    changed=c.changed))
+    return claims
+
+
 def run_verify(root: Path, *, trust_ref: str | None = None, tree: Tree | None = None,
                now: datetime | None = None, local: bool | None = None,
                only_paths: frozenset[str] | None = None,
-               progress: Callable[[int], None] | None = None) -> Report:
+               progress: Callable[[int], None] | None = None,
+               staged: bool = False, rev: str | None = None,
+               overrides: Sequence[Override] = (), message: str | None = None) -> Report:
+    """Verify the working tree (default), the index (`staged`) or a commit (`rev`)."""
     started = datetime.now(UTC)
     clock = time.monotonic()
     ctx = open_context(root)
-    tree = tree or work_tree(ctx)
+    tree = tree or select_tree(ctx, staged=staged, rev=rev)
     trusted, base_read, warnings = trusted_config(ctx, tree, trust_ref)
+    if isinstance(tree, IndexTree):
+        tree.prefetch([p for t in trusted.policy.tiers
+                       for p in (list_path(t.name), envelope_path(t.name))])
     candidate = parse_config(tree.read, label=tree.label, policy_path=ctx.policy_path)
+    if staged and only_paths is None:
+        only_paths = staged_scope(ctx, tree, trusted, candidate, base_read)
+    is_local = (trust_ref is None and not in_ci()) if local is None else local
     opts = Options(
         now=now or started,
-        local=(trust_ref is None and not in_ci()) if local is None else local,
+        local=is_local,
         base_payloads=base_payloads(base_read, trusted),
         only_paths=only_paths,
     )
     result = verify(tree, trusted, opts, candidate=candidate, progress=progress)
-    return Report(
+    tip = tree.rev if isinstance(tree, CommitTree) else (ctx.repo.head() if ctx.repo else None)
+    report = Report(
         tool_version=guard.__version__, command="verify", target=str(root),
-        started=started, duration_s=time.monotonic() - clock,
+        started=started, duration_s=0.0,
         fail_on=result.effective.policy.fail_on,
-        commit=ctx.repo.head() if ctx.repo else None,
+        commit=tip,
         trust_source=trusted.label, tiers=tuple(result.tiers),
         findings=tuple(warnings + result.findings),
     )
+    claims = override_claims(ctx, explicit=overrides, message=message, trust_ref=trust_ref,
+                             tip=tip, now=opts.now)
+    report = override.apply(report, claims, local=is_local,
+                            matcher=result.effective.policy.matcher())
+    return replace(report, duration_s=time.monotonic() - clock)
 
 
-__all__ = ["POLICY_PATH", "Context", "open_context", "run_verify", "trusted_config",
-           "work_tree"]
+__all__ = ["POLICY_PATH", "Context", "open_context", "run_verify", "select_tree",
+           "staged_scope", "trusted_config", "work_tree"]
