@@ -35,9 +35,9 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _relative(root: Path, raw: str) -> str:
+def _relative(root: Path, base: Path, raw: str) -> str:
     # Not resolve(): the path itself may be a tampered symlink or may not exist.
-    full = os.path.abspath(raw)
+    full = os.path.normpath(os.path.join(base, raw))
     rel = os.path.relpath(full, root)
     if rel == "." or rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
         raise UsageError(f"{raw} is outside the repository", where=str(root))
@@ -51,6 +51,8 @@ def run(args: argparse.Namespace, console: Any) -> int:
             hint="qeguard restore src/pkg/core/model.py   or   qeguard restore --all",
         )
     root = args.repo.resolve() if args.repo else find_workspace().root
+    # Like `git -C`: with -C, paths are relative to that folder.
+    base = root if args.repo else Path.cwd()
     ctx = open_context(root)
     tree = work_tree(ctx)
     state = load_signed(ctx, tree, trust_ref=args.trust_ref)
@@ -63,21 +65,21 @@ def run(args: argparse.Namespace, console: Any) -> int:
         wanted = [state.entries[p] for p in sorted(state.entries)]
     else:
         for raw in args.paths:
-            rel = _relative(root, raw)
+            rel = _relative(root, base, raw)
             under = [
                 state.entries[p]
                 for p in sorted(state.entries)
                 if p == rel or p.startswith(rel + "/")
             ]
             if not under:
-                listed_in = [
-                    c.tier.name for c in state.checks if any(e.path == rel for e in c.entries or ())
-                ]
-                if listed_in:
+                owner = state.config.policy.matcher().tier_of(rel)
+                if owner is not None and owner in state.untrusted:
                     raise UsageError(
-                        f"{rel} is listed in tier {listed_in[0]!r}, whose manifest "
-                        f"is not trusted: {state.untrusted.get(listed_in[0])}",
-                        hint="run `qeguard verify` and fix the manifest first",
+                        f"{rel} belongs to tier {owner!r}, whose manifest is not "
+                        f"trusted: {state.untrusted[owner]}",
+                        where=raw,
+                        hint="nothing was written; run `qeguard verify` and "
+                        "repair the manifest (or restore it from git) first",
                     )
                 raise UsageError(
                     f"{rel} is not a protected file in any trusted manifest",
