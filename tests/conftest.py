@@ -25,6 +25,8 @@ def _isolated_env(
     # `qeguard keygen` without --out and `sign` without --key use the user config folder;
     # tests must never read or write the real one, nor pick up a developer's key settings.
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    # Internal errors are logged under the state folder: keep test runs out of the real one.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
     for name in ("QEGUARD_KEY", "QEGUARD_KEY_PASSPHRASE", "CI", "NO_COLOR", "FORCE_COLOR"):
         monkeypatch.delenv(name, raising=False)
 

@@ -152,7 +152,10 @@ def load_signing_key(path: Path, *, passphrase: bytes | None = None,
                            hint=f"set {PASSPHRASE_ENV} to the passphrase") from None
     except (ValueError, UnsupportedAlgorithm) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else "unreadable key"
-        if "password" in msg.lower() or "decrypt" in msg.lower():
+        # An encrypted OpenSSH key opened with the wrong passphrase fails its check bytes
+        # ("broken checksum"); PEM says "Bad decrypt. Incorrect password?".
+        low = msg.lower()
+        if "password" in low or "decrypt" in low or (passphrase and "checksum" in low):
             raise KeyFileError("wrong passphrase", where=where,
                                hint=f"check {PASSPHRASE_ENV}") from None
         raise KeyFileError(f"not an OpenSSH Ed25519 private key ({msg})", where=where,

@@ -1,0 +1,303 @@
+"""Keys: qeguard's own, OpenSSH's (ssh-keygen), passphrases, SSHSIG signatures."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guard.errors import KeyFileError
+from guard.trust.dsse import PAYLOAD_TYPE, pae
+from guard.trust.keys import (
+    PublicKey,
+    armored_sshsig_to_blob,
+    generate,
+    load_signing_key,
+)
+
+needs_ssh_keygen = pytest.mark.skipif(
+    shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed"
+)
+MESSAGE = pae(PAYLOAD_TYPE, b'{"tier":"core"}')
+
+
+def ssh_keygen(folder: Path, name: str, *, kind: str = "ed25519", passphrase: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-C", name, "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def ssh_sign(key: Path, message: bytes, folder: Path, namespace: str = "qeguard") -> bytes:
+    msg = folder / "message"
+    msg.write_bytes(message)
+    sig = folder / "message.sig"
+    sig.unlink(missing_ok=True)
+    subprocess.run(
+        ["ssh-keygen", "-Y", "sign", "-n", namespace, "-f", str(key), str(msg)],
+        check=True,
+        capture_output=True,
+    )
+    return armored_sshsig_to_blob(sig.read_text())
+
+
+def test_generate_load_sign_verify(keypair: Any) -> None:
+    kp = keypair("alice")
+    assert stat.S_IMODE(kp.private.stat().st_mode) == 0o600
+    key = load_signing_key(kp.private)
+    assert key.public == PublicKey.parse(kp.line, where="x")
+    assert key.public.comment == "alice" and kp.line.endswith(" alice")
+    sig = key.sign(MESSAGE)
+    assert len(sig) == 64 and key.public.verify(sig, MESSAGE)
+    assert not key.public.verify(sig, MESSAGE + b"x")
+    assert not key.public.verify(sig[:-1], MESSAGE)
+    other = load_signing_key(keypair("bob").private)
+    assert not other.public.verify(sig, MESSAGE)
+
+
+@needs_ssh_keygen
+def test_keyid_is_the_openssh_fingerprint(keypair: Any) -> None:
+    kp = keypair("alice")
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", str(kp.public)], check=True, capture_output=True, text=True
+    ).stdout
+    assert load_signing_key(kp.private).public.keyid == out.split()[1]
+
+
+def test_passphrase_key(keypair: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    kp = keypair("alice", passphrase=b"secret")
+    with pytest.raises(KeyFileError, match="protected by a passphrase") as info:
+        load_signing_key(kp.private)
+    assert "QEGUARD_KEY_PASSPHRASE" in info.value.diagnostics()
+    monkeypatch.setenv("QEGUARD_KEY_PASSPHRASE", "wrong")
+    with pytest.raises(KeyFileError, match="wrong passphrase"):
+        load_signing_key(kp.private)
+    monkeypatch.setenv("QEGUARD_KEY_PASSPHRASE", "secret")
+    assert load_signing_key(kp.private).public.openssh == kp.line
+
+
+@needs_ssh_keygen
+def test_openssh_keys_from_ssh_keygen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = ssh_keygen(tmp_path / "ssh", "id_ed25519")
+    key = load_signing_key(plain)
+    assert key.public.raw == PublicKey.parse(Path(f"{plain}.pub").read_text(), where="p").raw
+    locked = ssh_keygen(tmp_path / "ssh", "locked", passphrase="secret")
+    with pytest.raises(KeyFileError, match="passphrase"):
+        load_signing_key(locked)
+    monkeypatch.setenv("QEGUARD_KEY_PASSPHRASE", "wrong")
+    with pytest.raises(KeyFileError, match="wrong passphrase"):
+        load_signing_key(locked)
+    monkeypatch.setenv("QEGUARD_KEY_PASSPHRASE", "secret")
+    unlocked = load_signing_key(locked)
+    assert unlocked.public.verify(unlocked.sign(MESSAGE), MESSAGE)
+
+
+@needs_ssh_keygen
+def test_non_ed25519_keys_are_refused(tmp_path: Path) -> None:
+    ecdsa = ssh_keygen(tmp_path, "ecdsa", kind="ecdsa")
+    with pytest.raises(KeyFileError, match="only Ed25519") as info:
+        load_signing_key(ecdsa)
+    assert str(ecdsa) in info.value.diagnostics()
+    with pytest.raises(KeyFileError, match="Ed25519 public key line"):
+        PublicKey.parse(Path(f"{ecdsa}.pub").read_text(), where="ecdsa.pub")
+
+
+def test_loose_permissions_refused(keypair: Any) -> None:
+    kp = keypair("alice")
+    os.chmod(kp.private, 0o644)
+    with pytest.raises(KeyFileError) as info:
+        load_signing_key(kp.private)
+    diag = info.value.diagnostics()
+    assert "0644 are too open" in diag and f"chmod 600 {kp.private}" in diag
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "cannot read the key"),
+        (b"ssh-ed25519 AAAA x\n", "this is a public key"),
+        (b"garbage", "not an OpenSSH Ed25519 private key"),
+        (
+            b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+            "not an OpenSSH Ed25519 private key",
+        ),
+    ],
+)
+def test_unreadable_keys(tmp_path: Path, content: bytes | None, needle: str) -> None:
+    path = tmp_path / "key"
+    if content is not None:
+        path.write_bytes(content)
+        os.chmod(path, 0o600)
+    with pytest.raises(KeyFileError, match=needle) as info:
+        load_signing_key(path)
+    assert str(path) in info.value.diagnostics()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "ssh-ed25519",
+        "ssh-rsa AAAA",
+        "ssh-ed25519 not*base64",
+        # a valid base64 body that encodes an RSA key type
+        "ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAAAgQ==",
+    ],
+)
+def test_public_key_parse_errors(line: str) -> None:
+    with pytest.raises(KeyFileError) as info:
+        PublicKey.parse(line, where="trust.toml: signers[0].key")
+    assert "signers[0].key" in info.value.diagnostics()
+
+
+def test_public_key_line_round_trip() -> None:
+    _, line = generate("carol the signer", None)
+    key = PublicKey.parse(line, where="x")
+    assert key.comment == "carol the signer" and key.openssh == line
+
+
+@needs_ssh_keygen
+def test_sshsig_from_real_ssh_keygen_verifies(tmp_path: Path) -> None:
+    key_file = ssh_keygen(tmp_path / "ssh", "id_ed25519")
+    public = PublicKey.parse(Path(f"{key_file}.pub").read_text(), where="pub")
+    blob = ssh_sign(key_file, MESSAGE, tmp_path)
+    assert blob.startswith(b"SSHSIG")
+    assert public.verify(blob, MESSAGE)
+    assert not public.verify(blob, MESSAGE + b" ")
+    other = ssh_keygen(tmp_path / "ssh", "other")
+    assert not PublicKey.parse(Path(f"{other}.pub").read_text(), where="o").verify(blob, MESSAGE)
+    # Signed for another purpose (namespace): must not be replayable as a manifest signature.
+    assert not public.verify(ssh_sign(key_file, MESSAGE, tmp_path, "git"), MESSAGE)
+    for i in (10, len(blob) // 2, len(blob) - 1):
+        bad = bytearray(blob)
+        bad[i] ^= 1
+        assert not public.verify(bytes(bad), MESSAGE)
+    assert not public.verify(blob[:-5], MESSAGE)
+    assert not public.verify(b"SSHSIG", MESSAGE)
+
+
+@needs_ssh_keygen
+def test_ssh_keygen_signing_backend(tmp_path: Path) -> None:
+    key_file = ssh_keygen(tmp_path / "ssh", "id_ed25519")
+    for path in (key_file, Path(f"{key_file}.pub")):
+        key = load_signing_key(path, use_ssh_keygen=True)
+        sig = key.sign(MESSAGE)
+        assert sig.startswith(b"SSHSIG") and key.public.verify(sig, MESSAGE)
+
+
+@needs_ssh_keygen
+def test_ssh_keygen_verifies_what_qeguard_had_signed(tmp_path: Path) -> None:
+    # The other direction: the SSHSIG qeguard obtains is exactly what OpenSSH verifies.
+    key_file = ssh_keygen(tmp_path / "ssh", "id_ed25519")
+    key = load_signing_key(key_file, use_ssh_keygen=True)
+    blob = key.sign(MESSAGE)
+    body = base64.b64encode(blob).decode()
+    armored = (
+        "-----BEGIN SSH SIGNATURE-----\n"
+        + "\n".join(body[i : i + 70] for i in range(0, len(body), 70))
+        + "\n-----END SSH SIGNATURE-----\n"
+    )
+    (tmp_path / "sig").write_text(armored)
+    (tmp_path / "allowed").write_text(f"signer {key.public.openssh}\n")
+    proc = subprocess.run(
+        [
+            "ssh-keygen",
+            "-Y",
+            "verify",
+            "-f",
+            str(tmp_path / "allowed"),
+            "-I",
+            "signer",
+            "-n",
+            "qeguard",
+            "-s",
+            str(tmp_path / "sig"),
+        ],
+        input=MESSAGE,
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_ssh_backend_needs_the_public_key(tmp_path: Path, keypair: Any) -> None:
+    kp = keypair("alice")
+    kp.public.unlink()
+    with pytest.raises(KeyFileError, match="public key beside"):
+        load_signing_key(kp.private, use_ssh_keygen=True)
+
+
+def test_armored_signature_errors() -> None:
+    with pytest.raises(KeyFileError, match="not an SSH signature"):
+        armored_sshsig_to_blob("hello")
+
+
+# keygen command
+
+
+def test_keygen_default_location_is_outside_the_repo(repo: Path, run_cli: Any, chdir: Any) -> None:
+    chdir(repo)
+    r = run_cli("keygen", "--name", "alice")
+    assert r.code == 0, r.err
+    line = r.out.strip()
+    assert line.startswith("ssh-ed25519 ") and line.endswith(" alice")
+    private = Path(os.environ["XDG_CONFIG_HOME"]) / "qeguard" / "keys" / "alice"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert Path(f"{private}.pub").read_text().strip() == line
+    assert not any(p.name.startswith("alice") for p in repo.rglob("*"))
+    # `sign` finds the only key there by itself.
+    from guard.commands.sign import _default_key
+
+    assert _default_key() == private
+
+
+def test_keygen_out_and_refuses_overwrite(tmp_path: Path, run_cli: Any) -> None:
+    old = os.umask(0)  # the most permissive umask must still give 0600
+    try:
+        r = run_cli("keygen", "--name", "bob", "--out", tmp_path / "bob.key")
+    finally:
+        os.umask(old)
+    assert r.code == 0, r.err
+    assert stat.S_IMODE((tmp_path / "bob.key").stat().st_mode) == 0o600
+    assert load_signing_key(tmp_path / "bob.key").public.openssh == r.out.strip()
+    r = run_cli("keygen", "--name", "bob", "--out", tmp_path / "bob.key")
+    assert r.code == 2 and "exists" in r.err
+    assert run_cli("keygen", "--name", "bob", "--out", tmp_path / "bob.key", "--force").code == 0
+    r = run_cli("keygen")
+    assert r.code == 2 and "--name" in r.err
+
+
+def test_keygen_passphrase_from_env(
+    tmp_path: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QEGUARD_KEY_PASSPHRASE", "pw")
+    r = run_cli("keygen", "--name", "c", "--out", tmp_path / "c", "--passphrase")
+    assert r.code == 0, r.err
+    assert load_signing_key(tmp_path / "c").public.openssh == r.out.strip()
+    monkeypatch.delenv("QEGUARD_KEY_PASSPHRASE")
+    with pytest.raises(KeyFileError, match="passphrase"):
+        load_signing_key(tmp_path / "c")
+
+
+@needs_ssh_keygen
+def test_keygen_reads_existing_openssh_key(tmp_path: Path, run_cli: Any) -> None:
+    key_file = ssh_keygen(tmp_path / "ssh", "id_ed25519")
+    r = run_cli("keygen", "--key", key_file)
+    assert r.code == 0
+    assert r.out.split()[:2] == Path(f"{key_file}.pub").read_text().split()[:2]
+
+
+def test_keygen_loose_key_is_exit_2(keypair: Any, run_cli: Any) -> None:
+    kp = keypair("alice")
+    os.chmod(kp.private, 0o644)
+    r = run_cli("keygen", "--key", kp.private)
+    assert r.code == 2 and "too open" in r.err and "Traceback" not in r.err
