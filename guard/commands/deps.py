@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from guard.errors import UsageError
+from guard.report import add_output_arguments, emit, output_pairs
 
 
 def add_parser(sub: Any) -> None:
@@ -15,13 +15,7 @@ def add_parser(sub: Any) -> None:
         help="scan dependencies for known vulnerabilities and policy "
         "violations (offline by default)",
     )
-    p.add_argument(
-        "paths",
-        nargs="*",
-        type=Path,
-        help="requirements or lock files (default: detected in the repository root)",
-    )
-    p.add_argument("--env", action="store_true", help="scan the installed environment")
+    add_input_arguments(p, env_help="scan the installed environment")
     p.add_argument(
         "--online",
         action="store_true",
@@ -39,7 +33,7 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="OSV database (zip or folder) instead of the cached or bundled one",
     )
-    add_output_options(p)
+    add_output_arguments(p)
     p.add_argument(
         "--fix-suggestions",
         action="store_true",
@@ -62,58 +56,20 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def add_output_options(p: argparse.ArgumentParser) -> None:
+def add_input_arguments(p: argparse.ArgumentParser, *, env_help: str) -> None:
+    """The inputs `deps` and `sbom` share: files to read, or the installed environment."""
     p.add_argument(
-        "--format",
-        dest="formats",
-        action="append",
-        default=None,
-        metavar="FMT",
-        help="text, json, sarif, markdown, junit or html (repeatable; pair each with --output)",
+        "paths",
+        nargs="*",
+        type=Path,
+        help="requirements or lock files (default: detected in the repository root)",
     )
-    p.add_argument(
-        "--output",
-        dest="outputs",
-        action="append",
-        default=None,
-        metavar="PATH",
-        help="file for the preceding --format (default: standard output)",
-    )
+    p.add_argument("--env", action="store_true", help=env_help)
 
 
-def output_pairs(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
-    """Pair each --format with the --output given after it; unpaired formats go to stdout.
-
-    argparse keeps the two lists separately, so the pairing is by position: the n-th
-    --output belongs to the n-th --format, and any extra --format writes to stdout.
-    """
-    formats: list[str] = args.formats or ["text"]
-    outputs: list[Path] = [Path(o) for o in (args.outputs or [])]
-    if len(outputs) > len(formats):
-        raise UsageError(
-            "more --output than --format options", hint="give each --output a --format before it"
-        )
-    pairs: list[tuple[str, Path | None]] = []
-    for i, fmt in enumerate(formats):
-        pairs.append((fmt, outputs[i] if i < len(outputs) else None))
-    if sum(1 for _, o in pairs if o is None) > 1:
-        raise UsageError(
-            "only one --format can go to standard output", hint="give the others an --output PATH"
-        )
-    return pairs
-
-
-def emit(report: Any, args: argparse.Namespace, console: Any) -> None:
-    from guard.report import FORMATS, render, write
-
-    for fmt, out in output_pairs(args):
-        if fmt not in FORMATS:
-            raise UsageError(f"unknown format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
-        if out is None:
-            console.print(render(report, fmt, color=console.color if fmt == "text" else False))
-        else:
-            write(report, fmt, out)
-            console.info(f"wrote {fmt} report to {out}")
+def input_paths(args: argparse.Namespace) -> list[Path]:
+    """The positional paths, relative to the current folder (not to -C)."""
+    return [p if p.is_absolute() else Path.cwd() / p for p in args.paths]
 
 
 def run(args: argparse.Namespace, console: Any) -> int:
@@ -124,11 +80,11 @@ def run(args: argparse.Namespace, console: Any) -> int:
     root = (args.repo or find_workspace().root).resolve()
     policy = load_policy(root, required=False)
     target = TargetEnvironment.for_target(args.target_python, args.target_platform)
-    paths = [p if p.is_absolute() else Path.cwd() / p for p in args.paths]
+    outputs = output_pairs(args)  # a usage error before the scan, not after
     result = run_scan(
         root,
         policy,
-        paths=paths,
+        paths=input_paths(args),
         env=args.env,
         online=args.online,
         service=args.service,
@@ -146,5 +102,5 @@ def run(args: argparse.Namespace, console: Any) -> int:
         if args.fix:
             for line in apply_fixes(result, root=root):
                 console.info(line)
-    emit(report, args, console)
+    emit(report, outputs, console)
     return report.exit_code

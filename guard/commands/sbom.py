@@ -7,16 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from guard.commands.deps import add_input_arguments, input_paths
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("sbom", help="write a CycloneDX JSON SBOM of the dependencies")
-    p.add_argument(
-        "paths",
-        nargs="*",
-        type=Path,
-        help="requirements or lock files (default: detected in the repository root)",
-    )
-    p.add_argument("--env", action="store_true", help="describe the installed environment")
+    add_input_arguments(p, env_help="describe the installed environment")
     p.add_argument(
         "--output", "-o", type=Path, default=None, help="file to write (default: standard output)"
     )
@@ -35,8 +31,7 @@ def run(args: argparse.Namespace, console: Any) -> int:
     env = TargetEnvironment.current()
     deps = load_environment() if args.env else []
     if args.paths or not args.env:
-        paths = [p if p.is_absolute() else Path.cwd() / p for p in args.paths]
-        deps += sources.load_all(paths or sources.detect(root), root=root, env=env)
+        deps += sources.load_all(input_paths(args) or sources.detect(root), root=root, env=env)
     text = build_sbom(
         deps,
         project=root.name

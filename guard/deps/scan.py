@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
@@ -333,34 +334,9 @@ def database_findings(info: DatabaseInfo, fallback: str | None) -> list[Finding]
     return out
 
 
-def scan_repository(
-    root: Path,
-    policy: Policy | None,
-    *,
-    paths: Sequence[Path] = (),
-    env: bool = False,
-    online: bool = False,
-    service: str = "osv",
-    db_path: Path | None = None,
-    target: TargetEnvironment | None = None,
-    today: date | None = None,
-    online_service_obj: object | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Report:
-    """Scan a repository's declared dependencies (or `paths`, or the environment)."""
-    return run_scan(
-        root,
-        policy,
-        paths=paths,
-        env=env,
-        online=online,
-        service=service,
-        db_path=db_path,
-        target=target,
-        today=today,
-        online_service_obj=online_service_obj,
-        sleep=sleep,
-    ).report
+def scan_repository(root: Path, policy: Policy | None, **options: Any) -> Report:
+    """`run_scan(...).report`: for commands that only need the report (e.g. `qeguard ci`)."""
+    return run_scan(root, policy, **options).report
 
 
 def run_scan(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,29 @@ class LineFinder:
         """Lines of every `[[header]]` array-of-tables entry, in order."""
         want = f"[[{header}]]"
         return [i + 1 for i, line in enumerate(self._lines) if line.strip() == want]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LockEntry:
+    """One `[[key]]` table of a lock file, checked to be a table with a string `name`."""
+
+    index: int
+    table: dict[str, Any]
+    name: str
+    line: int | None
+    where: str  # `file:line`, or `file: key[i]` when the header was not found
+
+
+def lock_entries(data: dict[str, Any], text: str, source: str, key: str) -> Iterator[LockEntry]:
+    """The `[[key]]` array of a lock file (uv.lock, poetry.lock, pylock.toml), with lines."""
+    tables = expect(data.get(key, []), list, what=key, where=source)
+    headers = LineFinder(text).headers(key)
+    for i, table in enumerate(tables):
+        line = headers[i] if i < len(headers) else None
+        where = f"{source}:{line}" if line else f"{source}: {key}[{i}]"
+        expect(table, dict, what=f"{key}[{i}]", where=where)
+        name = expect(table.get("name"), str, what=f"{key}[{i}].name", where=where)
+        yield LockEntry(index=i, table=table, name=name, line=line, where=where)
 
 
 def expect(value: Any, typ: type | tuple[type, ...], *, what: str, where: str) -> Any:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.deps.interface import Dependency, DepsInputError, TargetEnvironment
-from guard.deps.sources._toml import LineFinder, expect, load_toml
+from guard.deps.sources._toml import expect, load_toml, lock_entries
 
 
 def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
@@ -18,14 +18,9 @@ def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
             where=f"{source}: lock-version",
             hint="PEP 751 lock files declare lock-version = '1.0'",
         )
-    packages = expect(data.get("packages", []), list, what="packages", where=source)
-    headers = LineFinder(text).headers("packages")
     out: list[Dependency] = []
-    for i, pkg in enumerate(packages):
-        line = headers[i] if i < len(headers) else None
-        where = f"{source}:{line}" if line else f"{source}: packages[{i}]"
-        expect(pkg, dict, what=f"packages[{i}]", where=where)
-        name = expect(pkg.get("name"), str, what=f"packages[{i}].name", where=where)
+    for entry in lock_entries(data, text, source, "packages"):
+        pkg, name, line, where, i = entry.table, entry.name, entry.line, entry.where, entry.index
         marker = pkg.get("marker")
         if marker is not None:
             expect(marker, str, what=f"packages[{i}].marker", where=where)

@@ -6,21 +6,16 @@ from pathlib import Path
 from typing import Any
 
 from guard.deps.interface import Dependency, TargetEnvironment
-from guard.deps.sources._toml import LineFinder, expect, load_toml
+from guard.deps.sources._toml import expect, load_toml, lock_entries
 
 _LOCAL = ("editable", "virtual", "directory", "path")
 
 
 def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
     data, text, source = load_toml(path, root)
-    packages = expect(data.get("package", []), list, what="package", where=source)
-    headers = LineFinder(text).headers("package")
     out: list[Dependency] = []
-    for i, pkg in enumerate(packages):
-        line = headers[i] if i < len(headers) else None
-        where = f"{source}:{line}" if line else f"{source}: package[{i}]"
-        expect(pkg, dict, what=f"package[{i}]", where=where)
-        name = expect(pkg.get("name"), str, what=f"package[{i}].name", where=where)
+    for entry in lock_entries(data, text, source, "package"):
+        pkg, name, line, where, i = entry.table, entry.name, entry.line, entry.where, entry.index
         pkg_source: dict[str, Any] = expect(
             pkg.get("source", {}), dict, what=f"package[{i}].source", where=where
         )
@@ -30,29 +25,13 @@ def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
         if markers and not any(env.evaluate(m, where=where) for m in markers):
             continue
         local = next((k for k in _LOCAL if k in pkg_source), None)
-        if local is not None:
-            if pkg_source.get(local) == ".":
-                continue  # the project itself, not a dependency
-            out.append(
-                Dependency(
-                    name=name,
-                    source=source,
-                    line=line,
-                    kind="uv.lock",
-                    unscannable=f"{local} source {pkg_source[local]!r}",
-                )
-            )
-            continue
+        if local is not None and pkg_source.get(local) == ".":
+            continue  # the project itself, not a dependency
         version = pkg.get("version")
-        if not isinstance(version, str):
+        if local is not None or not isinstance(version, str):
+            why = f"{local} source {pkg_source[local]!r}" if local else "no version in the lock"
             out.append(
-                Dependency(
-                    name=name,
-                    source=source,
-                    line=line,
-                    kind="uv.lock",
-                    unscannable="no version in the lock",
-                )
+                Dependency(name=name, source=source, line=line, kind="uv.lock", unscannable=why)
             )
             continue
         out.append(
