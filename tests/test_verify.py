@@ -1,0 +1,470 @@
+"""Verification end to end in real git repositories, one test per kind of tampering."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guard.fsutil import atomic_write
+from guard.integrity import run_verify
+from guard.manifest import (
+    MODE_FILE,
+    Entry,
+    Kind,
+    envelope_path,
+    format_list,
+    list_path,
+    new_payload,
+    parse_list,
+)
+from guard.policy import parse_policy
+from guard.report.model import Finding, Report, Severity
+from guard.scan import Observed, Seen
+from guard.trust.dsse import PAYLOAD_TYPE, Envelope, Signature
+from guard.trust.keys import SigningKey, load_signing_key
+from guard.verify import compare
+
+FILES: dict[str, str | bytes] = {
+    "pyproject.toml": "[project]\nname = 'demo'\n",
+    "src/demo/__init__.py": "VERSION = 1\n",
+    "src/demo/core/engine.py": "def run():\n    return 1\n",
+    "src/demo/util.py": "def helper():\n    return 2\n",
+    "scripts/build.sh": "#!/bin/sh\necho build\n",
+    "docs/index.md": "# Docs\n",
+    "README.md": "# Demo\n",
+    "data/ignored.csv": "a,b\n",
+}
+
+
+class Signed:
+    """A committed repository signed by alice and bob under the qemlflow preset."""
+
+    def __init__(self, root: Path, alice: Any, bob: Any, run_cli: Any, git: Any):
+        self.root, self.alice, self.bob = root, alice, bob
+        self.run_cli, self.git = run_cli, git
+
+    def sign(self, *keys: Any, tier: str | None = None) -> None:
+        for k in keys or (self.alice, self.bob):
+            extra = ["--tier", tier] if tier else []
+            r = self.run_cli("sign", "--key", k.private, *extra, cwd=self.root)
+            assert r.code == 0, r.err
+
+    def commit(self, message: str = "change") -> None:
+        self.git(self.root, "add", "-A")
+        self.git(self.root, "commit", "-q", "-m", message)
+
+    def verify(self, **kw: Any) -> Report:
+        kw.setdefault("local", False)
+        return run_verify(self.root, **kw)
+
+    def key(self, who: Any) -> SigningKey:
+        return load_signing_key(who.private)
+
+
+@pytest.fixture
+def signed(
+    repo: Path,
+    keypair: Any,
+    run_cli: Any,
+    git: Any,
+    write: Callable[[Path, dict[str, str | bytes]], None],
+) -> Signed:
+    write(repo, FILES)
+    (repo / ".gitignore").write_text("data/\n")
+    os.chmod(repo / "scripts/build.sh", 0o755)
+    os.symlink("util.py", repo / "src/demo/link.py")
+    assert run_cli("init", "--preset", "qemlflow", cwd=repo).code == 0
+    alice, bob = keypair("alice"), keypair("bob")
+    for k in (alice, bob):
+        r = run_cli("trust", "add", k.name, k.public, "--tiers", "core,middle", cwd=repo)
+        assert r.code == 0, r.err
+    s = Signed(repo, alice, bob, run_cli, git)
+    s.sign()
+    s.commit("protect")
+    return s
+
+
+def rules(report: Report) -> set[str]:
+    return {f.rule for f in report.findings}
+
+
+def only(report: Report, rule: str) -> Finding:
+    found = [f for f in report.findings if f.rule == rule]
+    assert len(found) == 1, report.findings
+    return found[0]
+
+
+def test_clean_tree_verifies(signed: Signed) -> None:
+    report = signed.verify()
+    assert report.findings == (), report.findings
+    assert report.exit_code == 0
+    tiers = {t.name: t for t in report.tiers}
+    assert sorted(tiers["core"].signers) == ["alice", "bob"]
+    # .qeguard/policy.toml and trust.toml are protected by the strictest tier.
+    core = parse_list((signed.root / list_path("core")).read_bytes(), source="core")
+    assert {".qeguard/policy.toml", ".qeguard/trust.toml"} <= {e.path for e in core}
+    assert not any(
+        e.path.startswith("data/")
+        for t in ("core", "middle", "outer")
+        for e in parse_list((signed.root / list_path(t)).read_bytes(), source=t)
+    )
+    assert report.trust_source is not None and report.trust_source.startswith("HEAD")
+
+
+def test_modified_content(signed: Signed) -> None:
+    (signed.root / "src/demo/util.py").write_text("def helper():\n    return 3\n")
+    report = signed.verify()
+    f = only(report, "QG-INT-MODIFIED")
+    assert f.location is not None and f.location.path == "src/demo/util.py"
+    assert f.tier == "middle" and f.severity is Severity.HIGH
+    assert f.fix is not None and "qeguard restore src/demo/util.py" in f.fix
+    assert "qeguard sign --tier middle" in f.fix
+    assert report.exit_code == 1
+
+
+def test_outer_tier_change_only_warns(signed: Signed) -> None:
+    (signed.root / "docs/index.md").write_text("# Changed\n")
+    report = signed.verify()
+    f = only(report, "QG-INT-MODIFIED")
+    assert f.tier == "outer" and f.severity is Severity.LOW
+    assert report.exit_code == 0
+
+
+def test_missing_file(signed: Signed) -> None:
+    (signed.root / "src/demo/core/engine.py").unlink()
+    f = only(signed.verify(), "QG-INT-MISSING")
+    assert f.location is not None and f.location.path == "src/demo/core/engine.py"
+    assert f.tier == "core" and f.severity is Severity.HIGH and f.fix
+
+
+def test_new_file_in_a_tier(signed: Signed) -> None:
+    (signed.root / "src/demo/core/backdoor.py").write_text("import os\n")
+    (signed.root / "data/still-ignored.csv").write_text("x\n")
+    (signed.root / "unprotected.txt").write_text("x\n")
+    report = signed.verify()
+    f = only(report, "QG-INT-ADDED")
+    assert f.location is not None and f.location.path == "src/demo/core/backdoor.py"
+    assert f.tier == "core" and f.fix is not None and "qeguard sign --tier core" in f.fix
+    assert rules(report) == {"QG-INT-ADDED"}
+
+
+def test_file_replaced_by_symlink(signed: Signed) -> None:
+    target = signed.root / "src/demo/util.py"
+    target.unlink()
+    os.symlink("/etc/passwd", target)
+    f = only(signed.verify(), "QG-INT-KIND")
+    assert f.location is not None and f.location.path == "src/demo/util.py"
+    assert f.details == {"signed": "file", "found": "symlink"}
+
+
+def test_file_replaced_by_directory(signed: Signed) -> None:
+    target = signed.root / "src/demo/core/engine.py"
+    target.unlink()
+    target.mkdir()
+    (target / "x.py").write_text("x\n")
+    report = signed.verify()
+    f = [x for x in report.findings if x.rule == "QG-INT-KIND"]
+    assert f and f[0].details == {"signed": "file", "found": "directory"}
+
+
+def test_symlink_replaced_by_file(signed: Signed) -> None:
+    link = signed.root / "src/demo/link.py"
+    link.unlink()
+    link.write_text("def helper():\n    return 2\n")
+    f = only(signed.verify(), "QG-INT-KIND")
+    assert f.details == {"signed": "symlink", "found": "file"}
+
+
+def test_symlink_retargeted(signed: Signed) -> None:
+    link = signed.root / "src/demo/link.py"
+    link.unlink()
+    os.symlink("__init__.py", link)
+    f = only(signed.verify(), "QG-INT-SYMLINK")
+    assert f.location is not None and f.location.path == "src/demo/link.py"
+    assert "__init__.py" in f.message
+
+
+def test_file_behind_symlinked_folder(signed: Signed) -> None:
+    # Replacing a protected folder by a symlink to a copy must not verify as the original.
+    core = signed.root / "src/demo/core"
+    shutil.move(str(core), str(signed.root / "elsewhere"))
+    os.symlink("../../elsewhere", core)
+    report = signed.verify()
+    assert "QG-INT-KIND" in rules(report) or "QG-INT-MISSING" in rules(report)
+    assert report.exit_code == 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="exec bit is POSIX")
+def test_exec_bit_changed(signed: Signed) -> None:
+    os.chmod(signed.root / "scripts/build.sh", 0o644)
+    f = only(signed.verify(), "QG-INT-EXEC")
+    assert f.location is not None and f.location.path == "scripts/build.sh"
+    assert f.fix is not None and f.fix.startswith("chmod +x scripts/build.sh")
+
+
+def test_exec_bit_ignored_when_git_ignores_it(signed: Signed) -> None:
+    signed.git(signed.root, "config", "core.fileMode", "false")
+    os.chmod(signed.root / "scripts/build.sh", 0o644)
+    assert signed.verify().findings == ()
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can read any file")
+def test_unreadable_file(signed: Signed) -> None:
+    path = signed.root / "src/demo/util.py"
+    os.chmod(path, 0)
+    try:
+        f = only(signed.verify(), "QG-INT-UNREADABLE")
+    finally:
+        os.chmod(path, 0o644)
+    assert f.location is not None and f.location.path == "src/demo/util.py"
+
+
+def test_unreadable_is_a_finding_not_a_crash() -> None:
+    # The same check without file permissions (tests may run as root).
+    tier = parse_policy('extends = "qemlflow"').tier("middle")
+    entry = Entry(path="a.py", sha256="0" * 64, mode=MODE_FILE, kind=Kind.FILE)
+    out = compare(
+        tier,
+        [entry],
+        ["a.py"],
+        {"a.py": Observed(seen=Seen.UNREADABLE, error="Permission denied")},
+        exec_bit_meaningful=True,
+    )
+    assert [(f.rule, f.severity, f.location.path if f.location else None) for f in out] == [
+        ("QG-INT-UNREADABLE", Severity.HIGH, "a.py")
+    ]
+    assert "Permission denied" in out[0].message and out[0].fix
+
+
+def _resign_list(s: Signed, tier: str, entries: list[Entry]) -> None:
+    """Write and validly sign (alice and bob) a hand-made list: a malicious but trusted
+    signer, or a bug, could produce entries like these."""
+    data = format_list(entries)
+    policy = parse_policy((s.root / ".qeguard/policy.toml").read_text())
+    payload = new_payload(
+        tier=tier,
+        sequence=5,
+        list_bytes=data,
+        count=len(entries),
+        policy_sha256=policy.sha256,
+        now=datetime.now(UTC),
+        expires_days=30,
+    )
+    env = Envelope(payload_type=PAYLOAD_TYPE, payload=payload.to_bytes())
+    for who in (s.alice, s.bob):
+        k = s.key(who)
+        env = env.with_signature(Signature(keyid=k.public.keyid, sig=k.sign(env.pae)))
+    atomic_write(s.root / list_path(tier), data)
+    atomic_write(s.root / envelope_path(tier), env.to_bytes())
+
+
+@pytest.mark.parametrize("bad", ["/etc/passwd", "../outside.py", "src/../../x", ".git/config"])
+def test_unsafe_entry_paths(signed: Signed, bad: str) -> None:
+    (signed.root.parent / "outside.py").write_text("x\n")
+    entries = parse_list((signed.root / list_path("middle")).read_bytes(), source="m")
+    entries.append(
+        Entry(path=bad, sha256=hashlib.sha256(b"x\n").hexdigest(), mode=MODE_FILE, kind=Kind.FILE)
+    )
+    _resign_list(signed, "middle", entries)
+    report = signed.verify(trust_ref="HEAD")
+    f = only(report, "QG-INT-PATH")
+    assert f.severity is Severity.CRITICAL and f.details == {"entry": bad}
+    assert report.exit_code == 1
+
+
+def test_list_edited_by_hand(signed: Signed) -> None:
+    path = signed.root / list_path("middle")
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]))  # drop one entry
+    f = only(signed.verify(), "QG-SIG-BINDING")
+    assert f.location is not None and f.location.path == list_path("middle")
+    assert signed.verify().exit_code == 1
+
+
+def test_envelope_malformed(signed: Signed) -> None:
+    (signed.root / envelope_path("core")).write_text("{not json")
+    f = only(signed.verify(), "QG-SIG-MALFORMED")
+    assert f.tier == "core" and f.fix is not None and "qeguard sign --tier core" in f.fix
+
+
+def test_manifest_missing(signed: Signed) -> None:
+    (signed.root / envelope_path("middle")).unlink()
+    f = only(signed.verify(), "QG-SIG-MISSING")
+    assert f.location is not None and f.location.path == envelope_path("middle")
+
+
+def _rewrite_envelope(s: Signed, tier: str, change: Callable[[Envelope], Envelope]) -> None:
+    path = s.root / envelope_path(tier)
+    env = Envelope.from_bytes(path.read_bytes(), source="e")
+    path.write_bytes(change(env).to_bytes())
+
+
+def test_wrong_payload_type(signed: Signed) -> None:
+    _rewrite_envelope(
+        signed,
+        "core",
+        lambda e: Envelope(
+            payload_type="application/json", payload=e.payload, signatures=e.signatures
+        ),
+    )
+    f = only(signed.verify(), "QG-SIG-BINDING")
+    assert "payloadType" in f.message
+
+
+def test_envelope_of_another_tier(signed: Signed) -> None:
+    # A validly signed middle envelope copied over core must not pass as core.
+    shutil.copy(signed.root / envelope_path("middle"), signed.root / envelope_path("core"))
+    shutil.copy(signed.root / list_path("middle"), signed.root / list_path("core"))
+    f = only(signed.verify(), "QG-SIG-BINDING")
+    assert "signed for tier 'middle'" in f.message
+
+
+def test_payload_byte_flip_invalidates(signed: Signed) -> None:
+    def flip(e: Envelope) -> Envelope:
+        body = e.payload.replace(b'"sequence":1', b'"sequence":9')
+        assert body != e.payload
+        return Envelope(payload_type=e.payload_type, payload=body, signatures=e.signatures)
+
+    _rewrite_envelope(signed, "middle", flip)
+    f = only(signed.verify(), "QG-SIG-THRESHOLD")
+    assert f.tier == "middle" and "has 0" in f.message
+
+
+def test_threshold_needs_distinct_signers(signed: Signed) -> None:
+    # Drop bob's signature and add alice's again under another keyid: still one signer.
+    def alice_twice(e: Envelope) -> Envelope:
+        alice = signed.key(signed.alice)
+        mine = [s for s in e.signatures if alice.public.verify(s.sig, e.pae)]
+        return Envelope(
+            payload_type=e.payload_type,
+            payload=e.payload,
+            signatures=(*mine, Signature(keyid="bob?", sig=alice.sign(e.pae))),
+        )
+
+    _rewrite_envelope(signed, "core", alice_twice)
+    report = signed.verify()
+    f = only(report, "QG-SIG-THRESHOLD")
+    assert f.severity is Severity.HIGH and f.details["signers"] == ["alice"]
+    assert report.exit_code == 1
+    # Locally, one valid signer of two is a warning: work in progress, not an attack.
+    local = signed.verify(local=True)
+    assert only(local, "QG-SIG-THRESHOLD").severity is Severity.LOW
+    assert local.exit_code == 0
+
+
+def test_untrusted_and_wrong_tier_signers_do_not_count(
+    signed: Signed, keypair: Any, run_cli: Any
+) -> None:
+    carol, dave = keypair("carol"), keypair("dave")
+    # carol is trusted only for middle; dave not at all.
+    r = run_cli("trust", "add", "carol", carol.public, "--tiers", "middle", cwd=signed.root)
+    assert r.code == 0
+    r = run_cli("trust", "remove", "bob", cwd=signed.root)
+    assert r.code == 0
+    (signed.root / "src/demo/__init__.py").write_text("VERSION = 2\n")
+    signed.sign(signed.alice)
+
+    # `sign` never adds a signature that would not count, so add carol's and dave's by hand.
+    def add_others(e: Envelope) -> Envelope:
+        for who in (carol, dave):
+            k = signed.key(who)
+            e = e.with_signature(Signature(keyid=k.public.keyid, sig=k.sign(e.pae)))
+        return e
+
+    _rewrite_envelope(signed, "core", add_others)
+    signed.commit("bob leaves, carol joins for middle")
+    report = signed.verify(trust_ref="HEAD")
+    f = only(report, "QG-SIG-THRESHOLD")
+    assert f.tier == "core" and f.details["signers"] == ["alice"]
+    assert "carol (not trusted for tier 'core' now)" in f.message
+    assert "unknown key or bad signature" in f.message
+
+
+def test_expired_manifest(signed: Signed) -> None:
+    later = datetime.now(UTC) + timedelta(days=181)
+    report = signed.verify(now=later)
+    assert {f.tier for f in report.findings if f.rule == "QG-SIG-EXPIRED"} == {
+        "core",
+        "middle",
+        "outer",
+    }
+    assert report.exit_code == 1
+    assert "QG-SIG-EXPIRED" not in rules(signed.verify(now=later - timedelta(days=2)))
+
+
+def test_narrowed_policy_fails(signed: Signed) -> None:
+    # Someone narrows core's patterns (so a file leaves the two-signer tier) and commits.
+    policy = signed.root / ".qeguard/policy.toml"
+    policy.write_text(
+        'extends = "qemlflow"\n[[tiers]]\nname = "core"\n'
+        'patterns = ["pyproject.toml", ".qeguard/**"]\n'
+    )
+    signed.commit("narrow core")
+    report = signed.verify()
+    policy_findings = [f for f in report.findings if f.rule == "QG-SIG-POLICY"]
+    assert {f.tier for f in policy_findings} == {"core", "middle", "outer"}
+    assert report.exit_code == 1
+
+
+def test_uncommitted_policy_change_is_not_trusted(signed: Signed) -> None:
+    policy = signed.root / ".qeguard/policy.toml"
+    policy.write_text('extends = "qemlflow"\n[[tiers]]\nname = "core"\nthreshold = 0\n')
+    report = signed.verify()
+    assert "QG-TRUST-CHANGE" in rules(report)
+    assert report.exit_code == 1
+
+
+def test_self_approved_trust_change_is_refused(signed: Signed, keypair: Any, run_cli: Any) -> None:
+    # mallory adds herself to trust.toml and signs everything: the old trust did not agree.
+    mallory = keypair("mallory")
+    run_cli("trust", "add", "mallory", mallory.public, "--tiers", "core,middle", cwd=signed.root)
+    signed.sign(mallory)
+    report = signed.verify()
+    assert "QG-TRUST-CHANGE" in rules(report)
+    assert report.exit_code == 1
+
+
+def test_rollback_to_older_manifest(signed: Signed) -> None:
+    old_list = (signed.root / list_path("middle")).read_bytes()
+    old_env = (signed.root / envelope_path("middle")).read_bytes()
+    (signed.root / "src/demo/util.py").write_text("def helper():\n    return 22\n")
+    signed.sign(signed.alice, tier="middle")
+    signed.commit("v2")
+    (signed.root / "src/demo/util.py").write_text("def helper():\n    return 2\n")
+    (signed.root / list_path("middle")).write_bytes(old_list)
+    (signed.root / envelope_path("middle")).write_bytes(old_env)
+    report = signed.verify(trust_ref="HEAD")
+    f = only(report, "QG-SIG-ROLLBACK")
+    assert f.severity is Severity.CRITICAL
+
+
+def test_cli_exit_codes(signed: Signed, run_cli: Any) -> None:
+    r = run_cli("verify", cwd=signed.root)
+    assert r.code == 0, r.out
+    (signed.root / "src/demo/util.py").write_text("tampered\n")
+    r = run_cli("verify", cwd=signed.root)
+    assert r.code == 1 and "QG-INT-MODIFIED" in r.out and "src/demo/util.py" in r.out
+    r = run_cli("verify", "--trust-ref", "no-such-ref", cwd=signed.root)
+    assert r.code == 2 and "no-such-ref" in r.err
+    (signed.root / ".qeguard/policy.toml").write_text("[[tiers]]\nname = 'a'\nthreshold = -1\n")
+    signed.commit("break the policy")
+    r = run_cli("verify", cwd=signed.root)
+    assert r.code == 2 and "tiers[0].threshold" in r.err and "Traceback" not in r.err
+
+
+def test_internal_error_is_exit_3(
+    signed: Signed, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*a: object, **k: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr("guard.commands.verify.run_verify", boom)
+    r = run_cli("verify", cwd=signed.root)
+    assert r.code == 3 and "internal error: RuntimeError: simulated bug" in r.err
