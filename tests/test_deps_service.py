@@ -11,7 +11,8 @@ import pytest
 
 from guard.deps.database import open_database
 from guard.deps.interface import Dependency
-from guard.deps.service import OfflineService, ServiceUnavailable, lookup, online_service
+from guard.deps.online import online_service, to_advisories
+from guard.deps.service import ServiceUnavailable, affecting, lookup, offline_advisories
 
 online = pytest.mark.skipif(
     os.environ.get("QEGUARD_ONLINE_TESTS") != "1",
@@ -40,18 +41,52 @@ def test_pip_audit_names_we_use_exist():
         VulnerabilityResult.__dataclass_fields__
     )
     assert ResolvedDependency and SkippedDependency and ServiceError
-    assert issubclass(OfflineService, VulnerabilityService)
 
 
-def test_offline_service_speaks_pip_audit():
-    from packaging.version import Version
-    from pip_audit._service.interface import ResolvedDependency
+def test_offline_and_online_conversions_agree():
+    """The offline path builds advisories from records directly; the online path converts
+    pip-audit results. Fed the same records, the two must give the same advisories."""
+    from pip_audit._service.interface import VulnerabilityID, VulnerabilityResult
 
-    service = OfflineService(open_database())
-    _, results = service.query(ResolvedDependency(name="Jinja2", version=Version("2.10")))
-    ids = {r.id for r in results}
-    assert "PYSEC-2019-217" in ids
-    assert all(isinstance(v, Version) for r in results for v in r.fix_versions)
+    db = open_database()
+    for name, version in [("jinja2", "2.10"), ("requests", "2.19.0"), ("django", "3.2")]:
+        records = affecting(db, name, version)
+        assert records
+        results = [
+            VulnerabilityResult(
+                id=VulnerabilityID(r.id),
+                description=r.summary or "N/A",
+                fix_versions=list(r.fixed_for(name)),
+                aliases={VulnerabilityID(a) for a in r.aliases},
+                published=None,
+            )
+            for r in records
+        ]
+        online = to_advisories(results, db)
+        offline = offline_advisories(db, [(name, version)])[(name, version)]
+        strip = [(a.id, a.aliases, a.fix_versions, a.severity, a.cvss, a.summary) for a in online]
+        assert strip == [
+            (a.id, a.aliases, a.fix_versions, a.severity, a.cvss, a.summary) for a in offline
+        ]
+    assert any(
+        a.id == "PYSEC-2019-217"
+        for a in offline_advisories(db, [("jinja2", "2.10")])[("jinja2", "2.10")]
+    )
+
+
+def test_offline_lookup_does_not_import_pip_audit():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from guard.deps.scan import run_scan; from pathlib import Path; "
+        "run_scan(Path(sys.argv[1]), None); print('pip_audit' in sys.modules)"
+    )
+    repo = Path(__file__).parent / "data" / "deps" / "includes"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(repo)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
 
 
 class _Failing(BaseHTTPRequestHandler):

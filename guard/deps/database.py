@@ -1,8 +1,10 @@
 """The offline OSV database: a zip or folder of OSV records, indexed once per database.
 
-The first scan against a database groups its records by PEP 503 package name into a JSON
-index in the user cache folder, keyed by the database's digest; later scans read only that
-index and parse the records of the packages they look up. JSON rather than pickle, so a
+The first scan against a database groups its records by PEP 503 package name into an
+index in the user cache folder, keyed by the database's digest: one SQLite file (stdlib
+`sqlite3`) with a row of JSON records per package. Later scans read only the rows of the
+packages they look up, so a warm scan of a few hundred pins touches a small part of the
+index instead of loading and decoding all of it. JSON rows rather than pickle, so a
 tampered cache file can corrupt a scan's input but never run code.
 """
 
@@ -13,22 +15,31 @@ import datetime as dt
 import hashlib
 import json
 import os
+import sqlite3
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from packaging.utils import canonicalize_name
 
-from guard.deps.osv import NORMALIZED_KEY, Record, normalized_versions, parse_record
+from guard.deps.osv import (
+    NORMALIZED_KEY,
+    SEVERITY_KEY,
+    Record,
+    normalized_versions,
+    parse_record,
+    record_severity,
+)
 from guard.errors import DatabaseError
 from guard.fsutil import atomic_write
 from guard.report.model import DatabaseInfo
 
-INDEX_FORMAT = 3
+INDEX_FORMAT = 4
 STALE_DAYS = 30
 EMBEDDED_ZIP = "pypa-advisory-db-2024-10-10.osv.zip"
 EMBEDDED_META = "pypa-advisory-db-2024-10-10.json"
@@ -85,18 +96,127 @@ def _read_meta(path: Path) -> DatabaseMeta | None:
     )
 
 
+class PackageIndex(Protocol):
+    """Where an `OsvDatabase` gets raw records: the index in memory (just built) or on disk."""
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def latest_modified(self) -> str | None: ...
+
+    def raw_records(self, name: str) -> list[dict[str, Any]]: ...
+
+    def packages_for_id(self, ident: str) -> list[str]: ...
+
+    def package_names(self) -> list[str]: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MemoryIndex:
+    """The index as `build_index` returns it, used by the scan that built it."""
+
+    packages: dict[str, list[dict[str, Any]]]
+    ids: dict[str, list[str]]
+    count: int
+    latest_modified: str | None
+
+    def raw_records(self, name: str) -> list[dict[str, Any]]:
+        return self.packages.get(name, [])
+
+    def packages_for_id(self, ident: str) -> list[str]:
+        return self.ids.get(ident, [])
+
+    def package_names(self) -> list[str]:
+        return sorted(self.packages)
+
+
+class SqliteIndex:
+    """The index file in the cache, opened read-only; rows are decoded on request."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        self.digest: str = meta["digest"]
+        self.format = int(meta["format"])
+        self.count = int(meta["count"])
+        self.latest_modified: str | None = meta.get("latest_modified") or None
+
+    @classmethod
+    def open(cls, path: Path) -> SqliteIndex:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return cls(conn)
+        except (sqlite3.Error, KeyError, ValueError):
+            conn.close()
+            raise
+
+    def raw_records(self, name: str) -> list[dict[str, Any]]:
+        row = self._conn.execute("SELECT records FROM packages WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return []
+        records: list[dict[str, Any]] = json.loads(row[0])
+        return records
+
+    def packages_for_id(self, ident: str) -> list[str]:
+        rows = self._conn.execute("SELECT name FROM ids WHERE id = ?", (ident,)).fetchall()
+        return [r[0] for r in rows]
+
+    def package_names(self) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT name FROM packages ORDER BY name")]
+
+
+def write_index(index: MemoryIndex, digest: str, target: Path) -> None:
+    """Write the index to `target` atomically: built in a temp file, then renamed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(tmp)
+        with conn:
+            conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+            conn.execute("CREATE TABLE packages (name TEXT PRIMARY KEY, records TEXT NOT NULL)")
+            conn.execute("CREATE TABLE ids (id TEXT NOT NULL, name TEXT NOT NULL)")
+            conn.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [
+                    ("format", str(INDEX_FORMAT)),
+                    ("digest", digest),
+                    ("count", str(index.count)),
+                    ("latest_modified", index.latest_modified or ""),
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO packages VALUES (?, ?)",
+                (
+                    (name, json.dumps(records, separators=(",", ":")))
+                    for name, records in index.packages.items()
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO ids VALUES (?, ?)",
+                ((ident, name) for ident, names in index.ids.items() for name in names),
+            )
+            conn.execute("CREATE INDEX ids_by_id ON ids (id)")
+        conn.close()
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 class OsvDatabase:
-    """Records grouped by package, loaded from the index; records parsed on first use."""
+    """Records grouped by package; a package's records are parsed on first use."""
 
     def __init__(
-        self, location: Path, meta: DatabaseMeta, index: dict[str, Any], *, embedded: bool = False
+        self, location: Path, meta: DatabaseMeta, index: PackageIndex, *, embedded: bool = False
     ):
         self.location = location
         self.meta = meta
         self.embedded = embedded
-        self._packages: dict[str, list[dict[str, Any]]] = index["packages"]
-        self._ids: dict[str, list[str]] = index["ids"]
-        self.count: int = index["count"]
+        self._index = index
+        self.count: int = index.count
         self._parsed: dict[str, list[Record]] = {}
 
     @property
@@ -115,18 +235,18 @@ class OsvDatabase:
     def records_for(self, name: str) -> list[Record]:
         key = canonicalize_name(name)
         if key not in self._parsed:
-            self._parsed[key] = [parse_record(r) for r in self._packages.get(key, ())]
+            self._parsed[key] = [parse_record(r) for r in self._index.raw_records(key)]
         return self._parsed[key]
 
     def records_by_id(self, ident: str) -> list[Record]:
         """Records whose id or alias is `ident` (for rating online results)."""
         out: list[Record] = []
-        for pkg in self._ids.get(ident, ()):
+        for pkg in self._index.packages_for_id(ident):
             out.extend(r for r in self.records_for(pkg) if ident in r.aliases | {r.id})
         return out
 
     def package_names(self) -> list[str]:
-        return sorted(self._packages)
+        return self._index.package_names()
 
     def info(
         self, *, source: str = "offline", note: str | None = None, today: dt.date | None = None
@@ -184,29 +304,38 @@ def _digest(path: Path) -> str:
 
 
 def index_path(digest: str) -> Path:
-    return cache_dir() / "index" / f"{digest[:32]}-v{INDEX_FORMAT}.json"
+    return cache_dir() / "index" / f"{digest[:32]}-v{INDEX_FORMAT}.sqlite3"
+
+
+def _open_index(idx_file: Path, digest: str) -> SqliteIndex | None:
+    """The cached index for `digest`, or None when missing, stale or unreadable."""
+    if not idx_file.is_file():
+        return None
+    try:
+        index = SqliteIndex.open(idx_file)
+    except (sqlite3.Error, KeyError, ValueError, OSError):
+        return None
+    if index.digest != digest or index.format != INDEX_FORMAT:
+        return None
+    return index
 
 
 def _load(path: Path, meta: DatabaseMeta | None, *, embedded: bool = False) -> OsvDatabase:
     digest = _digest(path)
     idx_file = index_path(digest)
-    index: dict[str, Any] | None = None
-    with contextlib.suppress(OSError, ValueError):
-        loaded = json.loads(idx_file.read_bytes())
-        if isinstance(loaded, dict) and loaded.get("digest") == digest:
-            index = loaded
+    index: PackageIndex | None = _open_index(idx_file, digest)
     if index is None:
-        index = build_index(path)
-        index["digest"] = digest
+        built = build_index(path)
         # A read-only cache only costs speed, so a failed write is not an error.
-        with contextlib.suppress(OSError):
-            atomic_write(idx_file, json.dumps(index, separators=(",", ":")).encode())
+        with contextlib.suppress(OSError, sqlite3.Error):
+            write_index(built, digest, idx_file)
+        index = built
     if meta is None:
-        meta = DatabaseMeta(name=path.name, date=index.get("latest_modified"))
+        meta = DatabaseMeta(name=path.name, date=index.latest_modified)
     elif meta.date is None:
         meta = DatabaseMeta(
             name=meta.name,
-            date=index.get("latest_modified"),
+            date=index.latest_modified,
             source=meta.source,
             license=meta.license,
         )
@@ -251,7 +380,9 @@ def _parse_json(blob: bytes, where: str) -> dict[str, Any]:
     return data
 
 
-def build_index(path: Path) -> dict[str, Any]:
+def build_index(path: Path) -> MemoryIndex:
+    """Group every PyPI record by package, with what warm scans would otherwise recompute
+    for each record they read (normalized versions, severity) stored alongside it."""
     packages: dict[str, list[dict[str, Any]]] = {}
     ids: dict[str, list[str]] = {}
     latest = ""
@@ -273,25 +404,21 @@ def build_index(path: Path) -> dict[str, Any]:
         for entry in data.get("affected") or ():
             if isinstance(entry, dict) and isinstance(entry.get("versions"), list):
                 entry[NORMALIZED_KEY] = normalized_versions(str(v) for v in entry["versions"])
+        severity, vector = record_severity(data)
+        data[SEVERITY_KEY] = [severity.value, vector]
         latest = max(latest, str(data.get("modified") or ""))
         for n in names:
             packages.setdefault(n, []).append(data)
         for ident in {data["id"], *(data.get("aliases") or ())}:
             bucket = ids.setdefault(str(ident), [])
             bucket.extend(n for n in names if n not in bucket)
-    return {
-        "format": INDEX_FORMAT,
-        "count": count,
-        "packages": packages,
-        "ids": ids,
-        "latest_modified": latest[:10] or None,
-    }
+    return MemoryIndex(packages=packages, ids=ids, count=count, latest_modified=latest[:10] or None)
 
 
 def install(source: Path, *, name: str, origin: str) -> OsvDatabase:
     """Copy a validated zip into the user cache as the database later scans use."""
     index = build_index(source)  # validates every record before anything is replaced
-    if index["count"] == 0:
+    if index.count == 0:
         raise DatabaseError(
             "the file holds no PyPI records",
             where=str(source),
@@ -301,7 +428,7 @@ def install(source: Path, *, name: str, origin: str) -> OsvDatabase:
     target = user_db_path()
     blob = _zip_folder(source) if source.is_dir() else source.read_bytes()
     atomic_write(target, blob)
-    meta = DatabaseMeta(name=name, date=index["latest_modified"], source=origin)
+    meta = DatabaseMeta(name=name, date=index.latest_modified, source=origin)
     meta_dict = {**meta.to_dict(), "imported": datetime.now(UTC).isoformat(timespec="seconds")}
     atomic_write(target.with_name(USER_META), json.dumps(meta_dict, indent=2).encode())
     return open_database()

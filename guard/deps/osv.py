@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -20,6 +21,7 @@ from guard.report.model import Severity
 
 _ZERO = Version("0")
 NORMALIZED_KEY = "x-qeguard-normalized"
+SEVERITY_KEY = "x-qeguard-severity"  # [severity, CVSS vector or null], set by the index
 _EVENT_ORDER = {"introduced": 0, "fixed": 1, "last_affected": 2, "limit": 3}
 
 
@@ -61,7 +63,7 @@ class Affected:
         v = _version(version)
         if v is None:
             return False
-        if str(v) in self.versions:
+        if _normal_form(version) in self.versions:
             return True
         return any(r.contains(v) for r in self.ranges)
 
@@ -109,11 +111,20 @@ class Record:
         )
 
 
+@lru_cache(maxsize=8192)
 def _version(text: str) -> Version | None:
+    # Cached: matching asks for the same few versions (the pin, fix versions, range
+    # events) once per record, and parsing dominates a scan's time otherwise.
     try:
         return Version(text)
     except InvalidVersion:
         return None
+
+
+@lru_cache(maxsize=8192)
+def _normal_form(text: str) -> str | None:
+    v = _version(text)
+    return None if v is None else str(v)
 
 
 def parse_record(data: Mapping[str, Any], *, ecosystem: str = "PyPI") -> Record:
@@ -136,7 +147,7 @@ def parse_record(data: Mapping[str, Any], *, ecosystem: str = "PyPI") -> Record:
                 name=canonicalize_name(pkg["name"]), versions=frozenset(versions), ranges=ranges
             )
         )
-    severity, vector = record_severity(data)
+    severity, vector = _stored_severity(data.get(SEVERITY_KEY)) or record_severity(data)
     summary = data.get("summary") or data.get("details") or ""
     return Record(
         id=str(data["id"]),
@@ -148,6 +159,17 @@ def parse_record(data: Mapping[str, Any], *, ecosystem: str = "PyPI") -> Record:
         cvss=vector,
         affected=tuple(affected),
     )
+
+
+def _stored_severity(value: Any) -> tuple[Severity, str | None] | None:
+    """The index's precomputed rating, if well formed (saves importing and running cvss)."""
+    if not (isinstance(value, list) and len(value) == 2):
+        return None
+    try:
+        severity = Severity(value[0])
+    except ValueError:
+        return None
+    return severity, value[1] if isinstance(value[1], str) else None
 
 
 def normalized_versions(versions: Iterable[str]) -> list[str]:

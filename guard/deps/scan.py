@@ -19,7 +19,7 @@ from guard.deps.database import STALE_DAYS, OsvDatabase, open_database
 from guard.deps.interface import Advisory, Dependency, TargetEnvironment, parse_version
 from guard.deps.osv import Record, lowest_clearing
 from guard.deps.policy import DepsPolicy
-from guard.deps.service import Key, lookup, online_service
+from guard.deps.service import Key, lookup
 from guard.policy import Policy
 from guard.report.model import DatabaseInfo, Finding, Location, Report, Severity, Suppression
 
@@ -370,6 +370,8 @@ def run_scan(
     db = open_database(db_path)
     online_obj = None
     if online:
+        from guard.deps.online import online_service
+
         online_obj = online_service_obj or online_service(service)
     result = lookup(deps, db=db, online=online_obj, online_name=service, sleep=sleep)
     findings, suggestions = evaluate(
