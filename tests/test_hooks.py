@@ -1,0 +1,268 @@
+"""The hooks for real: pre-commit's own manifest check and `pre-commit try-repo`, and the
+native hooks installed by `qeguard install-hooks` run by real `git commit` / `git push`.
+
+`try-repo` makes pre-commit build its own virtualenv and `pip install` this project into it.
+By default that install is offline: pip gets no index (`PIP_NO_INDEX`), takes setuptools
+from the wheels virtualenv ships, skips dependency resolution, and the hook finds qeguard's
+dependencies (not qeguard itself) through PYTHONPATH. With QEGUARD_ONLINE_TESTS=1 pip
+installs everything from PyPI, as it would for a user.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import KeyPair, git_run, init_repo, write_files
+from gitguard import CORE_FILE, commit, protect, qg, sign
+
+import guard
+
+PROJECT = Path(guard.__file__).resolve().parents[1]
+PRE_COMMIT = shutil.which("pre-commit", path=os.path.dirname(sys.executable)) or shutil.which(
+    "pre-commit"
+)
+ONLINE = os.environ.get("QEGUARD_ONLINE_TESTS") == "1"
+needs_pre_commit = pytest.mark.skipif(PRE_COMMIT is None, reason="pre-commit is not installed")
+
+
+@needs_pre_commit
+def test_hook_manifest_passes_pre_commit_validate_manifest() -> None:
+    assert PRE_COMMIT is not None
+    proc = subprocess.run(
+        [PRE_COMMIT, "validate-manifest", str(PROJECT / ".pre-commit-hooks.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_hook_manifest_declares_the_hooks() -> None:
+    import yaml  # pre-commit's dependency; present wherever pre-commit is
+
+    hooks = {h["id"]: h for h in yaml.safe_load((PROJECT / ".pre-commit-hooks.yaml").read_text())}
+    assert hooks["qeguard-verify"]["entry"] == "qeguard verify --staged"
+    assert hooks["qeguard-verify"]["pass_filenames"] is False
+    assert hooks["qeguard-verify"]["language"] == "python"
+    assert hooks["qeguard-deps"]["entry"] == "qeguard deps"
+    assert hooks["qeguard-deps"]["pass_filenames"] is False
+    import re
+
+    files = re.compile(hooks["qeguard-deps"]["files"])
+    for hit in (
+        "requirements.txt",
+        "req/requirements-dev.txt",
+        "pyproject.toml",
+        "uv.lock",
+        "poetry.lock",
+        "pylock.toml",
+        "pylock.dev.toml",
+        "Pipfile.lock",
+    ):
+        assert files.search(hit), hit
+    for miss in ("src/pkg/model.py", "README.md", "requirements.py"):
+        assert not files.search(miss), miss
+    assert all("minimum_pre_commit_version" in h for h in hooks.values())
+
+
+def _hook_source(tmp: Path) -> Path:
+    """This project's files as a fresh git repository, so uncommitted work is what runs."""
+    dest = tmp / "qeguard-src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in ("guard", "policies", "hooks"):
+        shutil.copytree(PROJECT / name, dest / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md", ".pre-commit-hooks.yaml", "LICENSE"):
+        if (PROJECT / name).is_file():
+            shutil.copy2(PROJECT / name, dest / name)
+    init_repo(dest)
+    git_run(dest, "add", "-A")
+    git_run(dest, "commit", "-q", "-m", "qeguard under test")
+    return dest
+
+
+def _dependency_path(tmp: Path) -> Path:
+    """A folder exposing this interpreter's installed packages except qeguard itself, so
+    the hook imports qeguard from pre-commit's environment, never from here."""
+    shim = tmp / "deps"
+    shim.mkdir()
+    site = Path(sysconfig.get_paths()["purelib"])
+    for entry in site.iterdir():
+        low = entry.name.lower()
+        if low.startswith(("guard", "qeguard", "__editable__")) or low.endswith(".pth"):
+            continue
+        (shim / entry.name).symlink_to(entry)
+    return shim
+
+
+@pytest.fixture(scope="session")
+def pre_commit_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment for running pre-commit (its own PRE_COMMIT_HOME). `try-repo` keeps its
+    hook environments in a temporary store, so each call pip-installs the project anew."""
+    tmp = tmp_path_factory.mktemp("pre-commit")
+    env = dict(os.environ)
+    env["PRE_COMMIT_HOME"] = str(tmp / "home")
+    env.pop("QEGUARD_OVERRIDE", None)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    if not ONLINE:
+        import virtualenv
+
+        wheels = Path(virtualenv.__file__).parent / "seed" / "wheels" / "embed"
+        env.update(
+            PIP_NO_INDEX="1",
+            PIP_FIND_LINKS=str(wheels),
+            PIP_NO_DEPS="1",
+            PYTHONPATH=str(_dependency_path(tmp)),
+        )
+    env["QEGUARD_TEST_HOOK_SOURCE"] = str(_hook_source(tmp))
+    yield env
+
+
+def _try_repo(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    assert PRE_COMMIT is not None
+    return subprocess.run(
+        [PRE_COMMIT, "try-repo", env["QEGUARD_TEST_HOOK_SOURCE"], "qeguard-verify"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+
+
+@needs_pre_commit
+def test_try_repo_blocks_an_unsigned_staged_change_then_passes_after_sign(
+    repo: Path, keypair: KeyPair, pre_commit_env: dict[str, str]
+) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    (repo / CORE_FILE).write_text("def predict(x):\n    return 3 * x\n")
+    git_run(repo, "add", CORE_FILE)
+
+    blocked = _try_repo(repo, pre_commit_env)
+    out = blocked.stdout + blocked.stderr
+    assert blocked.returncode == 1, out
+    assert "qeguard verify (staged protected files)" in out
+    assert "QG-INT-MODIFIED" in out and CORE_FILE in out
+    assert "qeguard sign --tier core --key KEY && git add .qeguard" in out
+
+    # One trusted signature: the commit passes locally, with a warning naming the signer.
+    sign(repo, alice, "core")
+    git_run(repo, "add", ".qeguard")
+    passed = _try_repo(repo, pre_commit_env)
+    out = passed.stdout + passed.stderr
+    assert passed.returncode == 0, out
+    assert "Passed" in out
+
+    # pre-commit shows hook output only on failure (or -v): check the warning directly.
+    r = qg(repo, "verify", "--staged")
+    assert r.code == 0
+    assert "QG-SIG-THRESHOLD" in r.out and "has 1 (alice)" in r.out
+    commit(repo, "core change signed by alice", [".qeguard", CORE_FILE])
+
+
+# -- native hooks -------------------------------------------------------------------------
+
+
+def _hooks_dir(repo: Path) -> Path:
+    return repo / ".git" / "hooks"
+
+
+def test_install_hooks_installs_executable_scripts(repo: Path) -> None:
+    r = qg(repo, "install-hooks")
+    assert r.code == 0, r.text
+    for name in ("pre-commit", "pre-push"):
+        path = _hooks_dir(repo) / name
+        assert path.is_file()
+        assert path.stat().st_mode & stat.S_IXUSR
+        assert "qeguard" in path.read_text()
+    again = qg(repo, "install-hooks")  # idempotent
+    assert again.code == 0, again.text
+    assert not list(_hooks_dir(repo).glob("*.qeguard-backup"))
+
+
+def test_install_hooks_refuses_a_foreign_hook_unless_forced(repo: Path) -> None:
+    foreign = _hooks_dir(repo) / "pre-commit"
+    foreign.parent.mkdir(parents=True, exist_ok=True)
+    foreign.write_text("#!/bin/sh\necho mine\n")
+    r = qg(repo, "install-hooks")
+    assert r.code == 2
+    assert "pre-commit" in r.err and "--force" in r.err
+    assert foreign.read_text() == "#!/bin/sh\necho mine\n"
+    forced = qg(repo, "install-hooks", "--force")
+    assert forced.code == 0, forced.text
+    backup = _hooks_dir(repo) / "pre-commit.qeguard-backup"
+    assert backup.read_text() == "#!/bin/sh\necho mine\n"
+    assert "qeguard" in foreign.read_text()
+
+
+def test_install_hooks_honours_core_hookspath(repo: Path) -> None:
+    git_run(repo, "config", "core.hooksPath", "githooks")
+    r = qg(repo, "install-hooks")
+    assert r.code == 0, r.text
+    assert (repo / "githooks" / "pre-commit").is_file()
+    assert not (_hooks_dir(repo) / "pre-commit").exists()
+
+
+def _git_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env.pop("QEGUARD_OVERRIDE", None)
+    env.pop("CI", None)
+    return env
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=_git_env(), capture_output=True, text=True, check=False
+    )
+
+
+def test_native_pre_commit_hook_blocks_then_passes(repo: Path, keypair: KeyPair) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    assert qg(repo, "install-hooks").code == 0
+    (repo / CORE_FILE).write_text("def predict(x):\n    return 4 * x\n")
+    git_run(repo, "add", CORE_FILE)
+    blocked = _git(repo, "commit", "-m", "unsigned core change")
+    assert blocked.returncode != 0
+    assert "QG-INT-MODIFIED" in blocked.stdout + blocked.stderr
+    sign(repo, alice, "core")
+    sign(repo, bob, "core")
+    git_run(repo, "add", ".qeguard")
+    ok = _git(repo, "commit", "-m", "signed core change")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_native_pre_push_hook_verifies_against_the_remote(
+    tmp_path: Path, repo: Path, keypair: KeyPair
+) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    remote = tmp_path / "remote.git"
+    git_run(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    git_run(repo, "remote", "add", "origin", str(remote))
+    git_run(repo, "push", "-q", "origin", "main")
+    assert qg(repo, "install-hooks").code == 0
+
+    # An unsigned core change committed with --no-verify is caught at push time.
+    git_run(repo, "checkout", "-q", "-b", "feature")
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 5 * x\n"})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "sneaky")
+    blocked = _git(repo, "push", "origin", "feature")
+    assert blocked.returncode != 0
+    assert "QG-INT-MODIFIED" in blocked.stdout + blocked.stderr
+
+    # Signed by one of two: the push goes through (local relaxation), CI will block.
+    sign(repo, alice, "core")
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "sign core (alice)")
+    ok = _git(repo, "push", "origin", "feature")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
