@@ -86,6 +86,9 @@ def run(args: argparse.Namespace, console: Any) -> int:
         line = (f"{outcome.tier}: {outcome.action} (sequence {outcome.sequence}, "
                 f"{outcome.count} files)")
         console.print(line + (f" - {outcome.note}" if outcome.note else ""))
-        failed |= bool(wanted) and outcome.action == "unsigned" and build.tier.threshold > 0
+        # An explicitly requested tier that this key could not sign is a failure, whether
+        # the payload is new ("unsigned") or already there ("unchanged").
+        failed |= (bool(wanted) and outcome.action in ("unsigned", "unchanged")
+                   and build.tier.threshold > 0)
     console.info("next: git add .qeguard && git commit  (co-signers run qeguard sign too)")
     return 2 if failed else 0
