@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -222,7 +223,7 @@ def _payload(**over: object) -> Payload:
         expires_days=10,
         git_commit="c" * 40,
     )
-    return Payload(**{**{f: getattr(p, f) for f in Payload.__slots__}, **over})  # type: ignore[arg-type]
+    return dataclasses.replace(p, **over)  # type: ignore[arg-type]
 
 
 def test_payload_fields_and_round_trip() -> None:

@@ -306,7 +306,7 @@ def test_crash_inside_the_rename_leaves_no_temp_file(
             raise OSError(28, "No space left on device")
         real_replace(src, dst)
 
-    monkeypatch.setattr(guard.fsutil.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)  # the os module guard.fsutil uses
     r = project.sign(project.alice)
     monkeypatch.undo()
     assert r.code == 3
