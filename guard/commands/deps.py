@@ -19,7 +19,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--online",
         action="store_true",
-        help="query pip-audit's online service instead of the offline database",
+        help="query pip-audit's online service instead of the offline database, and report "
+        "pins behind the latest release on the index ($QEGUARD_PYPI_URL, default PyPI)",
     )
     p.add_argument(
         "--service",

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
@@ -22,6 +22,9 @@ from guard.deps.policy import DepsPolicy
 from guard.deps.service import Key, lookup
 from guard.policy import Policy
 from guard.report.model import DatabaseInfo, Finding, Location, Report, Severity, Suppression
+
+if TYPE_CHECKING:
+    from guard.deps.pypi import LatestReleases  # imports requests: only for --online
 
 _LICENSE_SPLIT = re.compile(r"\s+(?:OR|AND|WITH|or|and)\s+|[(),;/]")
 
@@ -306,6 +309,48 @@ def _license_findings(
     ]
 
 
+def outdated_findings(deps: Sequence[Dependency], releases: LatestReleases) -> list[Finding]:
+    """`info` findings for exact pins behind the index's latest release, and one `low`
+    finding naming the packages whose latest release could not be looked up."""
+    out: list[Finding] = []
+    for dep in deps:
+        latest = releases.latest.get(dep.canonical_name)
+        if dep.version is None or latest is None:
+            continue
+        current, newest = parse_version(dep.version), parse_version(latest)
+        if current is None or newest is None or newest <= current:
+            continue
+        out.append(
+            Finding(
+                rule="QG-DEP-OUTDATED",
+                severity=Severity.INFO,
+                location=Location(path=dep.source, line=dep.line),
+                package=dep.name,
+                version=dep.version,
+                title=f"{dep.name} {dep.version} is behind {latest}",
+                message=f"{dep.name}=={dep.version}: the latest release is {latest}",
+                fix=f"update the pin to {dep.name}=={latest} after reading its release notes",
+                details={"latest": latest},
+            )
+        )
+    if releases.failed:
+        names = sorted(releases.failed)
+        first = releases.failed[names[0]]
+        out.append(
+            Finding(
+                rule="QG-DEP-OUTDATED",
+                severity=Severity.LOW,
+                title=f"latest releases of {len(names)} package(s) could not be checked",
+                message=f"the package index did not answer for {', '.join(names[:10])}"
+                f"{', ...' if len(names) > 10 else ''} ({first}); their pins were not "
+                "checked for newer releases",
+                fix="check the network (or $QEGUARD_PYPI_URL) and run again with --online",
+                details={"id": "lookup-failed", "packages": names},
+            )
+        )
+    return out
+
+
 def database_findings(info: DatabaseInfo, fallback: str | None) -> list[Finding]:
     out: list[Finding] = []
     if fallback:
@@ -352,6 +397,7 @@ def run_scan(
     today: date | None = None,
     online_service_obj: object | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    pypi_url: str | None = None,
 ) -> ScanResult:
     from guard.deps import sources
     from guard.deps.sources.environment import installed, load_environment
@@ -391,6 +437,11 @@ def run_scan(
             note=f"severities rated from {db.meta.name} ({db.date})",
         )
     findings.extend(database_findings(info, result.fallback_reason))
+    if online and deps_policy.outdated:
+        from guard.deps.pypi import latest_releases
+
+        pinned = [d.canonical_name for d in deps if d.version is not None]
+        findings.extend(outdated_findings(deps, latest_releases(pinned, url=pypi_url, sleep=sleep)))
     fail_on = deps_policy.fail_on or (policy.fail_on if policy else Severity.HIGH)
     report = Report(
         tool_version=guard.__version__,
