@@ -153,7 +153,12 @@ class WorkTree:
         full = self.root / path
         if full.is_symlink() or not full.is_file():
             return None
-        return full.read_bytes()
+        data = full.read_bytes()
+        # Policy, trust and manifests as git stores them: a CRLF checkout (autocrlf) of
+        # a clean tree must not look like a changed policy or a malformed list.
+        if self.normalize_eol and b"\r\n" in data and not looks_binary(data):
+            data = data.replace(b"\r\n", b"\n")
+        return data
 
     def _dir_ok(self, rel_dir: str) -> bool:
         ok = self._dirs.get(rel_dir)
