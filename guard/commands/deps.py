@@ -36,6 +36,12 @@ def add_parser(sub: Any) -> None:
     )
     add_output_arguments(p)
     p.add_argument(
+        "--sast",
+        action="store_true",
+        help="also run bandit over the repository's Python sources (QG-SAST-* findings); "
+        "needs pip install 'qeguard[sast]'",
+    )
+    p.add_argument(
         "--fix-suggestions",
         action="store_true",
         help="print the lowest versions that clear all findings",
@@ -79,6 +85,10 @@ def run(args: argparse.Namespace, console: Any) -> int:
     from guard.workspace import find_workspace, load_policy
 
     root = (args.repo or find_workspace().root).resolve()
+    if args.sast:
+        from guard.sast import require_bandit
+
+        require_bandit()  # before the scan: a missing extra is a usage error, said at once
     policy = load_policy(root, required=False)
     target = TargetEnvironment.for_target(args.target_python, args.target_platform)
     outputs = output_pairs(args)  # a usage error before the scan, not after
@@ -93,6 +103,13 @@ def run(args: argparse.Namespace, console: Any) -> int:
         target=target,
     )
     report = result.report
+    if args.sast:
+        import dataclasses
+
+        from guard.sast import scan_sources
+
+        sast = scan_sources(root)
+        report = dataclasses.replace(report, findings=report.findings + tuple(sast))
     if report.database and report.database.note:
         console.warn(report.database.note)
     if args.fix_suggestions or args.fix:
