@@ -140,3 +140,13 @@ def run_cli() -> Callable[..., CliResult]:
 def chdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
     """`chdir(path)`: change the working folder for this test only."""
     yield monkeypatch.chdir
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `online` reach the network: skipped unless QEGUARD_ONLINE_TESTS=1."""
+    if os.environ.get("QEGUARD_ONLINE_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="needs the network: set QEGUARD_ONLINE_TESTS=1")
+    for item in items:
+        if item.get_closest_marker("online") is not None:
+            item.add_marker(skip)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -13,11 +12,6 @@ from guard.deps.database import open_database
 from guard.deps.interface import Dependency
 from guard.deps.online import online_service, to_advisories
 from guard.deps.service import ServiceUnavailable, affecting, lookup, offline_advisories
-
-online = pytest.mark.skipif(
-    os.environ.get("QEGUARD_ONLINE_TESTS") != "1",
-    reason="set QEGUARD_ONLINE_TESTS=1 to reach the network",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +125,6 @@ def test_failure_without_database_raises(failing_server):
         lookup(deps, db=None, online=service, sleep=lambda s: None)
 
 
-@online
 @pytest.mark.online
 @pytest.mark.parametrize("name", ["osv", "pypi"])
 def test_online_matches_offline(name):
