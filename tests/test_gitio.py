@@ -1,0 +1,200 @@
+"""guard.gitio: the staged index as a Tree, staged paths, commits and trailers; and that
+`verify --staged` looks only at what is staged."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from conftest import KeyPair, git_run, write_files
+from gitguard import CORE_FILE, MIDDLE_FILE, protect, qg, report, rules, sign
+
+from guard.errors import GitError
+from guard.gitio import GitRepo, IndexTree
+from guard.integrity import run_verify
+from guard.manifest import MODE_EXEC, MODE_FILE, MODE_LINK
+from guard.scan import Observed, Seen, hash_bytes
+
+
+def _staged_repo(repo: Path) -> GitRepo:
+    write_files(repo, {"a.txt": "committed\n", "b/c.sh": "#!/bin/sh\n", "gone.txt": "x\n"})
+    os.chmod(repo / "b/c.sh", 0o755)
+    git_run(repo, "add", "-A")
+    git_run(repo, "commit", "-q", "-m", "base")
+    write_files(repo, {"a.txt": "staged\n", "new.txt": "new\n"})
+    git_run(repo, "add", "a.txt", "new.txt")
+    git_run(repo, "rm", "-q", "gone.txt")
+    (repo / "a.txt").write_text("working tree only\n")
+    os.symlink("a.txt", repo / "link")
+    git_run(repo, "add", "link")
+    return GitRepo(repo)
+
+
+def test_index_tree_reads_staged_blobs_not_the_working_tree(repo: Path) -> None:
+    tree = IndexTree(_staged_repo(repo))
+    assert tree.read("a.txt") == b"staged\n"
+    assert tree.read("gone.txt") is None
+    assert tree.read("link") is None  # a symlink is not a small file to read
+    seen = tree.observe(["a.txt", "b/c.sh", "gone.txt", "link", "nope"])
+    assert seen["a.txt"].sha256 == hash_bytes(b"staged\n", normalize_eol=False)
+    assert seen["a.txt"].mode == MODE_FILE
+    assert seen["b/c.sh"].mode == MODE_EXEC
+    assert seen["gone.txt"].seen is Seen.MISSING
+    assert seen["nope"].seen is Seen.MISSING
+    assert seen["link"].seen is Seen.SYMLINK and seen["link"].mode == MODE_LINK
+    assert seen["link"].target == "a.txt"
+    assert sorted(tree.candidates()) == ["a.txt", "b/c.sh", "link", "new.txt"]
+
+
+def test_index_tree_paths_are_literal(repo: Path) -> None:
+    write_files(repo, {"*.py": "star\n", "x.py": "x\n", ":(top)odd": "odd\n"})
+    git_run(repo, "add", "-A")
+    tree = IndexTree(GitRepo(repo))
+    assert tree.read("*.py") == b"star\n"
+    assert tree.read(":(top)odd") == b"odd\n"
+    assert set(tree.observe(["*.py"])) == {"*.py"}
+
+
+def test_staged_paths_compare_the_index_with_head(repo: Path) -> None:
+    g = _staged_repo(repo)
+    assert sorted(g.staged_paths()) == ["a.txt", "gone.txt", "link", "new.txt"]
+
+
+def test_staged_paths_before_the_first_commit(repo: Path) -> None:
+    write_files(repo, {"x": "1\n"})
+    git_run(repo, "add", "x")
+    assert GitRepo(repo).staged_paths() == ["x"]
+
+
+def test_unmerged_entries_are_not_files(repo: Path) -> None:
+    write_files(repo, {"f": "base\n"})
+    git_run(repo, "add", "f")
+    git_run(repo, "commit", "-q", "-m", "base")
+    git_run(repo, "checkout", "-q", "-b", "other")
+    write_files(repo, {"f": "other\n"})
+    git_run(repo, "commit", "-q", "-am", "other")
+    git_run(repo, "checkout", "-q", "main")
+    write_files(repo, {"f": "main\n"})
+    git_run(repo, "commit", "-q", "-am", "main")
+    git_run(repo, "merge", "-q", "other", check=False)
+    seen = IndexTree(GitRepo(repo)).observe(["f"])["f"]
+    assert seen.seen is Seen.OTHER and "unmerged" in (seen.error or "")
+
+
+def test_commits_between_with_changed_paths(repo: Path) -> None:
+    write_files(repo, {"a": "1\n"})
+    git_run(repo, "add", "a")
+    git_run(repo, "commit", "-q", "-m", "one")
+    base = git_run(repo, "rev-parse", "HEAD").strip()
+    write_files(repo, {"b": "2\n"})
+    git_run(repo, "add", "b")
+    git_run(repo, "commit", "-q", "-m", "two\n\nQeguard-Override: why")
+    g = GitRepo(repo)
+    commits = g.commits_between(base, "HEAD")
+    assert len(commits) == 1
+    assert commits[0].changed == ("b",)
+    assert commits[0].author == "Test User <test@example.com>"
+    assert "Qeguard-Override: why" in commits[0].message
+
+
+def test_unknown_revision_is_a_git_error(repo: Path) -> None:
+    write_files(repo, {"a": "1\n"})
+    git_run(repo, "add", "a")
+    git_run(repo, "commit", "-q", "-m", "one")
+    with pytest.raises(GitError) as err:
+        GitRepo(repo).resolve("origin/nowhere")
+    assert "fetch" in (err.value.hint or "")
+    r = qg(repo, "verify", "--trust-ref", "origin/nowhere")
+    assert r.code == 2 and "unknown revision" in r.err
+
+
+class RecordingIndexTree(IndexTree):
+    """An IndexTree that remembers which paths verification asked it to observe."""
+
+    def __init__(self, repo: GitRepo):
+        super().__init__(repo)
+        self.asked: set[str] = set()
+
+    def observe(self, paths: Sequence[str]) -> dict[str, Observed]:
+        self.asked.update(paths)
+        return super().observe(paths)
+
+
+def test_staged_verify_observes_only_what_is_staged(repo: Path, keypair: KeyPair) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    many = {f"src/pkg/mod{i:03d}.py": f"N = {i}\n" for i in range(200)}
+    write_files(repo, many)
+    protect(repo, alice, bob)
+    write_files(repo, {MIDDLE_FILE: "HELPER = 2\n", "src/pkg/mod007.py": "N = -7\n"})
+    git_run(repo, "add", MIDDLE_FILE)  # mod007 changed on disk only: not the hook's business
+    tree = RecordingIndexTree(GitRepo(repo))
+    result = run_verify(repo, tree=tree, staged=True)
+    assert tree.asked == {MIDDLE_FILE}
+    assert [f.rule for f in result.findings] == ["QG-INT-MODIFIED"]
+
+    # A staged manifest change widens the check to exactly the entries it changed.
+    sign(repo, alice, "middle")  # re-signs middle including mod007's new content
+    git_run(repo, "add", ".qeguard")
+    tree = RecordingIndexTree(GitRepo(repo))
+    result = run_verify(repo, tree=tree, staged=True)
+    assert tree.asked == {MIDDLE_FILE, "src/pkg/mod007.py"}
+    assert [f"{f.rule} {f.location.path if f.location else ''}" for f in result.findings] == [
+        "QG-INT-MODIFIED src/pkg/mod007.py"
+    ]
+
+
+def test_staged_verify_with_a_changed_policy_checks_the_whole_index(
+    repo: Path, keypair: KeyPair
+) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    policy = repo / ".qeguard/policy.toml"
+    policy.write_text(policy.read_text() + "\nexpires_days = 90\n")
+    git_run(repo, "add", ".qeguard/policy.toml")
+    tree = RecordingIndexTree(GitRepo(repo))
+    run_verify(repo, tree=tree, staged=True)
+    assert CORE_FILE in tree.asked and "src/pkg/core/train.py" in tree.asked
+
+
+def test_staged_hook_messages(repo: Path, keypair: KeyPair) -> None:
+    """Blocked: says what to run. One of two signers: passes with a warning naming them.
+    No trusted signature at all: blocks."""
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 0\n"})
+    git_run(repo, "add", CORE_FILE)
+    r = qg(repo, "verify", "--staged")
+    assert r.code == 1
+    assert "qeguard sign --tier core --key KEY && git add .qeguard" in r.out
+    assert "trust from: HEAD" in r.out
+
+    sign(repo, alice, "core")
+    git_run(repo, "add", ".qeguard")
+    code, doc = report(repo, "--staged")
+    assert code == 0
+    warn = next(f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD")
+    assert warn["severity"] == "low" and warn["details"]["signers"] == ["alice"]
+
+    outsider = keypair("outsider")
+    qg(repo, "sign", "--key", outsider.private, "--tier", "core")
+    (repo / CORE_FILE).write_text("def predict(x):\n    return 1\n")
+    qg(repo, "sign", "--key", outsider.private, "--tier", "core")
+    git_run(repo, "add", ".qeguard", CORE_FILE)
+    code, doc = report(repo, "--staged")
+    assert code == 1
+    bad = next(f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD")
+    assert bad["severity"] == "high" and bad["details"]["signers"] == []
+    assert "QG-INT-MODIFIED" not in " ".join(rules(doc))  # covered, but by nobody trusted
+
+
+def test_verify_commit_checks_that_commits_files(repo: Path, keypair: KeyPair) -> None:
+    protect(repo, keypair("alice"), keypair("bob"))
+    write_files(repo, {CORE_FILE: "tampered\n"})
+    git_run(repo, "commit", "-q", "-am", "tamper")
+    assert report(repo, "--commit", "HEAD~1")[0] == 0
+    code, doc = report(repo, "--commit", "HEAD")
+    assert code == 1 and f"QG-INT-MODIFIED {CORE_FILE}" in rules(doc)
+    r = qg(repo, "verify", "--staged", "--commit", "HEAD")
+    assert r.code == 2
