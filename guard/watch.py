@@ -170,7 +170,9 @@ class Watcher:
                 continue
             if path.startswith(f"{MANIFEST_DIR}/") or path in (MANIFEST_DIR, ".qeguard"):
                 reload = True
-                continue
+                if path != ".qeguard":
+                    continue
+                # The whole folder moved or went: its policy and trust entries too.
             wanted.update(self._expand(path))
         events = self.reload() if reload else []
         return events + self._check(wanted, from_git=False)
