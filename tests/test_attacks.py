@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def _forge(root: Path, tier: str, list_bytes: bytes, keys: list[KeyPair], sequen
     (root / envelope_path(tier)).write_bytes(env.to_bytes())
 
 
-def test_baseline_main_verifies_clean(repo: Path, keypair: KeyPair) -> None:
+def test_baseline_main_verifies_clean(repo: Path, keypair: Callable[..., KeyPair]) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     code, doc = report(repo, *CI)
     assert code == 0, rules(doc)
@@ -59,7 +60,9 @@ def test_baseline_main_verifies_clean(repo: Path, keypair: KeyPair) -> None:
 
 
 # 1
-def test_branch_adding_its_own_keys_to_trust_cannot_sign_core(repo: Path, keypair: KeyPair) -> None:
+def test_branch_adding_its_own_keys_to_trust_cannot_sign_core(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     m1, m2 = keypair("mallory1"), keypair("mallory2")
     protect(repo, alice, bob)
@@ -85,7 +88,9 @@ def test_branch_adding_its_own_keys_to_trust_cannot_sign_core(repo: Path, keypai
 
 
 # 2
-def test_core_change_resigned_by_one_of_two_is_blocked_in_ci(repo: Path, keypair: KeyPair) -> None:
+def test_core_change_resigned_by_one_of_two_is_blocked_in_ci(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
     _branch(repo)
@@ -106,7 +111,7 @@ def test_core_change_resigned_by_one_of_two_is_blocked_in_ci(repo: Path, keypair
 
 # 3
 def test_restoring_an_older_validly_signed_manifest_is_a_rollback(
-    repo: Path, keypair: KeyPair
+    repo: Path, keypair: Callable[..., KeyPair]
 ) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
@@ -130,7 +135,9 @@ def test_restoring_an_older_validly_signed_manifest_is_a_rollback(
 
 
 # 4
-def test_removing_a_file_from_the_policy_instead_of_signing(repo: Path, keypair: KeyPair) -> None:
+def test_removing_a_file_from_the_policy_instead_of_signing(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
     _branch(repo)
@@ -154,7 +161,9 @@ def test_removing_a_file_from_the_policy_instead_of_signing(repo: Path, keypair:
 
 
 # 5
-def test_envelope_or_signature_copied_from_another_tier(repo: Path, keypair: KeyPair) -> None:
+def test_envelope_or_signature_copied_from_another_tier(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
     _branch(repo)
@@ -184,7 +193,9 @@ def test_envelope_or_signature_copied_from_another_tier(repo: Path, keypair: Key
 
 
 # 6
-def test_staged_blob_differs_while_working_copy_matches(repo: Path, keypair: KeyPair) -> None:
+def test_staged_blob_differs_while_working_copy_matches(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
     original = (repo / CORE_FILE).read_bytes()
@@ -198,7 +209,9 @@ def test_staged_blob_differs_while_working_copy_matches(repo: Path, keypair: Key
 
 
 # 7
-def test_file_replaced_by_symlink_to_identical_content(repo: Path, keypair: KeyPair) -> None:
+def test_file_replaced_by_symlink_to_identical_content(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
     _branch(repo)
@@ -220,7 +233,9 @@ def test_file_replaced_by_symlink_to_identical_content(repo: Path, keypair: KeyP
 
 
 # 8
-def test_manifest_entries_escaping_the_repository(repo: Path, keypair: KeyPair) -> None:
+def test_manifest_entries_escaping_the_repository(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
     _branch(repo)
@@ -248,7 +263,7 @@ def test_manifest_entries_escaping_the_repository(repo: Path, keypair: KeyPair) 
 
 # 9
 def test_crlf_checkout_of_a_clean_signed_tree_has_no_finding(
-    tmp_path: Path, repo: Path, keypair: KeyPair
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair]
 ) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
@@ -267,7 +282,9 @@ def test_crlf_checkout_of_a_clean_signed_tree_has_no_finding(
 # more
 
 
-def test_staged_manifest_edit_without_the_file_is_caught(repo: Path, keypair: KeyPair) -> None:
+def test_staged_manifest_edit_without_the_file_is_caught(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     """Only the manifest is staged: the entries whose lines changed are checked anyway."""
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
@@ -279,7 +296,9 @@ def test_staged_manifest_edit_without_the_file_is_caught(repo: Path, keypair: Ke
     assert f"QG-INT-MODIFIED {MIDDLE_FILE}" in rules(doc)
 
 
-def test_deleting_a_protected_file_is_caught_in_the_index(repo: Path, keypair: KeyPair) -> None:
+def test_deleting_a_protected_file_is_caught_in_the_index(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     git_run(repo, "rm", "-q", CORE_FILE)
     code, doc = report(repo, "--staged")
@@ -287,7 +306,7 @@ def test_deleting_a_protected_file_is_caught_in_the_index(repo: Path, keypair: K
     assert f"QG-INT-MISSING {CORE_FILE}" in rules(doc)
 
 
-def test_exec_bit_flipped_in_the_index_only(repo: Path, keypair: KeyPair) -> None:
+def test_exec_bit_flipped_in_the_index_only(repo: Path, keypair: Callable[..., KeyPair]) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     git_run(repo, "update-index", "--chmod=+x", CORE_FILE)
     code, doc = report(repo, "--staged")
@@ -295,7 +314,9 @@ def test_exec_bit_flipped_in_the_index_only(repo: Path, keypair: KeyPair) -> Non
     assert f"QG-INT-EXEC {CORE_FILE}" in rules(doc)
 
 
-def test_new_unsigned_file_in_a_protected_folder(repo: Path, keypair: KeyPair) -> None:
+def test_new_unsigned_file_in_a_protected_folder(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     write_files(repo, {"src/pkg/core/backdoor.py": "x = 1\n"})
     git_run(repo, "add", "src/pkg/core/backdoor.py")
@@ -304,7 +325,9 @@ def test_new_unsigned_file_in_a_protected_folder(repo: Path, keypair: KeyPair) -
     assert "QG-INT-ADDED src/pkg/core/backdoor.py" in rules(doc)
 
 
-def test_key_rotation_signed_by_the_old_threshold_is_accepted(repo: Path, keypair: KeyPair) -> None:
+def test_key_rotation_signed_by_the_old_threshold_is_accepted(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     alice, bob, carol = keypair("alice"), keypair("bob"), keypair("carol")
     protect(repo, alice, bob)
     # Step 1: add carol. One old signer is not enough; the old threshold (2) is.
@@ -345,7 +368,9 @@ def test_key_rotation_signed_by_the_old_threshold_is_accepted(repo: Path, keypai
     assert code == 0, rules(doc)
 
 
-def test_co_signing_across_commits(tmp_path: Path, repo: Path, keypair: KeyPair) -> None:
+def test_co_signing_across_commits(
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     """Author signs and pushes; the reviewer fetches the branch, signs, pushes; CI passes."""
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -122,9 +122,11 @@ class RecordingIndexTree(IndexTree):
         return super().observe(paths)
 
 
-def test_staged_verify_observes_only_what_is_staged(repo: Path, keypair: KeyPair) -> None:
+def test_staged_verify_observes_only_what_is_staged(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     alice, bob = keypair("alice"), keypair("bob")
-    many = {f"src/pkg/mod{i:03d}.py": f"N = {i}\n" for i in range(200)}
+    many: dict[str, str | bytes] = {f"src/pkg/mod{i:03d}.py": f"N = {i}\n" for i in range(200)}
     write_files(repo, many)
     protect(repo, alice, bob)
     write_files(repo, {MIDDLE_FILE: "HELPER = 2\n", "src/pkg/mod007.py": "N = -7\n"})
@@ -146,7 +148,7 @@ def test_staged_verify_observes_only_what_is_staged(repo: Path, keypair: KeyPair
 
 
 def test_staged_verify_with_a_changed_policy_checks_the_whole_index(
-    repo: Path, keypair: KeyPair
+    repo: Path, keypair: Callable[..., KeyPair]
 ) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
@@ -158,7 +160,7 @@ def test_staged_verify_with_a_changed_policy_checks_the_whole_index(
     assert CORE_FILE in tree.asked and "src/pkg/core/train.py" in tree.asked
 
 
-def test_staged_hook_messages(repo: Path, keypair: KeyPair) -> None:
+def test_staged_hook_messages(repo: Path, keypair: Callable[..., KeyPair]) -> None:
     """Blocked: says what to run. One of two signers: passes with a warning naming them.
     No trusted signature at all: blocks."""
     alice, bob = keypair("alice"), keypair("bob")
@@ -189,7 +191,9 @@ def test_staged_hook_messages(repo: Path, keypair: KeyPair) -> None:
     assert "QG-INT-MODIFIED" not in " ".join(rules(doc))  # covered, but by nobody trusted
 
 
-def test_verify_commit_checks_that_commits_files(repo: Path, keypair: KeyPair) -> None:
+def test_verify_commit_checks_that_commits_files(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     write_files(repo, {CORE_FILE: "tampered\n"})
     git_run(repo, "commit", "-q", "-am", "tamper")

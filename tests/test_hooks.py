@@ -16,7 +16,7 @@ import stat
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,7 +46,7 @@ def test_hook_manifest_passes_pre_commit_validate_manifest() -> None:
 
 
 def test_hook_manifest_declares_the_hooks() -> None:
-    import yaml  # pre-commit's dependency; present wherever pre-commit is
+    import yaml  # type: ignore[import-untyped]  # pre-commit needs it, so it is here
 
     hooks = {h["id"]: h for h in yaml.safe_load((PROJECT / ".pre-commit-hooks.yaml").read_text())}
     assert hooks["qeguard-verify"]["entry"] == "qeguard verify --staged"
@@ -140,7 +140,7 @@ def _try_repo(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 @needs_pre_commit
 def test_try_repo_blocks_an_unsigned_staged_change_then_passes_after_sign(
-    repo: Path, keypair: KeyPair, pre_commit_env: dict[str, str]
+    repo: Path, keypair: Callable[..., KeyPair], pre_commit_env: dict[str, str]
 ) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
@@ -226,7 +226,9 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_native_pre_commit_hook_blocks_then_passes(repo: Path, keypair: KeyPair) -> None:
+def test_native_pre_commit_hook_blocks_then_passes(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
     assert qg(repo, "install-hooks").code == 0
@@ -243,7 +245,7 @@ def test_native_pre_commit_hook_blocks_then_passes(repo: Path, keypair: KeyPair)
 
 
 def test_native_pre_push_hook_verifies_against_the_remote(
-    tmp_path: Path, repo: Path, keypair: KeyPair
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair]
 ) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)

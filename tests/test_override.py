@@ -3,6 +3,7 @@ that clears only when the tier's threshold co-signs afterwards."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def _unsigned_core_change(repo: Path, n: int = 3) -> None:
 
 
 def test_override_flag_lets_the_staged_check_pass_and_records_it(
-    repo: Path, keypair: KeyPair
+    repo: Path, keypair: Callable[..., KeyPair]
 ) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     _unsigned_core_change(repo)
@@ -56,7 +57,7 @@ def test_override_flag_lets_the_staged_check_pass_and_records_it(
 
 
 def test_override_environment_variable(
-    repo: Path, keypair: KeyPair, monkeypatch: pytest.MonkeyPatch
+    repo: Path, keypair: Callable[..., KeyPair], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     _unsigned_core_change(repo)
@@ -67,7 +68,7 @@ def test_override_environment_variable(
 
 
 def test_commit_message_trailer_in_commit_msg_mode(
-    tmp_path: Path, repo: Path, keypair: KeyPair
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair]
 ) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     _unsigned_core_change(repo)
@@ -81,7 +82,7 @@ def test_commit_message_trailer_in_commit_msg_mode(
 
 
 def test_ci_reports_a_trailer_override_until_the_threshold_co_signs(
-    repo: Path, keypair: KeyPair
+    repo: Path, keypair: Callable[..., KeyPair]
 ) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
@@ -122,7 +123,7 @@ def test_ci_reports_a_trailer_override_until_the_threshold_co_signs(
 
 
 def test_override_flag_in_ci_never_suppresses(
-    repo: Path, keypair: KeyPair, monkeypatch: pytest.MonkeyPatch
+    repo: Path, keypair: Callable[..., KeyPair], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     git_run(repo, "checkout", "-q", "-b", "x")
@@ -135,7 +136,7 @@ def test_override_flag_in_ci_never_suppresses(
 
 
 def test_native_hook_respects_the_override_environment_variable(
-    repo: Path, keypair: KeyPair
+    repo: Path, keypair: Callable[..., KeyPair]
 ) -> None:
     import os
     import subprocess
