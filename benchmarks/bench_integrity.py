@@ -106,12 +106,15 @@ def protect(tree: Path, work: Path, qeguard: list[str]) -> Path:
 
 
 def regular_files(tree: Path) -> list[str]:
-    """Tracked regular files (what sha256sum, b3sum and AIDE read), as relative paths."""
+    """Tracked regular files of the tree (what sha256sum, b3sum and AIDE read), without
+    qeguard's own folder, as relative paths."""
     out = git(tree, "ls-files", "-z", "-s")
     paths = []
     for rec in out.split("\0"):
         if rec and not rec.startswith("120000"):
-            paths.append(rec.split("\t", 1)[1])
+            path = rec.split("\t", 1)[1]
+            if not path.startswith(".qeguard/"):
+                paths.append(path)
     return paths
 
 

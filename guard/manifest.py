@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -46,8 +47,14 @@ class Entry:
         return f"{self.sha256} {self.mode} {self.kind.value} {quote_path(self.path)}"
 
 
+# Every unsafe path matches this (some safe ones too); the rest need no closer look.
+_MAYBE_UNSAFE = re.compile(r"\A(?:/|\\|[A-Za-z]:)|(?:\A|/)(?:\.{0,2}|\.git)(?:/|\Z)|[\\\x00]")
+
+
 def unsafe_path_reason(path: str) -> str | None:
     """Why an entry path must not be trusted, or None if it is a plain relative path."""
+    if _MAYBE_UNSAFE.search(path) is None:
+        return None
     if not path:
         return "empty path"
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path) or path.startswith("\\"):
@@ -66,7 +73,13 @@ _ESCAPES = {7: "a", 8: "b", 9: "t", 10: "n", 11: "v", 12: "f", 13: "r", 34: '"',
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
 
 
+# A path without these is written as is (checked first: signing 100,000 paths).
+_NEEDS_QUOTING = re.compile(r'[\x00-\x1f"\\\x7f\ud800-\udfff]')
+
+
 def quote_path(path: str) -> str:
+    if _NEEDS_QUOTING.search(path) is None:
+        return path
     raw = os.fsencode(path) if os.name == "posix" else path.encode("utf-8", "surrogateescape")
     try:
         raw.decode("utf-8")
@@ -146,6 +159,38 @@ def parse_list(data: bytes, *, source: str) -> list[Entry]:
     if "\r" in text:
         raise EnvelopeError("CR characters found; the list uses LF line ends", where=source,
                             hint="add `.qeguard/manifests/* -text` to .gitattributes")
+    entries = _parse_fast(text)
+    return entries if entries is not None else _parse_strict(text, source)
+
+
+# A whole list of well-formed lines; lines are then split without further checks.
+_WELL_FORMED = re.compile(
+    r"(?:[0-9a-f]{64} (?:100644 file|100755 file|120000 symlink) [^\n]*\n)*")
+_KINDS = {k.value: k for k in Kind}
+
+
+def _parse_fast(text: str) -> list[Entry] | None:
+    """The entries of a valid list, or None when anything is wrong: `_parse_strict` then
+    finds the first bad line and says why. Same result, a few times faster on long lists.
+    """
+    if not text or _WELL_FORMED.fullmatch(text) is None:
+        return None
+    entries: list[Entry] = []
+    append = entries.append
+    try:
+        for line in text.split("\n")[:-1]:
+            digest, mode, kind_text, quoted = line.split(" ", 3)
+            append(Entry(path=unquote_path(quoted), sha256=digest, mode=mode,
+                         kind=_KINDS[kind_text]))
+    except ValueError:
+        return None
+    keys = [e.path.encode("utf-8", "surrogateescape") for e in entries]
+    if any(b <= a for a, b in itertools.pairwise(keys)):
+        return None
+    return entries
+
+
+def _parse_strict(text: str, source: str) -> list[Entry]:
     entries: list[Entry] = []
     previous: bytes | None = None
     # Split on LF only: str.splitlines() also breaks at U+0085, U+2028 and U+2029, which

@@ -192,6 +192,9 @@ def check_tier(tier: Tier, policy: Policy, trust: Trust, list_bytes: bytes | Non
                      findings=findings)
 
 
+_SEEN_AS = {Kind.FILE: Seen.FILE, Kind.SYMLINK: Seen.SYMLINK}
+
+
 def compare(tier: Tier, entries: Iterable[Entry], assigned: Iterable[str],
             observed: Mapping[str, Observed], *, exec_bit_meaningful: bool) -> list[Finding]:
     """Entries against what the tree holds. `assigned` = tree paths the policy gives this tier."""
@@ -211,6 +214,8 @@ def compare(tier: Tier, entries: Iterable[Entry], assigned: Iterable[str],
         seen = observed.get(e.path)
         if seen is None:
             continue  # not asked for (staged-only verification)
+        if seen.sha256 == e.sha256 and seen.mode == e.mode and seen.seen is _SEEN_AS[e.kind]:
+            continue  # unchanged, the usual case: no attribute can differ
         findings.extend(_compare_one(tier, e, seen, exec_bit_meaningful,
                                      restore.format(path=e.path)))
     for path in assigned:
