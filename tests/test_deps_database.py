@@ -82,3 +82,17 @@ def test_index_stores_precomputed_severity_and_versions(tmp_path: Path):
     [rec] = [r for r in index.raw_records("jinja2") if r["id"] == "PYSEC-2019-217"]
     assert rec["x-qeguard-severity"][0] in {"critical", "high", "medium", "low", "unknown"}
     assert any("x-qeguard-normalized" in a for a in rec["affected"])
+
+
+def test_index_form_parses_like_the_full_record():
+    """Over the whole bundled snapshot: the slim form the index stores loses nothing that
+    matching, severity, summaries or aliases use."""
+    from guard.deps.database import iter_records
+    from guard.deps.osv import index_form, parse_record
+
+    checked = 0
+    for _, data in iter_records(embedded_path()):
+        if any((a.get("package") or {}).get("ecosystem") == "PyPI" for a in data["affected"]):
+            assert parse_record(index_form(data)) == parse_record(data), data["id"]
+            checked += 1
+    assert checked == 2661

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -27,19 +27,12 @@ from typing import Any, Protocol
 
 from packaging.utils import canonicalize_name
 
-from guard.deps.osv import (
-    NORMALIZED_KEY,
-    SEVERITY_KEY,
-    Record,
-    normalized_versions,
-    parse_record,
-    record_severity,
-)
+from guard.deps.osv import Record, index_form, parse_record
 from guard.errors import DatabaseError
 from guard.fsutil import atomic_write
 from guard.report.model import DatabaseInfo
 
-INDEX_FORMAT = 4
+INDEX_FORMAT = 5
 STALE_DAYS = 30
 EMBEDDED_ZIP = "pypa-advisory-db-2024-10-10.osv.zip"
 EMBEDDED_META = "pypa-advisory-db-2024-10-10.json"
@@ -107,6 +100,8 @@ class PackageIndex(Protocol):
 
     def raw_records(self, name: str) -> list[dict[str, Any]]: ...
 
+    def raw_records_many(self, names: Sequence[str]) -> dict[str, list[dict[str, Any]]]: ...
+
     def packages_for_id(self, ident: str) -> list[str]: ...
 
     def package_names(self) -> list[str]: ...
@@ -123,6 +118,9 @@ class MemoryIndex:
 
     def raw_records(self, name: str) -> list[dict[str, Any]]:
         return self.packages.get(name, [])
+
+    def raw_records_many(self, names: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        return {n: self.packages.get(n, []) for n in names}
 
     def packages_for_id(self, ident: str) -> list[str]:
         return self.ids.get(ident, [])
@@ -157,6 +155,16 @@ class SqliteIndex:
             return []
         records: list[dict[str, Any]] = json.loads(row[0])
         return records
+
+    def raw_records_many(self, names: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        for start in range(0, len(names), 500):  # below SQLite's bound-parameter limit
+            chunk = names[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT name, records FROM packages WHERE name IN ({marks})"
+            for name, blob in self._conn.execute(sql, chunk):
+                out[name] = json.loads(blob)
+        return out
 
     def packages_for_id(self, ident: str) -> list[str]:
         rows = self._conn.execute("SELECT name FROM ids WHERE id = ?", (ident,)).fetchall()
@@ -237,6 +245,12 @@ class OsvDatabase:
         if key not in self._parsed:
             self._parsed[key] = [parse_record(r) for r in self._index.raw_records(key)]
         return self._parsed[key]
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        """Read the records of many packages in one query (a scan knows them up front)."""
+        wanted = sorted({canonicalize_name(n) for n in names} - self._parsed.keys())
+        for key, raw in self._index.raw_records_many(wanted).items():
+            self._parsed[key] = [parse_record(r) for r in raw]
 
     def records_by_id(self, ident: str) -> list[Record]:
         """Records whose id or alias is `ident` (for rating online results)."""
@@ -381,8 +395,8 @@ def _parse_json(blob: bytes, where: str) -> dict[str, Any]:
 
 
 def build_index(path: Path) -> MemoryIndex:
-    """Group every PyPI record by package, with what warm scans would otherwise recompute
-    for each record they read (normalized versions, severity) stored alongside it."""
+    """Group every PyPI record by package, each in `osv.index_form` (what matching reads,
+    with what warm scans would otherwise recompute stored alongside it)."""
     packages: dict[str, list[dict[str, Any]]] = {}
     ids: dict[str, list[str]] = {}
     latest = ""
@@ -401,14 +415,10 @@ def build_index(path: Path) -> MemoryIndex:
         if not names:
             continue
         count += 1
-        for entry in data.get("affected") or ():
-            if isinstance(entry, dict) and isinstance(entry.get("versions"), list):
-                entry[NORMALIZED_KEY] = normalized_versions(str(v) for v in entry["versions"])
-        severity, vector = record_severity(data)
-        data[SEVERITY_KEY] = [severity.value, vector]
         latest = max(latest, str(data.get("modified") or ""))
+        slim = index_form(data)
         for n in names:
-            packages.setdefault(n, []).append(data)
+            packages.setdefault(n, []).append(slim)
         for ident in {data["id"], *(data.get("aliases") or ())}:
             bucket = ids.setdefault(str(ident), [])
             bucket.extend(n for n in names if n not in bucket)

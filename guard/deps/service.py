@@ -42,6 +42,7 @@ def affecting(db: OsvDatabase, name: str, version: str) -> list[Record]:
 
 
 def offline_advisories(db: OsvDatabase, keys: Sequence[Key]) -> dict[Key, list[Advisory]]:
+    db.prefetch(name for name, _ in keys)
     return {
         (name, version): merge_aliases(r.advisory(name) for r in affecting(db, name, version))
         for name, version in keys
