@@ -141,6 +141,14 @@ class GitRepo:
         data: bytes = blob.data_stream.read()
         return data
 
+    def blob_id_at(self, rev: str, path: str) -> str | None:
+        """The object id of `rev:path` without reading the object."""
+        try:
+            item = self.repo.commit(rev).tree / path
+        except KeyError:
+            return None
+        return str(item.hexsha)
+
     def config(self, section: str, option: str, default: str | None = None) -> str | None:
         reader = self.repo.config_reader()
         try:
@@ -273,6 +281,12 @@ class IndexTree:
             self._entries = {**dict.fromkeys(self._entries), **found}
             self._complete = True
         return [p for p, e in self._entries.items() if e is not None]
+
+    def blob_id(self, path: str) -> str | None:
+        """The staged object id of `path` (None when not staged or conflicted)."""
+        self._lookup([path])
+        entry = self._entries.get(path)
+        return entry.hexsha if entry is not None and entry.stage == 0 else None
 
     def read(self, path: str) -> bytes | None:
         self._lookup([path])

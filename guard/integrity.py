@@ -68,15 +68,15 @@ def trusted_config(ctx: Context, tree: Tree, trust_ref: str | None
         config = parse_config(read, label=f"HEAD {head[:12]}", policy_path=ctx.policy_path)
         if config is not None:
             return config, read, []
-    config = parse_config(tree.read, label="working tree", policy_path=ctx.policy_path)
+    config = parse_config(tree.read, label=tree.label, policy_path=ctx.policy_path)
     if config is None:
         raise ConfigError("no policy found", where=ctx.policy_path,
                           hint="run `qeguard init --preset default` (or qemlflow, strict)")
     warning = Finding(
         rule="QG-TRUST-SOURCE", severity=Severity.INFO,
-        title="Trust read from the working tree",
-        message="no commit holds .qeguard/ yet, so policy and trust come from the working "
-                "tree and could vouch for themselves",
+        title=f"Trust read from the {tree.label}",
+        message=f"no commit holds .qeguard/ yet, so policy and trust come from the "
+                f"{tree.label} and could vouch for themselves",
         location=Location(path=ctx.policy_path), fix="git add .qeguard && git commit")
     return config, None, [warning]
 
@@ -101,7 +101,8 @@ def base_payloads(read: Callable[[str], bytes | None] | None, config: Config) ->
 
 
 def staged_scope(ctx: Context, tree: Tree, trusted: Config, candidate: Config | None,
-                 base_read: Callable[[str], bytes | None] | None) -> frozenset[str] | None:
+                 base_read: Callable[[str], bytes | None] | None, *,
+                 base_is_head: bool = False) -> frozenset[str] | None:
     """What a staged (hook) check must look at: the staged paths plus every path whose
     manifest line changed. None means "everything": there is no committed policy to
     compare with, or the policy itself is changing, so any file may change tier."""
@@ -110,8 +111,13 @@ def staged_scope(ctx: Context, tree: Tree, trusted: Config, candidate: Config | 
     if candidate.policy_bytes != trusted.policy_bytes:
         return None
     paths = set(ctx.repo.staged_paths())
+    head = ctx.repo.head() if base_is_head else None
     for tier in trusted.policy.tiers:
         lpath = list_path(tier.name)
+        # Same object id, same bytes: a 100,000-line list need not be read to know.
+        if (head is not None and isinstance(tree, IndexTree)
+                and tree.blob_id(lpath) == ctx.repo.blob_id_at(head, lpath)):
+            continue
         old, new = base_read(lpath), tree.read(lpath)
         if old != new:
             paths |= _changed_entries(old, new)
@@ -119,16 +125,16 @@ def staged_scope(ctx: Context, tree: Tree, trusted: Config, candidate: Config | 
 
 
 def _changed_entries(old: bytes | None, new: bytes | None) -> set[str]:
-    def lines(data: bytes | None) -> set[tuple[str, str, str, str]]:
-        if data is None:
-            return set()
+    """Paths of the list lines that differ (lines are compared, not whole lists parsed)."""
+    before = set((old or b"").splitlines(keepends=True))
+    after = set((new or b"").splitlines(keepends=True))
+    out: set[str] = set()
+    for line in before ^ after:
         try:
-            return {(e.path, e.sha256, e.mode, e.kind.value)
-                    for e in parse_list(data, source="manifest")}
+            out.update(e.path for e in parse_list(line, source="manifest"))
         except EnvelopeError:
-            return set()  # the tier check reports the malformed list
-
-    return {line[0] for line in lines(old) ^ lines(new)}
+            continue  # the tier check reports the malformed list
+    return out
 
 
 def select_tree(ctx: Context, *, staged: bool, rev: str | None) -> Tree:
@@ -181,7 +187,8 @@ def run_verify(root: Path, *, trust_ref: str | None = None, tree: Tree | None = 
                        for p in (list_path(t.name), envelope_path(t.name))])
     candidate = parse_config(tree.read, label=tree.label, policy_path=ctx.policy_path)
     if staged and only_paths is None:
-        only_paths = staged_scope(ctx, tree, trusted, candidate, base_read)
+        only_paths = staged_scope(ctx, tree, trusted, candidate, base_read,
+                                  base_is_head=trust_ref is None)
     is_local = (trust_ref is None and not in_ci()) if local is None else local
     opts = Options(
         now=now or started,

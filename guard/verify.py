@@ -22,6 +22,7 @@ from guard.manifest import (
     envelope_path,
     list_path,
     parse_list,
+    quote_path,
     unsafe_path_reason,
 )
 from guard.policy import CONFIG_PATHS, POLICY_PATH, TRUST_PATH, Attribute, Policy, Tier
@@ -134,7 +135,9 @@ def check_tier(tier: Tier, policy: Policy, trust: Trust, list_bytes: bytes | Non
                 f"{PAYLOAD_TYPE!r}", title="Wrong payload type", path=epath,
                 fix=sign_hint(tier.name))])
         payload = Payload.from_bytes(envelope.payload, source=epath)
-        entries = parse_list(list_bytes, source=lpath)
+        partial = opts.only_paths is not None and len(opts.only_paths) <= _PARTIAL_MAX
+        entries = (_entries_for(list_bytes, opts.only_paths or frozenset(), lpath) if partial
+                   else parse_list(list_bytes, source=lpath))
     except EnvelopeError as exc:
         return TierCheck(tier=tier, entries=None, payload=None, findings=[_finding(
             "QG-SIG-MALFORMED", tier, exc.diagnostics(), title="Manifest malformed",
@@ -146,10 +149,11 @@ def check_tier(tier: Tier, policy: Policy, trust: Trust, list_bytes: bytes | Non
             fix=sign_hint(tier.name)))
         return TierCheck(tier=tier, entries=None, payload=payload, findings=findings)
     digest = hashlib.sha256(list_bytes).hexdigest()
-    if digest != payload.list_sha256 or len(entries) != payload.count:
+    count = list_bytes.count(b"\n") if partial else len(entries)
+    if digest != payload.list_sha256 or count != payload.count:
         findings.append(_finding(
             "QG-SIG-BINDING", tier, f"{lpath} does not match its signed payload (digest "
-            f"{digest[:12]} vs {payload.list_sha256[:12]}, {len(entries)} vs {payload.count} "
+            f"{digest[:12]} vs {payload.list_sha256[:12]}, {count} vs {payload.count} "
             "entries)", title="List does not match signature", path=lpath,
             fix=sign_hint(tier.name)))
         return TierCheck(tier=tier, entries=None, payload=payload, findings=findings)
@@ -193,6 +197,29 @@ def check_tier(tier: Tier, policy: Policy, trust: Trust, list_bytes: bytes | Non
 
 
 _SEEN_AS = {Kind.FILE: Seen.FILE, Kind.SYMLINK: Seen.SYMLINK}
+
+
+# Up to this many paths, a staged check reads only their lines from a tier's list instead
+# of parsing all of it (a 100,000-line list costs more than the rest of the hook).
+_PARTIAL_MAX = 512
+
+
+def _entries_for(list_bytes: bytes, paths: frozenset[str], source: str) -> list[Entry]:
+    """The entries for `paths` only. The list as a whole is still bound by its digest and
+    line count; each returned line is parsed as strictly as by `parse_list`."""
+    out: list[Entry] = []
+    for path in sorted(paths):
+        needle = b" " + quote_path(path).encode("utf-8", "surrogateescape") + b"\n"
+        start = 0
+        while (hit := list_bytes.find(needle, start)) != -1:
+            begin = list_bytes.rfind(b"\n", 0, hit) + 1
+            line = list_bytes[begin : hit + len(needle)]
+            found = parse_list(line, source=source)
+            if found and found[0].path == path:
+                out.append(found[0])
+                break
+            start = hit + 1
+    return out
 
 
 def compare(tier: Tier, entries: Iterable[Entry], assigned: Iterable[str],
@@ -361,7 +388,7 @@ def verify(tree: Tree, trusted: Config, opts: Options, *,
                                     exec_bit_meaningful=tree.exec_bit_meaningful))
         summaries.append(TierSummary(
             name=c.tier.name, threshold=c.tier.threshold, on_change=c.tier.on_change.value,
-            files=len(c.entries) if c.entries is not None else 0,
+            files=c.payload.count if c.entries is not None and c.payload else 0,
             sequence=c.payload.sequence if c.payload else None,
             signers=c.signers.signers, created=c.payload.created if c.payload else None,
             expires=c.payload.expires if c.payload else None))

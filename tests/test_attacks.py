@@ -247,6 +247,10 @@ def test_manifest_entries_escaping_the_repository(
     ]
     ordered = sorted(evil + lines, key=lambda line: line.split(b" ", 3)[3])
     _forge(repo, "middle", b"".join(ordered), [alice, bob], sequence=5)
+    git_run(repo, "add", "-A")
+    code, doc = report(repo, "--staged")  # the hook: the changed lines are checked
+    assert code == 1
+    assert len([f for f in doc["findings"] if f["rule"] == "QG-INT-PATH"]) == 3
     commit(repo, "entries outside the tree")
     code, doc = report(repo, *CI)
     assert code == 1
@@ -257,8 +261,6 @@ def test_manifest_entries_escaping_the_repository(
         "/etc/passwd",
     ]
     assert all(f["severity"] == "critical" for f in unsafe)
-    code, doc = report(repo, "--staged")
-    assert len([f for f in doc["findings"] if f["rule"] == "QG-INT-PATH"]) == 3
 
 
 # 9
