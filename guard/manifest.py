@@ -47,13 +47,15 @@ class Entry:
         return f"{self.sha256} {self.mode} {self.kind.value} {quote_path(self.path)}"
 
 
-# Every unsafe path matches this (some safe ones too); the rest need no closer look.
-_MAYBE_UNSAFE = re.compile(r"\A(?:/|\\|[A-Za-z]:)|(?:\A|/)(?:\.{0,2}|\.git)(?:/|\Z)|[\\\x00]")
+def _maybe_unsafe(path: str) -> bool:
+    """True for every unsafe path (and a few safe ones); cheap enough for 100,000 paths."""
+    return (not path or path[0] in "/.\\" or path[-1] == "/" or "//" in path or "/." in path
+            or "\\" in path or "\x00" in path or path[1:2] == ":")
 
 
 def unsafe_path_reason(path: str) -> str | None:
     """Why an entry path must not be trusted, or None if it is a plain relative path."""
-    if _MAYBE_UNSAFE.search(path) is None:
+    if not _maybe_unsafe(path):
         return None
     if not path:
         return "empty path"

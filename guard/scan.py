@@ -209,6 +209,7 @@ class WorkTree:
         self.exec_bit_meaningful = exec_bit_meaningful and os.name == "posix"
         self.workers = workers or min(16, (os.cpu_count() or 2) * 4)
         self._dir_ok = FolderCheck(str(root))
+        self._ahead: _Forked | None = None
 
     def candidates(self) -> list[str]:
         if self._list_paths is not None:
@@ -226,11 +227,25 @@ class WorkTree:
             data = data.replace(b"\r\n", b"\n")
         return data
 
+    def observe_ahead(self, paths: Sequence[str],
+                      progress: Callable[[int], None] | None = None) -> None:
+        """Start observing `paths` in worker processes and return at once, so the caller
+        can work meanwhile; `observe` takes what it asks for from them. Small sets, or
+        platforms without fork, are left to `observe`."""
+        if self._ahead is None and _use_processes(len(paths)):
+            self._ahead = _Forked(str(self.root), paths, self.normalize_eol, progress)
+
     def observe(self, paths: Sequence[str],
                 progress: Callable[[int], None] | None = None) -> dict[str, Observed]:
         root = str(self.root)
-        if len(paths) >= _FORK_MIN and _FORK is not None and _cpus() > 1:
-            return _observe_forked(root, paths, self.normalize_eol, progress)
+        result: dict[str, Observed] = {}
+        if self._ahead is not None:
+            done, self._ahead = self._ahead.result(), None
+            result = {p: o for p in paths if (o := done.get(p)) is not None}
+            paths = [p for p in paths if p not in done]
+        if _use_processes(len(paths)):
+            result.update(_Forked(root, paths, self.normalize_eol, progress).result())
+            return result
         norm = self.normalize_eol
 
         def batch(chunk: Sequence[str]) -> list[tuple[str, Observed]]:
@@ -242,7 +257,6 @@ class WorkTree:
             return out
 
         chunks = [paths[i : i + _BATCH] for i in range(0, len(paths), _BATCH)]
-        result: dict[str, Observed] = {}
         if len(chunks) <= 1:
             for chunk in chunks:
                 result.update(batch(chunk))
@@ -290,7 +304,9 @@ _FORK = (multiprocessing.get_context("fork")
          if sys.platform.startswith("linux") else None)
 _FORK_MIN = 4096  # below this, starting processes costs more than it saves
 _FORK_CHUNK = 2048
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 _SEEN = {s.value: s for s in Seen}
+# Observed as a plain tuple (seen, sha256, mode, target, error): pickles several times faster.
 _Row = tuple[str, str | None, str | None, str | None, str | None]
 
 
@@ -301,32 +317,126 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _use_processes(count: int) -> bool:
+    return count >= _FORK_MIN and _FORK is not None and _cpus() > 1
+
+
+class _Forked:
+    """Paths being observed by worker processes, started when this is made."""
+
+    def __init__(self, root: str, paths: Sequence[str], normalize_eol: bool,
+                 progress: Callable[[int], None] | None):
+        assert _FORK is not None
+        self._chunks = [paths[i : i + _FORK_CHUNK] for i in range(0, len(paths), _FORK_CHUNK)]
+        self._progress = progress
+        self._pool = ProcessPoolExecutor(max_workers=_cpus(), mp_context=_FORK)
+        # The first submit forks every worker, here in the calling thread and before the
+        # pool starts its own thread: forking a process that runs threads can deadlock.
+        self._futures = [self._pool.submit(_observe_rows, root, chunk, normalize_eol)
+                         for chunk in self._chunks]
+
+    def result(self) -> dict[str, Observed]:
+        out: dict[str, Observed] = {}
+        try:
+            for chunk, future in zip(self._chunks, self._futures, strict=True):
+                for path, (seen, sha256, mode, target, error) in zip(
+                        chunk, future.result(), strict=True):
+                    out[path] = Observed(seen=_SEEN[seen], sha256=sha256, mode=mode,
+                                         target=target, error=error)
+                if self._progress:
+                    self._progress(len(chunk))
+        finally:
+            self._pool.shutdown(cancel_futures=True)
+        return out
+
+
 def _observe_rows(root: str, paths: Sequence[str], normalize_eol: bool) -> list[_Row]:
-    """observe_path over `paths` in a worker process; plain tuples pickle much faster."""
+    """What `observe_path` says about each of `paths` (sorted), in a worker process.
+
+    The usual case, a regular file in real folders, is opened relative to its folder's
+    descriptor: one path component to look up instead of the whole path, and the
+    folders opened with O_NOFOLLOW prove that none of them is a symlink. Anything else
+    goes through `observe_path`.
+    """
     buffer = bytearray(_CHUNK)
-    dir_ok = FolderCheck(root)  # paths are sorted, so one chunk shares most folders
+    dir_ok = FolderCheck(root)
+    folders = _Folders.at(root) if os.open in os.supports_dir_fd else None
     rows: list[_Row] = []
-    for p in paths:
-        o = observe_path(root, p, normalize_eol=normalize_eol, dir_ok=dir_ok, buffer=buffer)
-        rows.append((o.seen.value, o.sha256, o.mode, o.target, o.error))
+    try:
+        for rel in paths:
+            row = None
+            if folders is not None:
+                parent, _, name = rel.rpartition("/")
+                folder = folders.fd(parent)
+                if folder is not None:
+                    row = _file_row(folder, name, normalize_eol, buffer)
+            if row is None:
+                o = observe_path(root, rel, normalize_eol=normalize_eol, dir_ok=dir_ok,
+                                 buffer=buffer)
+                row = (o.seen.value, o.sha256, o.mode, o.target, o.error)
+            rows.append(row)
+    finally:
+        if folders is not None:
+            folders.close()
     return rows
 
 
-def _observe_forked(root: str, paths: Sequence[str], normalize_eol: bool,
-                    progress: Callable[[int], None] | None) -> dict[str, Observed]:
-    assert _FORK is not None
-    chunks = [paths[i : i + _FORK_CHUNK] for i in range(0, len(paths), _FORK_CHUNK)]
-    result: dict[str, Observed] = {}
-    with ProcessPoolExecutor(max_workers=_cpus(), mp_context=_FORK) as pool:
-        parts = pool.map(_observe_rows, [root] * len(chunks), chunks,
-                         [normalize_eol] * len(chunks))
-        for chunk, rows in zip(chunks, parts, strict=True):
-            for path, (seen, sha256, mode, target, error) in zip(chunk, rows, strict=True):
-                result[path] = Observed(seen=_SEEN[seen], sha256=sha256, mode=mode,
-                                        target=target, error=error)
-            if progress:
-                progress(len(chunk))
-    return result
+def _file_row(folder: int, name: str, normalize_eol: bool, buffer: bytearray) -> _Row | None:
+    """A regular file's row, or None for anything else (or any error)."""
+    try:
+        fd = os.open(name, _OPEN_FLAGS, dir_fd=folder)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        digest = digest_fd(fd, st.st_size, normalize_eol=normalize_eol, buffer=buffer)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return ("file", digest, MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE, None, None)
+
+
+class _Folders:
+    """Open descriptors of the folders down to the current one, each opened relative to
+    its parent with O_NOFOLLOW, so a symlinked folder fails to open. Sorted paths keep
+    a folder's files together: a folder is closed once the walk leaves it."""
+
+    def __init__(self, root_fd: int):
+        self._open: list[tuple[str, int]] = [("", root_fd)]
+
+    @classmethod
+    def at(cls, root: str) -> _Folders | None:
+        try:
+            return cls(os.open(root, os.O_RDONLY))
+        except OSError:
+            return None
+
+    def fd(self, rel_dir: str) -> int | None:
+        """The folder's descriptor, or None when it is missing, a symlink or unreadable."""
+        stack = self._open
+        while len(stack) > 1 and rel_dir != stack[-1][0] and not rel_dir.startswith(
+                stack[-1][0] + "/"):
+            os.close(stack.pop()[1])
+        top = stack[-1][0]
+        if rel_dir == top:
+            return stack[-1][1]
+        for name in (rel_dir[len(top) + 1 :] if top else rel_dir).split("/"):
+            if name in ("", ".", ".."):
+                return None
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=stack[-1][1])
+            except OSError:
+                return None
+            stack.append((f"{stack[-1][0]}/{name}" if stack[-1][0] else name, fd))
+        return stack[-1][1]
+
+    def close(self) -> None:
+        for _, fd in self._open:
+            os.close(fd)
+        self._open = []
 
 
 def walk_files(root: Path) -> list[str]:

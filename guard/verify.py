@@ -362,6 +362,20 @@ def verify(tree: Tree, trusted: Config, opts: Options, *,
     for c in checks:
         findings.extend(c.findings)
 
+    signed: set[str] = set()
+    for c in checks:
+        if c.entries is None:
+            continue
+        for e in c.entries:
+            if unsafe_path_reason(e.path) is None and (
+                    opts.only_paths is None or e.path in opts.only_paths):
+                signed.add(e.path)
+    # A working tree can hash the signed files in the background (large trees), while
+    # git lists the candidates and the policy assigns their tiers.
+    observe_ahead = getattr(tree, "observe_ahead", None)
+    if observe_ahead is not None:
+        observe_ahead(sorted(signed), progress)
+
     matcher = policy.matcher()
     assigned: dict[str, list[str]] = {t.name: [] for t in policy.tiers}
     paths = tree.candidates() if opts.only_paths is None else sorted(opts.only_paths)
@@ -369,15 +383,10 @@ def verify(tree: Tree, trusted: Config, opts: Options, *,
         name = matcher.tier_of(path)
         if name is not None:
             assigned[name].append(path)
-    wanted: set[str] = set()
+    wanted = signed
     for c in checks:
-        if c.entries is None:
-            continue
-        for e in c.entries:
-            if unsafe_path_reason(e.path) is None and (
-                    opts.only_paths is None or e.path in opts.only_paths):
-                wanted.add(e.path)
-        wanted.update(assigned[c.tier.name])
+        if c.entries is not None:
+            wanted.update(assigned[c.tier.name])
     observe = tree.observe
     observed = (observe(sorted(wanted), progress) if progress is not None  # type: ignore[call-arg]
                 else observe(sorted(wanted)))
