@@ -165,7 +165,7 @@ def _read_into(fd: int, view: memoryview) -> int:
 
 def digest_fd(fd: int, size: int, *, normalize_eol: bool, buffer: bytearray) -> str:
     """SHA-256 of an open file from its current offset to its end, read through `buffer`
-    so that memory stays flat whatever the file size.
+    (at least 8000 bytes) so that memory stays flat whatever the file size.
 
     `size` is a hint (the file may change while it is read): asking for one byte more
     than expected makes a short read prove the end of file, so most files take a
@@ -176,7 +176,14 @@ def digest_fd(fd: int, size: int, *, normalize_eol: bool, buffer: bytearray) -> 
     view = memoryview(buffer)
     want = min(size + 1, len(buffer))
     n = _read_into(fd, view[:want])
-    if n < want:  # a regular file reads short only at its end
+    whole = n < want  # a regular file reads short only at its end
+    if n == want < len(buffer):
+        # The file grew past the hint: fill the buffer, so that the first chunk holds
+        # what a whole-file hash would look at for the binary check.
+        while n < len(buffer) and (more := _read_into(fd, view[n:])):
+            n += more
+        whole = n < len(buffer)
+    if whole:
         if normalize_eol:
             return hash_bytes(bytes(view[:n]), normalize_eol=True)
         return hashlib.sha256(view[:n]).hexdigest()

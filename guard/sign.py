@@ -22,6 +22,8 @@ from guard.manifest import (
     format_list,
     list_path,
     new_payload,
+    parse_list,
+    unsafe_path_reason,
 )
 from guard.policy import Policy, Tier
 from guard.scan import Tree
@@ -40,6 +42,11 @@ class TierBuild:
 def build_tiers(tree: Tree, policy: Policy, tiers: Sequence[Tier],
                 progress: Callable[[int], None] | None = None) -> list[TierBuild]:
     """Entries for each tier from what the tree holds now."""
+    # Most paths stay between two signatures: on a large tree the last signed ones are
+    # hashed in the background while git lists the tree.
+    observe_ahead = getattr(tree, "observe_ahead", None)
+    if observe_ahead is not None:
+        observe_ahead(sorted(_signed_paths(tree, tiers)), progress)
     matcher = policy.matcher()
     names = {t.name for t in tiers}
     assigned: dict[str, list[str]] = {t.name: [] for t in tiers}
@@ -57,6 +64,21 @@ def build_tiers(tree: Tree, policy: Policy, tiers: Sequence[Tier],
         entries = [e for p in assigned[t.name]
                    if (e := observed[p].as_entry(p)) is not None]
         out.append(TierBuild(tier=t, entries=entries, list_bytes=format_list(entries)))
+    return out
+
+
+def _signed_paths(tree: Tree, tiers: Sequence[Tier]) -> set[str]:
+    """The safe paths of the tiers' current lists; a broken list adds none."""
+    out: set[str] = set()
+    for t in tiers:
+        data = tree.read(list_path(t.name))
+        if data is None:
+            continue
+        try:
+            entries = parse_list(data, source=list_path(t.name))
+        except EnvelopeError:
+            continue
+        out.update(e.path for e in entries if unsafe_path_reason(e.path) is None)
     return out
 
 
