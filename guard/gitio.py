@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,17 @@ _GIT_SUBMODULE = 0o160000
 _ARG_BATCH = 2000
 # Above this many paths one full `ls-files` is cheaper than many filtered ones.
 _FULL_LISTING = 20000
+
+
+_LS_FILES = ("ls-files", "-z", "--cached", "--others", "--exclude-standard")
+
+
+def _split_paths(out: bytes) -> list[str]:
+    # One decode for all paths (100,000 on a large tree); a path listed twice (once per
+    # conflict stage) is kept once.
+    paths = dict.fromkeys(os.fsdecode(out).split("\0"))
+    paths.pop("", None)
+    return list(paths)
 
 
 class GitRepo:
@@ -108,12 +121,34 @@ class GitRepo:
 
     def list_paths(self) -> list[str]:
         """Tracked and untracked files that git does not ignore (deleted tracked ones too)."""
-        out = self._run("ls-files", "-z", "--cached", "--others", "--exclude-standard")
-        # One decode for all paths (100,000 on a large tree); a path listed twice (one
-        # per conflict stage) is kept once.
-        paths = dict.fromkeys(os.fsdecode(out).split("\0"))
-        paths.pop("", None)
-        return list(paths)
+        return _split_paths(self._run(*_LS_FILES))
+
+    def start_list_paths(self) -> Callable[[], list[str]]:
+        """Start `list_paths` now; the returned function waits for it. On a large tree git
+        walks every folder for untracked files, so the caller works meanwhile."""
+        # Files, not pipes: git would stall on a full pipe until the caller reads it.
+        # `collect` closes them.
+        out = tempfile.TemporaryFile()  # noqa: SIM115
+        err = tempfile.TemporaryFile()  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(["git", *_LS_FILES], cwd=self.root, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=err)
+        except OSError:
+            out.close()
+            err.close()
+            return self.list_paths
+
+        def collect() -> list[str]:
+            with out, err:
+                if proc.wait() != 0:
+                    err.seek(0)
+                    raise GitError(f"git ls-files failed: "
+                                   f"{err.read().decode('utf-8', 'replace').strip()}",
+                                   where=str(self.root))
+                out.seek(0)
+                return _split_paths(out.read())
+
+        return collect
 
     def head(self) -> str | None:
         try:

@@ -42,6 +42,7 @@ def work_tree(ctx: Context) -> WorkTree:
     if ctx.repo is None:
         return WorkTree(ctx.root)
     return WorkTree(ctx.root, list_paths=ctx.repo.list_paths,
+                    start_listing=ctx.repo.start_list_paths,
                     normalize_eol=ctx.repo.normalize_eol,
                     exec_bit_meaningful=ctx.repo.filemode)
 

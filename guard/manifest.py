@@ -7,12 +7,14 @@ in git's C-style quoting, so every path round-trips and a line can never be spli
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import gc
 import hashlib
 import itertools
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -171,6 +173,20 @@ _WELL_FORMED = re.compile(
 _KINDS = {k.value: k for k in Kind}
 
 
+@contextlib.contextmanager
+def cycle_collection_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small acyclic objects
+    (100,000 entries or observations on a large tree): its passes over the growing
+    heap find nothing there and cost about a quarter of the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _parse_fast(text: str) -> list[Entry] | None:
     """The entries of a valid list, or None when anything is wrong: `_parse_strict` then
     finds the first bad line and says why. Same result, a few times faster on long lists.
@@ -180,10 +196,11 @@ def _parse_fast(text: str) -> list[Entry] | None:
     entries: list[Entry] = []
     append = entries.append
     try:
-        for line in text.split("\n")[:-1]:
-            digest, mode, kind_text, quoted = line.split(" ", 3)
-            append(Entry(path=unquote_path(quoted), sha256=digest, mode=mode,
-                         kind=_KINDS[kind_text]))
+        with cycle_collection_paused():
+            for line in text.split("\n")[:-1]:
+                digest, mode, kind_text, quoted = line.split(" ", 3)
+                append(Entry(path=unquote_path(quoted), sha256=digest, mode=mode,
+                             kind=_KINDS[kind_text]))
     except ValueError:
         return None
     keys = [e.path.encode("utf-8", "surrogateescape") for e in entries]

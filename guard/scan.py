@@ -8,6 +8,7 @@ observe a set of paths; it never touches the file system itself.
 from __future__ import annotations
 
 import enum
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -19,11 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from guard.manifest import MODE_EXEC, MODE_FILE, MODE_LINK, Entry, Kind
+from guard.manifest import (
+    MODE_EXEC,
+    MODE_FILE,
+    MODE_LINK,
+    Entry,
+    Kind,
+    cycle_collection_paused,
+)
 
 _CHUNK = 1 << 20  # read size, and the most one file adds to memory per worker
 _BATCH = 64
-_HAS_READV = hasattr(os, "readv")  # not on Windows
 _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
                | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
 
@@ -156,11 +163,14 @@ def _observe_other(full: str, rel: str, dir_ok: Callable[[str], bool], *,
 
 
 def _read_into(fd: int, view: memoryview) -> int:
-    if _HAS_READV:
-        return os.readv(fd, [view])
     data = os.read(fd, len(view))
     view[: len(data)] = data
     return len(data)
+
+
+if hasattr(os, "readv"):  # not on Windows
+    def _read_into(fd: int, view: memoryview) -> int:
+        return os.readv(fd, [view])
 
 
 def digest_fd(fd: int, size: int, *, normalize_eol: bool, buffer: bytearray) -> str:
@@ -208,17 +218,28 @@ class WorkTree:
     label = "working tree"
 
     def __init__(self, root: Path, *, list_paths: Callable[[], list[str]] | None = None,
+                 start_listing: Callable[[], Callable[[], list[str]]] | None = None,
                  normalize_eol: bool = False, exec_bit_meaningful: bool = True,
                  workers: int | None = None):
         self.root = root
         self._list_paths = list_paths
+        self._start_listing = start_listing
+        self._listing: Callable[[], list[str]] | None = None
         self.normalize_eol = normalize_eol
         self.exec_bit_meaningful = exec_bit_meaningful and os.name == "posix"
         self.workers = workers or min(16, (os.cpu_count() or 2) * 4)
         self._dir_ok = FolderCheck(str(root))
         self._ahead: _Forked | None = None
 
+    def list_ahead(self) -> None:
+        """Start listing the candidates in the background; `candidates` collects them."""
+        if self._start_listing is not None and self._listing is None:
+            self._listing = self._start_listing()
+
     def candidates(self) -> list[str]:
+        if self._listing is not None:
+            listing, self._listing = self._listing, None
+            return listing()
         if self._list_paths is not None:
             return self._list_paths()
         return walk_files(self.root)
@@ -345,16 +366,20 @@ class _Forked:
     def result(self) -> dict[str, Observed]:
         out: dict[str, Observed] = {}
         try:
-            for chunk, future in zip(self._chunks, self._futures, strict=True):
-                for path, (seen, sha256, mode, target, error) in zip(
-                        chunk, future.result(), strict=True):
-                    out[path] = Observed(seen=_SEEN[seen], sha256=sha256, mode=mode,
-                                         target=target, error=error)
-                if self._progress:
-                    self._progress(len(chunk))
+            with cycle_collection_paused():
+                self._collect(out)
         finally:
             self._pool.shutdown(cancel_futures=True)
         return out
+
+    def _collect(self, out: dict[str, Observed]) -> None:
+        for chunk, future in zip(self._chunks, self._futures, strict=True):
+            for path, (seen, sha256, mode, target, error) in zip(
+                    chunk, future.result(), strict=True):
+                out[path] = Observed(seen=_SEEN[seen], sha256=sha256, mode=mode,
+                                     target=target, error=error)
+            if self._progress:
+                self._progress(len(chunk))
 
 
 def _observe_rows(root: str, paths: Sequence[str], normalize_eol: bool) -> list[_Row]:
@@ -369,12 +394,15 @@ def _observe_rows(root: str, paths: Sequence[str], normalize_eol: bool) -> list[
     dir_ok = FolderCheck(root)
     folders = _Folders.at(root) if os.open in os.supports_dir_fd else None
     rows: list[_Row] = []
+    gc.disable()  # a short-lived worker process: only acyclic rows are made here
+    last_parent, folder = None, None
     try:
         for rel in paths:
             row = None
             if folders is not None:
                 parent, _, name = rel.rpartition("/")
-                folder = folders.fd(parent)
+                if parent != last_parent:  # sorted: a folder's files come together
+                    last_parent, folder = parent, folders.fd(parent)
                 if folder is not None:
                     row = _file_row(folder, name, normalize_eol, buffer)
             if row is None:

@@ -18,6 +18,7 @@ from guard.fsutil import atomic_write
 from guard.manifest import (
     Entry,
     Payload,
+    cycle_collection_paused,
     envelope_path,
     format_list,
     list_path,
@@ -42,6 +43,8 @@ class TierBuild:
 def build_tiers(tree: Tree, policy: Policy, tiers: Sequence[Tier],
                 progress: Callable[[int], None] | None = None) -> list[TierBuild]:
     """Entries for each tier from what the tree holds now."""
+    if list_ahead := getattr(tree, "list_ahead", None):
+        list_ahead()  # git walks a working tree for untracked files while lists are parsed
     # Most paths stay between two signatures: on a large tree the last signed ones are
     # hashed in the background while git lists the tree.
     observe_ahead = getattr(tree, "observe_ahead", None)
@@ -60,10 +63,11 @@ def build_tiers(tree: Tree, policy: Policy, tiers: Sequence[Tier],
     else:
         observed = tree.observe(everything)
     out: list[TierBuild] = []
-    for t in tiers:
-        entries = [e for p in assigned[t.name]
-                   if (e := observed[p].as_entry(p)) is not None]
-        out.append(TierBuild(tier=t, entries=entries, list_bytes=format_list(entries)))
+    with cycle_collection_paused():
+        for t in tiers:
+            entries = [e for p in assigned[t.name]
+                       if (e := observed[p].as_entry(p)) is not None]
+            out.append(TierBuild(tier=t, entries=entries, list_bytes=format_list(entries)))
     return out
 
 

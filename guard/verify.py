@@ -347,6 +347,8 @@ def verify(tree: Tree, trusted: Config, opts: Options, *,
     `candidate` is the config found in the tree itself; it replaces `trusted` only when
     the old trust approved it.
     """
+    if opts.only_paths is None and (list_ahead := getattr(tree, "list_ahead", None)):
+        list_ahead()  # git walks a working tree for untracked files while lists are parsed
     findings: list[Finding] = []
     effective = trusted
     if candidate is not None and (candidate.policy_bytes, candidate.trust_bytes) != (

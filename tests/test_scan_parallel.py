@@ -126,3 +126,24 @@ def test_parse_list_errors_name_the_line(body: bytes, line: int) -> None:
     with pytest.raises(EnvelopeError) as err:
         parse_list(body.replace(b"D", b"cd" * 32), source="x.list")
     assert err.value.where == f"x.list:{line}"
+
+
+def test_listing_ahead_equals_list_paths(tmp_path: Path) -> None:
+    import subprocess
+
+    from guard.gitio import GitRepo
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("*.log\n")
+    for rel in ("a.py", "d/b.py", "d/e/c.txt", "new.py", "skip.log", "d/e/x y.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "a.py", "d"], check=True)
+    repo = GitRepo(tmp_path)
+    expected = repo.list_paths()
+    assert "new.py" in expected and "skip.log" not in expected
+    assert repo.start_list_paths()() == expected
+    tree = WorkTree(tmp_path, list_paths=repo.list_paths, start_listing=repo.start_list_paths)
+    tree.list_ahead()
+    assert tree.candidates() == expected
+    assert tree.candidates() == expected  # the next call lists again
