@@ -268,7 +268,10 @@ class WorkTree:
         root = str(self.root)
         result: dict[str, Observed] = {}
         if self._ahead is not None:
-            done, self._ahead = self._ahead.result(), None
+            ahead, self._ahead = self._ahead, None
+            done = ahead.result()
+            if paths is ahead.paths or paths == ahead.paths:
+                return done
             result = {p: o for p in paths if (o := done.get(p)) is not None}
             paths = [p for p in paths if p not in done]
         if _use_processes(len(paths)):
@@ -355,6 +358,7 @@ class _Forked:
     def __init__(self, root: str, paths: Sequence[str], normalize_eol: bool,
                  progress: Callable[[int], None] | None):
         assert _FORK is not None
+        self.paths = paths
         self._chunks = [paths[i : i + _FORK_CHUNK] for i in range(0, len(paths), _FORK_CHUNK)]
         self._progress = progress
         self._pool = ProcessPoolExecutor(max_workers=_cpus(), mp_context=_FORK)

@@ -374,9 +374,10 @@ def verify(tree: Tree, trusted: Config, opts: Options, *,
                 signed.add(e.path)
     # A working tree can hash the signed files in the background (large trees), while
     # git lists the candidates and the policy assigns their tiers.
+    signed_sorted = sorted(signed)
     observe_ahead = getattr(tree, "observe_ahead", None)
     if observe_ahead is not None:
-        observe_ahead(sorted(signed), progress)
+        observe_ahead(signed_sorted, progress)
 
     matcher = policy.matcher()
     assigned: dict[str, list[str]] = {t.name: [] for t in policy.tiers}
@@ -385,13 +386,15 @@ def verify(tree: Tree, trusted: Config, opts: Options, *,
         name = matcher.tier_of(path)
         if name is not None:
             assigned[name].append(path)
-    wanted = signed
+    wanted = set(signed)
     for c in checks:
         if c.entries is not None:
             wanted.update(assigned[c.tier.name])
+    # Usually every protected path is signed: then the sorted list is already at hand.
+    to_observe = signed_sorted if len(wanted) == len(signed) else sorted(wanted)
     observe = tree.observe
-    observed = (observe(sorted(wanted), progress) if progress is not None  # type: ignore[call-arg]
-                else observe(sorted(wanted)))
+    observed = (observe(to_observe, progress) if progress is not None  # type: ignore[call-arg]
+                else observe(to_observe))
     summaries: list[TierSummary] = []
     for c in checks:
         if c.entries is not None:
