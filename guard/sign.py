@@ -23,7 +23,6 @@ from guard.manifest import (
     format_list,
     list_path,
     new_payload,
-    parse_list,
     unsafe_path_reason,
 )
 from guard.policy import Policy, Tier
@@ -72,17 +71,19 @@ def build_tiers(tree: Tree, policy: Policy, tiers: Sequence[Tier],
 
 
 def _signed_paths(tree: Tree, tiers: Sequence[Tier]) -> set[str]:
-    """The safe paths of the tiers' current lists; a broken list adds none."""
+    """The plain, safe paths of the tiers' current lists, read loosely: they only choose
+    what to hash early (a wrong one costs a wasted read, never a wrong entry), and a
+    full parse would delay the hashing by a quarter second on 100,000 lines."""
     out: set[str] = set()
     for t in tiers:
         data = tree.read(list_path(t.name))
         if data is None:
             continue
-        try:
-            entries = parse_list(data, source=list_path(t.name))
-        except EnvelopeError:
-            continue
-        out.update(e.path for e in entries if unsafe_path_reason(e.path) is None)
+        for line in data.decode("utf-8", "surrogateescape").split("\n"):
+            # `<64 hex> <6-digit mode> <kind> <path>`; quoted paths are left for later.
+            path = line[72:].partition(" ")[2]
+            if path and path[0] != '"' and unsafe_path_reason(path) is None:
+                out.add(path)
     return out
 
 
