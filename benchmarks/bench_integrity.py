@@ -38,8 +38,10 @@ on_change = "block"
 patterns = ["*"]
 """
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
 }
 
 
@@ -56,13 +58,21 @@ def default_work() -> Path:
     return Path(os.environ.get("TMPDIR", tempfile.gettempdir())) / "qeguard-bench"
 
 
-def run(cmd: list[str], cwd: Path, *, check: bool = True, quiet: bool = True,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def run(
+    cmd: list[str],
+    cwd: Path,
+    *,
+    check: bool = True,
+    quiet: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     full_env = {**os.environ, **GIT_ENV, **(env or {})}
     out = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=quiet)
     if check and out.returncode != 0:
-        sys.exit(f"failed ({out.returncode}): {shlex.join(cmd)}\n"
-                 f"{(out.stderr or b'').decode(errors='replace')[-2000:]}")
+        sys.exit(
+            f"failed ({out.returncode}): {shlex.join(cmd)}\n"
+            f"{(out.stderr or b'').decode(errors='replace')[-2000:]}"
+        )
     return out
 
 
@@ -76,8 +86,11 @@ def make_tree(tree: Path, files: int) -> None:
     print(f"generating {files} files in {tree} ...", flush=True)
     tmp = tree.with_name(tree.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    run([sys.executable, str(HERE / "mktree.py"), str(tmp), "--files", str(files)], HERE,
-        quiet=False)
+    run(
+        [sys.executable, str(HERE / "mktree.py"), str(tmp), "--files", str(files)],
+        HERE,
+        quiet=False,
+    )
     tmp.rename(tree)
 
 
@@ -95,8 +108,10 @@ def protect(tree: Path, work: Path, qeguard: list[str]) -> Path:
         (tree / ".qeguard" / "policy.toml").write_text(POLICY, encoding="utf-8")
         if not key.exists():
             run([*qeguard, "keygen", "--name", "bench", "--out", str(key)], tree)
-        run([*qeguard, "-C", str(tree), "trust", "add", "bench", f"{key}.pub", "--tiers", "all"],
-            tree)
+        run(
+            [*qeguard, "-C", str(tree), "trust", "add", "bench", f"{key}.pub", "--tiers", "all"],
+            tree,
+        )
     if git(tree, "status", "--porcelain"):
         print("signing and committing ...", flush=True)
         run([*qeguard, "-C", str(tree), "sign", "--key", str(key)], tree)
@@ -118,13 +133,18 @@ def regular_files(tree: Path) -> list[str]:
     return paths
 
 
-def timed(cmd: list[str], cwd: Path, runs: int, *, before: list[str] | None = None,
-          measure_rss: bool = False, ok: tuple[int, ...] = (0,)) -> Timing:
+def timed(
+    label: str,
+    cmd: list[str],
+    cwd: Path,
+    runs: int,
+    *,
+    measure_rss: bool = False,
+    ok: tuple[int, ...] = (0,),
+) -> Timing:
     times: list[float] = []
     peak = 0
     for i in range(runs):
-        if before is not None:
-            run(before, cwd)
         argv = cmd
         rss_file = None
         if measure_rss and shutil.which("/usr/bin/time"):
@@ -134,16 +154,17 @@ def timed(cmd: list[str], cwd: Path, runs: int, *, before: list[str] | None = No
         out = run(argv, cwd, check=False)
         elapsed = time.perf_counter() - start
         if out.returncode not in ok:
-            sys.exit(f"{shlex.join(cmd)} exited {out.returncode}:\n"
-                     f"{(out.stdout + out.stderr).decode(errors='replace')[-3000:]}")
+            sys.exit(
+                f"{shlex.join(cmd)} exited {out.returncode}:\n"
+                f"{(out.stdout + out.stderr).decode(errors='replace')[-3000:]}"
+            )
         times.append(elapsed)
         if rss_file is not None:
             m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", rss_file.read_text())
             rss_file.unlink()
             if m:
                 peak = max(peak, int(m.group(1)))
-        print(f"  {Path(cmd[0]).name} {' '.join(cmd[1:3])}: run {i + 1}: {elapsed:.3f} s",
-              flush=True)
+        print(f"  {label}: run {i + 1}: {elapsed:.3f} s", flush=True)
     return Timing(best=min(times), runs=times, peak_kib=peak)
 
 
@@ -159,7 +180,8 @@ def aide_conf(tree: Path, folder: Path) -> Path:
         f"{root} Bench\n"
         f"!{root}/\\.git($|/)\n"
         f"!{root}/\\.qeguard($|/)\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return conf
 
 
@@ -179,11 +201,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=100_000, help="files in the generated tree")
     ap.add_argument("--tree", type=Path, help="reuse this tree (made by mktree.py)")
-    ap.add_argument("--work", type=Path, default=default_work(),
-                    help="work folder (default /work/bench-work or $TMPDIR/qeguard-bench)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=default_work(),
+        help="work folder (default /work/bench-work or $TMPDIR/qeguard-bench)",
+    )
     ap.add_argument("--runs", type=int, default=3, help="best of N (default 3)")
-    ap.add_argument("--qeguard", default=shutil.which("qeguard") or
-                    str(Path(sys.executable).with_name("qeguard")), help="qeguard command")
+    ap.add_argument(
+        "--qeguard",
+        default=shutil.which("qeguard") or str(Path(sys.executable).with_name("qeguard")),
+        help="qeguard command",
+    )
     ap.add_argument("--skip-growth", action="store_true", help="skip the git gc step")
     a = ap.parse_args()
     qeguard = shlex.split(a.qeguard)
@@ -201,22 +230,27 @@ def main() -> None:
     sums = work / f"{tree.name}.sha256"
     listing = work / f"{tree.name}.files0"
     listing.write_bytes(b"".join(os.fsencode(p) + b"\0" for p in files))
-    print(f"{len(files)} regular files, {total / MIB:.0f} MiB; warming the page cache ...",
-          flush=True)
+    print(
+        f"{len(files)} regular files, {total / MIB:.0f} MiB; warming the page cache ...", flush=True
+    )
     with open(listing, "rb") as src, open(sums, "wb") as dst:
-        subprocess.run(["xargs", "-0", "sha256sum", "--"], stdin=src, stdout=dst, cwd=tree,
-                       check=True)
+        subprocess.run(
+            ["xargs", "-0", "sha256sum", "--"], stdin=src, stdout=dst, cwd=tree, check=True
+        )
 
     results: dict[str, Timing | None] = {}
     print("timing ...", flush=True)
-    results["sha256sum -c"] = timed(["sha256sum", "--quiet", "-c", str(sums)], tree, a.runs)
+    results["sha256sum -c"] = timed(
+        "sha256sum -c", ["sha256sum", "--quiet", "-c", str(sums)], tree, a.runs
+    )
     results["b3sum -c"] = None
     if shutil.which("b3sum"):
         b3 = work / f"{tree.name}.b3"
         with open(listing, "rb") as src, open(b3, "wb") as dst:
-            subprocess.run(["xargs", "-0", "b3sum", "--"], stdin=src, stdout=dst, cwd=tree,
-                           check=True)
-        results["b3sum -c"] = timed(["b3sum", "--quiet", "-c", str(b3)], tree, a.runs)
+            subprocess.run(
+                ["xargs", "-0", "b3sum", "--"], stdin=src, stdout=dst, cwd=tree, check=True
+            )
+        results["b3sum -c"] = timed("b3sum -c", ["b3sum", "--quiet", "-c", str(b3)], tree, a.runs)
     results["aide --check"] = None
     if shutil.which("aide"):
         aide_dir = work / "aide"
@@ -225,14 +259,24 @@ def main() -> None:
         conf = aide_conf(tree, aide_dir)
         run(["aide", "-c", str(conf), "--init"], tree)
         (aide_dir / "aide.db.new").rename(aide_dir / "aide.db")
-        results["aide --check"] = timed(["aide", "-c", str(conf), "--check"], tree, a.runs)
+        results["aide --check"] = timed(
+            "aide --check", ["aide", "-c", str(conf), "--check"], tree, a.runs
+        )
     run([*qeguard, "-C", str(tree), "-q", "verify"], tree)  # warm imports, and must pass
-    results["qeguard verify"] = timed([*qeguard, "-C", str(tree), "-q", "verify"], tree, a.runs,
-                                      measure_rss=True)
+    results["qeguard verify"] = timed(
+        "qeguard verify",
+        [*qeguard, "-C", str(tree), "-q", "verify"],
+        tree,
+        a.runs,
+        measure_rss=True,
+    )
     # sha256sum over the same files, for the sign ratio (one process per xargs batch).
     results["sha256sum"] = timed(
+        "sha256sum",
         ["sh", "-c", f"xargs -0 sha256sum -- < {shlex.quote(str(listing))} > /dev/null"],
-        tree, a.runs)
+        tree,
+        a.runs,
+    )
     # A full re-manifest: a file changes before each run, so sign hashes everything and
     # writes a new payload.
     target = tree / files[len(files) // 2]
@@ -242,7 +286,7 @@ def main() -> None:
     sign_peak = 0
     for _ in range(a.runs):
         poke(target, next(counter) + int(time.time()))
-        t = timed(sign_cmd, tree, 1, measure_rss=True)
+        t = timed("qeguard sign", sign_cmd, tree, 1, measure_rss=True)
         sign_times.append(t.best)
         sign_peak = max(sign_peak, t.peak_kib)
     results["qeguard sign"] = Timing(best=min(sign_times), runs=sign_times, peak_kib=sign_peak)
@@ -263,23 +307,25 @@ def main() -> None:
     report(results, growth, len(files), total, a.runs)
 
 
-def report(r: dict[str, Timing | None], growth: int | None, nfiles: int, total: int,
-           runs: int) -> None:
+def report(
+    r: dict[str, Timing | None], growth: int | None, nfiles: int, total: int, runs: int
+) -> None:
     def best(name: str) -> float | None:
         t = r.get(name)
         return t.best if t else None
 
     print()
-    print(f"tree: {nfiles} regular files, {total / MIB:.0f} MiB; best of {runs}; "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"tree: {nfiles} regular files, {total / MIB:.0f} MiB; best of {runs}; "
+        f"{os.cpu_count()} CPUs"
+    )
     print(f"{'command':<16} {'best s':>8}  {'MB/s':>7}  runs")
     for name, t in r.items():
         if t is None:
             print(f"{name:<16} {'skipped (not installed)':>8}")
             continue
         rate = total / t.best / 1e6
-        print(f"{name:<16} {t.best:>8.3f}  {rate:>7.0f}  " +
-              " ".join(f"{x:.3f}" for x in t.runs))
+        print(f"{name:<16} {t.best:>8.3f}  {rate:>7.0f}  " + " ".join(f"{x:.3f}" for x in t.runs))
     print()
     rows: list[tuple[str, str, str, bool | None]] = []
 
@@ -300,8 +346,14 @@ def report(r: dict[str, Timing | None], growth: int | None, nfiles: int, total: 
     if peak:
         vp = verify_t.peak_kib / 1024 if verify_t else 0
         sp = sign_t.peak_kib / 1024 if sign_t else 0
-        rows.append((f"peak RSS MiB (verify {vp:.0f}, sign {sp:.0f})", f"{peak / 1024:.0f}",
-                     "<= 300", peak / 1024 <= 300))
+        rows.append(
+            (
+                f"peak RSS MiB (verify {vp:.0f}, sign {sp:.0f})",
+                f"{peak / 1024:.0f}",
+                "<= 300",
+                peak / 1024 <= 300,
+            )
+        )
     else:
         rows.append(("peak RSS MiB", "n/a (no /usr/bin/time)", "<= 300", None))
     if growth is None:
