@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import stat
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -349,7 +350,10 @@ def _cpus() -> int:
 
 
 def _use_processes(count: int) -> bool:
-    return count >= _FORK_MIN and _FORK is not None and _cpus() > 1
+    # Forking while other threads run (the watcher's) could copy a lock one of them
+    # holds into the child; then threads it is.
+    return (count >= _FORK_MIN and _FORK is not None and _cpus() > 1
+            and threading.active_count() == 1)
 
 
 class _Forked:

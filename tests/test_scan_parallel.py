@@ -147,3 +147,21 @@ def test_listing_ahead_equals_list_paths(tmp_path: Path) -> None:
     tree.list_ahead()
     assert tree.candidates() == expected
     assert tree.candidates() == expected  # the next call lists again
+
+
+def test_no_fork_while_other_threads_run(tmp_path: Path) -> None:
+    import threading
+
+    paths = _tree(tmp_path)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not scan._use_processes(len(paths))
+        tree = WorkTree(tmp_path)
+        tree.observe_ahead(paths)
+        assert tree._ahead is None
+        assert tree.observe(paths)["real/inside.txt"].seen is Seen.FILE
+    finally:
+        stop.set()
+        other.join()
