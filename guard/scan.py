@@ -399,6 +399,7 @@ def _observe_rows(root: str, paths: Sequence[str], normalize_eol: bool) -> list[
     goes through `observe_path`.
     """
     buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
     dir_ok = FolderCheck(root)
     folders = _Folders.at(root) if os.open in os.supports_dir_fd else None
     rows: list[_Row] = []
@@ -412,7 +413,7 @@ def _observe_rows(root: str, paths: Sequence[str], normalize_eol: bool) -> list[
                 if parent != last_parent:  # sorted: a folder's files come together
                     last_parent, folder = parent, folders.fd(parent)
                 if folder is not None:
-                    row = _file_row(folder, name, normalize_eol, buffer)
+                    row = _file_row(folder, name, normalize_eol, buffer, view)
             if row is None:
                 o = observe_path(root, rel, normalize_eol=normalize_eol, dir_ok=dir_ok,
                                  buffer=buffer)
@@ -424,8 +425,10 @@ def _observe_rows(root: str, paths: Sequence[str], normalize_eol: bool) -> list[
     return rows
 
 
-def _file_row(folder: int, name: str, normalize_eol: bool, buffer: bytearray) -> _Row | None:
-    """A regular file's row, or None for anything else (or any error)."""
+def _file_row(folder: int, name: str, normalize_eol: bool, buffer: bytearray,
+              view: memoryview) -> _Row | None:
+    """A regular file's row, or None for anything else (or any error). `view` is
+    `memoryview(buffer)`."""
     try:
         fd = os.open(name, _OPEN_FLAGS, dir_fd=folder)
     except OSError:
@@ -434,7 +437,16 @@ def _file_row(folder: int, name: str, normalize_eol: bool, buffer: bytearray) ->
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
-        digest = digest_fd(fd, st.st_size, normalize_eol=normalize_eol, buffer=buffer)
+        size = st.st_size
+        digest = None
+        if size < len(view) and not normalize_eol:  # most files: one read, one hash
+            n = _read_into(fd, view[: size + 1])
+            if n <= size:
+                digest = hashlib.sha256(view[:n]).hexdigest()
+            else:  # it grew since fstat
+                os.lseek(fd, 0, os.SEEK_SET)
+        if digest is None:
+            digest = digest_fd(fd, size, normalize_eol=normalize_eol, buffer=buffer)
     except OSError:
         return None
     finally:
