@@ -29,8 +29,9 @@ EXIT_INTERRUPTED = 130
 class Console:
     """Where commands write. Commands never call print(); tests read capsys through this."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *,
-                 quiet: bool = False):
+    def __init__(
+        self, out: TextIO | None = None, err: TextIO | None = None, *, quiet: bool = False
+    ):
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.quiet = quiet
@@ -71,16 +72,22 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="Signed file-integrity manifests and dependency scanning, in one report.",
     )
     parser.add_argument("--version", action="version", version=f"qeguard {guard.__version__}")
-    parser.add_argument("-C", "--repo", type=Path, default=None,
-                        help="repository root (default: the git work tree around the current "
-                             "folder)")
+    parser.add_argument(
+        "-C",
+        "--repo",
+        type=Path,
+        default=None,
+        help="repository root (default: the git work tree around the current folder)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only print findings")
     # The same options after the command name (`qeguard verify -q`), as users expect.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-C", "--repo", type=Path, default=argparse.SUPPRESS,
-                        help="repository root")
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="only print findings")
+    common.add_argument(
+        "-C", "--repo", type=Path, default=argparse.SUPPRESS, help="repository root"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only print findings"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add = sub.add_parser
 

@@ -49,8 +49,11 @@ class GitRepo:
         try:
             self.repo = git.Repo(root, search_parent_directories=False)
         except (InvalidGitRepositoryError, NoSuchPathError):
-            raise GitError("not a git repository", where=str(root),
-                           hint="run `git init`, or pass -C with the repository root") from None
+            raise GitError(
+                "not a git repository",
+                where=str(root),
+                hint="run `git init`, or pass -C with the repository root",
+            ) from None
         if self.repo.working_tree_dir is None:
             raise GitError("a bare repository has no working tree", where=str(root))
         self.root = Path(self.repo.working_tree_dir)
@@ -74,8 +77,15 @@ class GitRepo:
         head = self.head()
         if head is None:
             return [p for p, _ in iter_ls_files(self._run("ls-files", "--stage", "-z"))]
-        out = self._run("diff-index", "--cached", "--no-renames", "--name-only", "-z",
-                        "--ignore-submodules=none", head)
+        out = self._run(
+            "diff-index",
+            "--cached",
+            "--no-renames",
+            "--name-only",
+            "-z",
+            "--ignore-submodules=none",
+            head,
+        )
         return [os.fsdecode(raw) for raw in out.split(b"\0") if raw]
 
     def index_entries(self, paths: Iterable[str] | None = None) -> dict[str, IndexEntry]:
@@ -108,15 +118,19 @@ class GitRepo:
         for c in reversed(list(self.repo.iter_commits(f"{base}..{tip}"))):
             author = f"{c.author.name} <{c.author.email}>" if c.author.email else c.author.name
             parent = c.parents[0] if c.parents else None
-            diffs = (parent.diff(c) if parent is not None
-                     else c.diff(git.NULL_TREE))
+            diffs = parent.diff(c) if parent is not None else c.diff(git.NULL_TREE)
             changed = sorted({p for d in diffs for p in (d.a_path, d.b_path) if p})
-            out.append(CommitInfo(
-                hexsha=c.hexsha, author=str(author),
-                when=c.authored_datetime.isoformat(),
-                message=c.message if isinstance(c.message, str) else c.message.decode(
-                    "utf-8", "replace"),
-                changed=tuple(changed)))
+            out.append(
+                CommitInfo(
+                    hexsha=c.hexsha,
+                    author=str(author),
+                    when=c.authored_datetime.isoformat(),
+                    message=c.message
+                    if isinstance(c.message, str)
+                    else c.message.decode("utf-8", "replace"),
+                    changed=tuple(changed),
+                )
+            )
         return out
 
     def list_paths(self) -> list[str]:
@@ -131,8 +145,9 @@ class GitRepo:
         out = tempfile.TemporaryFile()  # noqa: SIM115
         err = tempfile.TemporaryFile()  # noqa: SIM115
         try:
-            proc = subprocess.Popen(["git", *_LS_FILES], cwd=self.root, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=err)
+            proc = subprocess.Popen(
+                ["git", *_LS_FILES], cwd=self.root, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+            )
         except OSError:
             out.close()
             err.close()
@@ -142,9 +157,10 @@ class GitRepo:
             with out, err:
                 if proc.wait() != 0:
                     err.seek(0)
-                    raise GitError(f"git ls-files failed: "
-                                   f"{err.read().decode('utf-8', 'replace').strip()}",
-                                   where=str(self.root))
+                    raise GitError(
+                        f"git ls-files failed: {err.read().decode('utf-8', 'replace').strip()}",
+                        where=str(self.root),
+                    )
                 out.seek(0)
                 return _split_paths(out.read())
 
@@ -160,9 +176,12 @@ class GitRepo:
         try:
             return self.repo.commit(rev).hexsha
         except (BadName, ValueError, GitCommandError):
-            raise GitError(f"unknown revision {rev!r}", where="--trust-ref",
-                           hint="fetch it first (`git fetch origin main`) or name an existing "
-                                "branch, tag or commit") from None
+            raise GitError(
+                f"unknown revision {rev!r}",
+                where="--trust-ref",
+                hint="fetch it first (`git fetch origin main`) or name an existing "
+                "branch, tag or commit",
+            ) from None
 
     def read_at(self, rev: str, path: str) -> bytes | None:
         """The blob at `rev:path`, or None when the commit has no such file."""
@@ -240,8 +259,10 @@ def iter_ls_files(raw: bytes) -> Iterable[tuple[str, IndexEntry]]:
             continue
         meta, _, path = record.partition(b"\t")
         mode, sha, stage = meta.split(b" ")
-        yield os.fsdecode(path), IndexEntry(mode=int(mode, 8), hexsha=sha.decode("ascii"),
-                                            stage=int(stage))
+        yield (
+            os.fsdecode(path),
+            IndexEntry(mode=int(mode, 8), hexsha=sha.decode("ascii"), stage=int(stage)),
+        )
 
 
 def open_repo(root: Path) -> GitRepo | None:
@@ -263,8 +284,11 @@ class CommitTree:
         self._commit = repo.repo.commit(self.rev)
 
     def candidates(self) -> list[str]:
-        return [str(item.path) for item in self._commit.tree.traverse()  # type: ignore[union-attr]
-                if item.type == "blob"]  # type: ignore[union-attr]
+        return [
+            str(item.path)
+            for item in self._commit.tree.traverse()  # type: ignore[union-attr]
+            if item.type == "blob"
+        ]  # type: ignore[union-attr]
 
     def read(self, path: str) -> bytes | None:
         return self.repo.read_at(self.rev, path)
@@ -277,8 +301,9 @@ class CommitTree:
             except KeyError:
                 out[path] = Observed(seen=Seen.MISSING)
                 continue
-            out[path] = observe_blob(item.type, item.mode, item.data_stream.read()
-                                     if item.type == "blob" else b"")
+            out[path] = observe_blob(
+                item.type, item.mode, item.data_stream.read() if item.type == "blob" else b""
+            )
         return out
 
 
@@ -353,8 +378,15 @@ def observe_blob(kind: str, mode: int, data: bytes) -> Observed:
     if kind != "blob":
         return Observed(seen=Seen.OTHER, error=f"git object of type {kind}")
     if mode == _GIT_LINK:
-        return Observed(seen=Seen.SYMLINK, sha256=hashlib.sha256(data).hexdigest(),
-                        mode=MODE_LINK, target=os.fsdecode(data))
+        return Observed(
+            seen=Seen.SYMLINK,
+            sha256=hashlib.sha256(data).hexdigest(),
+            mode=MODE_LINK,
+            target=os.fsdecode(data),
+        )
     # Blobs are already in git's clean form: no line-end conversion.
-    return Observed(seen=Seen.FILE, sha256=hash_bytes(data, normalize_eol=False),
-                    mode=MODE_EXEC if mode == _GIT_EXEC else MODE_FILE)
+    return Observed(
+        seen=Seen.FILE,
+        sha256=hash_bytes(data, normalize_eol=False),
+        mode=MODE_EXEC if mode == _GIT_EXEC else MODE_FILE,
+    )

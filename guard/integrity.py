@@ -41,18 +41,22 @@ def open_context(root: Path) -> Context:
 def work_tree(ctx: Context) -> WorkTree:
     if ctx.repo is None:
         return WorkTree(ctx.root)
-    return WorkTree(ctx.root, list_paths=ctx.repo.list_paths,
-                    start_listing=ctx.repo.start_list_paths,
-                    normalize_eol=ctx.repo.normalize_eol,
-                    exec_bit_meaningful=ctx.repo.filemode)
+    return WorkTree(
+        ctx.root,
+        list_paths=ctx.repo.list_paths,
+        start_listing=ctx.repo.start_list_paths,
+        normalize_eol=ctx.repo.normalize_eol,
+        exec_bit_meaningful=ctx.repo.filemode,
+    )
 
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def trusted_config(ctx: Context, tree: Tree, trust_ref: str | None
-                   ) -> tuple[Config, Callable[[str], bytes | None] | None, list[Finding]]:
+def trusted_config(
+    ctx: Context, tree: Tree, trust_ref: str | None
+) -> tuple[Config, Callable[[str], bytes | None] | None, list[Finding]]:
     """The config that decides trust, a reader for the base manifests, and any warning."""
     if trust_ref is not None:
         if ctx.repo is None:
@@ -61,8 +65,11 @@ def trusted_config(ctx: Context, tree: Tree, trust_ref: str | None
         read = _reader(ctx.repo, rev)
         config = parse_config(read, label=f"{trust_ref} {rev[:12]}", policy_path=ctx.policy_path)
         if config is None:
-            raise ConfigError(f"no policy at {trust_ref}", where=f"{trust_ref}:{ctx.policy_path}",
-                              hint="protect the base branch first: commit .qeguard/ there")
+            raise ConfigError(
+                f"no policy at {trust_ref}",
+                where=f"{trust_ref}:{ctx.policy_path}",
+                hint="protect the base branch first: commit .qeguard/ there",
+            )
         return config, read, []
     if ctx.repo is not None and (head := ctx.repo.head()) is not None:
         read = _reader(ctx.repo, head)
@@ -71,14 +78,20 @@ def trusted_config(ctx: Context, tree: Tree, trust_ref: str | None
             return config, read, []
     config = parse_config(tree.read, label=tree.label, policy_path=ctx.policy_path)
     if config is None:
-        raise ConfigError("no policy found", where=ctx.policy_path,
-                          hint="run `qeguard init --preset default` (or qemlflow, strict)")
+        raise ConfigError(
+            "no policy found",
+            where=ctx.policy_path,
+            hint="run `qeguard init --preset default` (or qemlflow, strict)",
+        )
     warning = Finding(
-        rule="QG-TRUST-SOURCE", severity=Severity.INFO,
+        rule="QG-TRUST-SOURCE",
+        severity=Severity.INFO,
         title=f"Trust read from the {tree.label}",
         message=f"no commit holds .qeguard/ yet, so policy and trust come from the "
-                f"{tree.label} and could vouch for themselves",
-        location=Location(path=ctx.policy_path), fix="git add .qeguard && git commit")
+        f"{tree.label} and could vouch for themselves",
+        location=Location(path=ctx.policy_path),
+        fix="git add .qeguard && git commit",
+    )
     return config, None, [warning]
 
 
@@ -101,9 +114,15 @@ def base_payloads(read: Callable[[str], bytes | None] | None, config: Config) ->
     return out
 
 
-def staged_scope(ctx: Context, tree: Tree, trusted: Config, candidate: Config | None,
-                 base_read: Callable[[str], bytes | None] | None, *,
-                 base_is_head: bool = False) -> frozenset[str] | None:
+def staged_scope(
+    ctx: Context,
+    tree: Tree,
+    trusted: Config,
+    candidate: Config | None,
+    base_read: Callable[[str], bytes | None] | None,
+    *,
+    base_is_head: bool = False,
+) -> frozenset[str] | None:
     """What a staged (hook) check must look at: the staged paths plus every path whose
     manifest line changed. None means "everything": there is no committed policy to
     compare with, or the policy itself is changing, so any file may change tier."""
@@ -116,8 +135,11 @@ def staged_scope(ctx: Context, tree: Tree, trusted: Config, candidate: Config | 
     for tier in trusted.policy.tiers:
         lpath = list_path(tier.name)
         # Same object id, same bytes: a 100,000-line list need not be read to know.
-        if (head is not None and isinstance(tree, IndexTree)
-                and tree.blob_id(lpath) == ctx.repo.blob_id_at(head, lpath)):
+        if (
+            head is not None
+            and isinstance(tree, IndexTree)
+            and tree.blob_id(lpath) == ctx.repo.blob_id_at(head, lpath)
+        ):
             continue
         old, new = base_read(lpath), tree.read(lpath)
         if old != new:
@@ -153,30 +175,52 @@ def select_tree(ctx: Context, *, staged: bool, rev: str | None) -> Tree:
     return work_tree(ctx)
 
 
-def override_claims(ctx: Context, *, explicit: Sequence[Override], message: str | None,
-                    trust_ref: str | None, tip: str | None, now: datetime) -> list[override.Claim]:
+def override_claims(
+    ctx: Context,
+    *,
+    explicit: Sequence[Override],
+    message: str | None,
+    trust_ref: str | None,
+    tip: str | None,
+    now: datetime,
+) -> list[override.Claim]:
     """Overrides from the command line, the message being committed, and the trailers of
     the commits under test (`trust_ref..tip`)."""
     claims = [override.Claim(override=o) for o in explicit]
     if message is not None:
         who = ctx.repo.user() if ctx.repo else os.environ.get("USER", "unknown")
-        claims += [override.Claim(override=Override(reason=r, who=who, when=now.isoformat()))
-                   for r in override.trailers(message)]
+        claims += [
+            override.Claim(override=Override(reason=r, who=who, when=now.isoformat()))
+            for r in override.trailers(message)
+        ]
     if trust_ref is not None and ctx.repo is not None and tip is not None:
         for c in ctx.repo.commits_between(ctx.repo.resolve(trust_ref), tip):
             for reason in override.trailers(c.message):
-                claims.append(override.Claim(
-                    override=Override(reason=reason, who=c.author, when=c.when, commit=c.hexsha),
-                    changed=c.changed))
+                claims.append(
+                    override.Claim(
+                        override=Override(
+                            reason=reason, who=c.author, when=c.when, commit=c.hexsha
+                        ),
+                        changed=c.changed,
+                    )
+                )
     return claims
 
 
-def run_verify(root: Path, *, trust_ref: str | None = None, tree: Tree | None = None,
-               now: datetime | None = None, local: bool | None = None,
-               only_paths: frozenset[str] | None = None,
-               progress: Callable[[int], None] | None = None,
-               staged: bool = False, rev: str | None = None,
-               overrides: Sequence[Override] = (), message: str | None = None) -> Report:
+def run_verify(
+    root: Path,
+    *,
+    trust_ref: str | None = None,
+    tree: Tree | None = None,
+    now: datetime | None = None,
+    local: bool | None = None,
+    only_paths: frozenset[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    staged: bool = False,
+    rev: str | None = None,
+    overrides: Sequence[Override] = (),
+    message: str | None = None,
+) -> Report:
     """Verify the working tree (default), the index (`staged`) or a commit (`rev`)."""
     started = datetime.now(UTC)
     clock = time.monotonic()
@@ -184,12 +228,14 @@ def run_verify(root: Path, *, trust_ref: str | None = None, tree: Tree | None = 
     tree = tree or select_tree(ctx, staged=staged, rev=rev)
     trusted, base_read, warnings = trusted_config(ctx, tree, trust_ref)
     if isinstance(tree, IndexTree):
-        tree.prefetch([p for t in trusted.policy.tiers
-                       for p in (list_path(t.name), envelope_path(t.name))])
+        tree.prefetch(
+            [p for t in trusted.policy.tiers for p in (list_path(t.name), envelope_path(t.name))]
+        )
     candidate = parse_config(tree.read, label=tree.label, policy_path=ctx.policy_path)
     if staged and only_paths is None:
-        only_paths = staged_scope(ctx, tree, trusted, candidate, base_read,
-                                  base_is_head=trust_ref is None)
+        only_paths = staged_scope(
+            ctx, tree, trusted, candidate, base_read, base_is_head=trust_ref is None
+        )
     is_local = (trust_ref is None and not in_ci()) if local is None else local
     opts = Options(
         now=now or started,
@@ -200,19 +246,33 @@ def run_verify(root: Path, *, trust_ref: str | None = None, tree: Tree | None = 
     result = verify(tree, trusted, opts, candidate=candidate, progress=progress)
     tip = tree.rev if isinstance(tree, CommitTree) else (ctx.repo.head() if ctx.repo else None)
     report = Report(
-        tool_version=guard.__version__, command="verify", target=str(root),
-        started=started, duration_s=0.0,
+        tool_version=guard.__version__,
+        command="verify",
+        target=str(root),
+        started=started,
+        duration_s=0.0,
         fail_on=result.effective.policy.fail_on,
         commit=tip,
-        trust_source=trusted.label, tiers=tuple(result.tiers),
+        trust_source=trusted.label,
+        tiers=tuple(result.tiers),
         findings=tuple(warnings + result.findings),
     )
-    claims = override_claims(ctx, explicit=overrides, message=message, trust_ref=trust_ref,
-                             tip=tip, now=opts.now)
-    report = override.apply(report, claims, local=is_local,
-                            matcher=result.effective.policy.matcher())
+    claims = override_claims(
+        ctx, explicit=overrides, message=message, trust_ref=trust_ref, tip=tip, now=opts.now
+    )
+    report = override.apply(
+        report, claims, local=is_local, matcher=result.effective.policy.matcher()
+    )
     return replace(report, duration_s=time.monotonic() - clock)
 
 
-__all__ = ["POLICY_PATH", "Context", "open_context", "run_verify", "select_tree",
-           "staged_scope", "trusted_config", "work_tree"]
+__all__ = [
+    "POLICY_PATH",
+    "Context",
+    "open_context",
+    "run_verify",
+    "select_tree",
+    "staged_scope",
+    "trusted_config",
+    "work_tree",
+]

@@ -51,8 +51,16 @@ class Entry:
 
 def _maybe_unsafe(path: str) -> bool:
     """True for every unsafe path (and a few safe ones); cheap enough for 100,000 paths."""
-    return (not path or path[0] in "/.\\" or path[-1] == "/" or "//" in path or "/." in path
-            or "\\" in path or "\x00" in path or path[1:2] == ":")
+    return (
+        not path
+        or path[0] in "/.\\"
+        or path[-1] == "/"
+        or "//" in path
+        or "/." in path
+        or "\\" in path
+        or "\x00" in path
+        or path[1:2] == ":"
+    )
 
 
 def unsafe_path_reason(path: str) -> str | None:
@@ -138,8 +146,11 @@ def unquote_path(text: str) -> str:
         else:
             out.append(c)
             i += 1
-    return os.fsdecode(bytes(out)) if os.name == "posix" else bytes(out).decode(
-        "utf-8", "surrogateescape")
+    return (
+        os.fsdecode(bytes(out))
+        if os.name == "posix"
+        else bytes(out).decode("utf-8", "surrogateescape")
+    )
 
 
 def _sort_key(entry: Entry) -> bytes:
@@ -158,18 +169,21 @@ def parse_list(data: bytes, *, source: str) -> list[Entry]:
     except UnicodeDecodeError:  # pragma: no cover - surrogateescape never fails
         raise EnvelopeError("not UTF-8", where=source) from None
     if text and not text.endswith("\n"):
-        raise EnvelopeError("the last line has no line end", where=source,
-                            hint="re-create it with `qeguard sign`")
+        raise EnvelopeError(
+            "the last line has no line end", where=source, hint="re-create it with `qeguard sign`"
+        )
     if "\r" in text:
-        raise EnvelopeError("CR characters found; the list uses LF line ends", where=source,
-                            hint="add `.qeguard/manifests/* -text` to .gitattributes")
+        raise EnvelopeError(
+            "CR characters found; the list uses LF line ends",
+            where=source,
+            hint="add `.qeguard/manifests/* -text` to .gitattributes",
+        )
     entries = _parse_fast(text)
     return entries if entries is not None else _parse_strict(text, source)
 
 
 # A whole list of well-formed lines; lines are then split without further checks.
-_WELL_FORMED = re.compile(
-    r"(?:[0-9a-f]{64} (?:100644 file|100755 file|120000 symlink) [^\n]*\n)*")
+_WELL_FORMED = re.compile(r"(?:[0-9a-f]{64} (?:100644 file|100755 file|120000 symlink) [^\n]*\n)*")
 _KINDS = {k.value: k for k in Kind}
 
 
@@ -199,8 +213,11 @@ def _parse_fast(text: str) -> list[Entry] | None:
         with cycle_collection_paused():
             for line in text.split("\n")[:-1]:
                 digest, mode, kind_text, quoted = line.split(" ", 3)
-                append(Entry(path=unquote_path(quoted), sha256=digest, mode=mode,
-                             kind=_KINDS[kind_text]))
+                append(
+                    Entry(
+                        path=unquote_path(quoted), sha256=digest, mode=mode, kind=_KINDS[kind_text]
+                    )
+                )
     except ValueError:
         return None
     keys = [e.path.encode("utf-8", "surrogateescape") for e in entries]
@@ -276,7 +293,11 @@ class Payload:
     def binds_same(self, other: Payload) -> bool:
         """Same content, whatever the dates: co-signing adds to a payload that binds this."""
         return (self.tier, self.policy_sha256, self.list_sha256, self.count) == (
-            other.tier, other.policy_sha256, other.list_sha256, other.count)
+            other.tier,
+            other.policy_sha256,
+            other.list_sha256,
+            other.count,
+        )
 
     @property
     def expires_at(self) -> datetime:
@@ -299,38 +320,60 @@ class Payload:
         def need(key: str, typ: type) -> Any:
             value = doc.get(key)
             if not isinstance(value, typ) or isinstance(value, bool):
-                raise EnvelopeError(f"payload field `{key}` must be {typ.__name__}",
-                                    where=f"{source}: payload.{key}")
+                raise EnvelopeError(
+                    f"payload field `{key}` must be {typ.__name__}",
+                    where=f"{source}: payload.{key}",
+                )
             return value
 
         if doc.get("schema") != SCHEMA:
-            raise EnvelopeError(f"unknown payload schema {doc.get('schema')!r}",
-                                where=f"{source}: payload.schema",
-                                hint=f"expected {SCHEMA!r}; upgrade qeguard or re-sign")
+            raise EnvelopeError(
+                f"unknown payload schema {doc.get('schema')!r}",
+                where=f"{source}: payload.schema",
+                hint=f"expected {SCHEMA!r}; upgrade qeguard or re-sign",
+            )
         payload = cls(
-            tier=need("tier", str), sequence=need("sequence", int), created=need("created", str),
-            expires=need("expires", str), policy_sha256=need("policy_sha256", str),
-            list_sha256=need("list_sha256", str), count=need("count", int),
+            tier=need("tier", str),
+            sequence=need("sequence", int),
+            created=need("created", str),
+            expires=need("expires", str),
+            policy_sha256=need("policy_sha256", str),
+            list_sha256=need("list_sha256", str),
+            count=need("count", int),
             git_commit=doc.get("git_commit") if isinstance(doc.get("git_commit"), str) else None,
         )
         for key in ("created", "expires"):
             try:
                 parse_time(getattr(payload, key))
             except ValueError:
-                raise EnvelopeError("not an RFC 3339 time", where=f"{source}: payload.{key}"
-                                    ) from None
+                raise EnvelopeError(
+                    "not an RFC 3339 time", where=f"{source}: payload.{key}"
+                ) from None
         if payload.sequence < 1 or payload.count < 0:
-            raise EnvelopeError("sequence must be >= 1 and count >= 0",
-                                where=f"{source}: payload")
+            raise EnvelopeError("sequence must be >= 1 and count >= 0", where=f"{source}: payload")
         return payload
 
 
-def new_payload(*, tier: str, sequence: int, list_bytes: bytes, count: int, policy_sha256: str,
-                now: datetime, expires_days: int, git_commit: str | None = None) -> Payload:
+def new_payload(
+    *,
+    tier: str,
+    sequence: int,
+    list_bytes: bytes,
+    count: int,
+    policy_sha256: str,
+    now: datetime,
+    expires_days: int,
+    git_commit: str | None = None,
+) -> Payload:
     return Payload(
-        tier=tier, sequence=sequence, created=format_time(now),
-        expires=format_time(now + timedelta(days=expires_days)), policy_sha256=policy_sha256,
-        list_sha256=hashlib.sha256(list_bytes).hexdigest(), count=count, git_commit=git_commit,
+        tier=tier,
+        sequence=sequence,
+        created=format_time(now),
+        expires=format_time(now + timedelta(days=expires_days)),
+        policy_sha256=policy_sha256,
+        list_sha256=hashlib.sha256(list_bytes).hexdigest(),
+        count=count,
+        git_commit=git_commit,
     )
 
 

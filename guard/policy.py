@@ -83,8 +83,9 @@ class Policy:
             if t.name == name:
                 return t
         names = ", ".join(t.name for t in self.tiers)
-        raise ConfigError(f"unknown tier {name!r}", where=self.source,
-                          hint=f"tiers in this policy: {names}")
+        raise ConfigError(
+            f"unknown tier {name!r}", where=self.source, hint=f"tiers in this policy: {names}"
+        )
 
     @property
     def strictest(self) -> Tier:
@@ -103,8 +104,9 @@ class Policy:
     def sha256(self) -> str:
         """Digest of the *effective* policy (presets resolved), bound into every payload,
         so narrowing patterns, directly or through a preset, needs new signatures."""
-        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False).encode("utf-8")
+        blob = json.dumps(
+            self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()
 
     def matcher(self) -> TierMatcher:
@@ -144,10 +146,7 @@ class TierMatcher:
 
 def is_never_protected(path: str) -> bool:
     """The manifests (their signatures protect them), the quarantine and git's own folder."""
-    return (
-        path.startswith((f"{MANIFEST_DIR}/", f"{QUARANTINE_DIR}/", ".git/"))
-        or path == ".git"
-    )
+    return path.startswith((f"{MANIFEST_DIR}/", f"{QUARANTINE_DIR}/", ".git/")) or path == ".git"
 
 
 class _PatternSet:
@@ -181,8 +180,9 @@ class _PatternSet:
 
 def preset_text(name: str) -> str:
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}", where="extends",
-                          hint=f"use one of: {', '.join(PRESETS)}")
+        raise ConfigError(
+            f"unknown preset {name!r}", where="extends", hint=f"use one of: {', '.join(PRESETS)}"
+        )
     return (resources.files("guard.policies") / f"{name}.toml").read_text(encoding="utf-8")
 
 
@@ -196,8 +196,11 @@ def _load_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"malformed TOML: {exc}", where=source,
-                          hint="fix the syntax; `qeguard init --force` writes a fresh policy") from None
+        raise ConfigError(
+            f"malformed TOML: {exc}",
+            where=source,
+            hint="fix the syntax; `qeguard init --force` writes a fresh policy",
+        ) from None
 
 
 def _resolve_extends(table: dict[str, Any], source: str, seen: tuple[str, ...]) -> dict[str, Any]:
@@ -205,13 +208,17 @@ def _resolve_extends(table: dict[str, Any], source: str, seen: tuple[str, ...]) 
     if base_name is None:
         return table
     if not isinstance(base_name, str):
-        raise ConfigError("`extends` must be a preset name", where=f"{source}: extends",
-                          hint=f"use one of: {', '.join(PRESETS)}")
+        raise ConfigError(
+            "`extends` must be a preset name",
+            where=f"{source}: extends",
+            hint=f"use one of: {', '.join(PRESETS)}",
+        )
     if base_name in seen:
         raise ConfigError(f"`extends` loops through {base_name!r}", where=f"{source}: extends")
     base_source = f"preset {base_name}"
-    base = _resolve_extends(_load_toml(preset_text(base_name), base_source), base_source,
-                            (*seen, base_name))
+    base = _resolve_extends(
+        _load_toml(preset_text(base_name), base_source), base_source, (*seen, base_name)
+    )
     return _merge(base, table, source)
 
 
@@ -231,14 +238,14 @@ def _merge(base: dict[str, Any], over: dict[str, Any], source: str) -> dict[str,
 
 def _merge_tiers(base: list[Any], over: Any, source: str) -> list[Any]:
     if not isinstance(over, list):
-        raise ConfigError("`tiers` must be an array of tables ([[tiers]])",
-                          where=f"{source}: tiers")
+        raise ConfigError(
+            "`tiers` must be an array of tables ([[tiers]])", where=f"{source}: tiers"
+        )
     out = [dict(t) for t in base]
     index = {t.get("name"): i for i, t in enumerate(out)}
     for i, tier in enumerate(over):
         if not isinstance(tier, dict) or "name" not in tier:
-            raise ConfigError("each [[tiers]] entry needs a `name`",
-                              where=f"{source}: tiers[{i}]")
+            raise ConfigError("each [[tiers]] entry needs a `name`", where=f"{source}: tiers[{i}]")
         if tier["name"] in index:
             out[index[tier["name"]]].update(tier)
         else:
@@ -255,8 +262,9 @@ def _from_table(table: Mapping[str, Any], source: str) -> Policy:
     errors: list[str] = []
     unknown = set(table) - _TOP_KEYS
     if unknown:
-        errors.append(f"unknown key(s) {', '.join(sorted(unknown))} (known: "
-                      f"{', '.join(sorted(_TOP_KEYS))})")
+        errors.append(
+            f"unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_TOP_KEYS))})"
+        )
     raw_tiers = table.get("tiers")
     tiers: list[Tier] = []
     if not isinstance(raw_tiers, list) or not raw_tiers:
@@ -291,8 +299,9 @@ def _from_table(table: Mapping[str, Any], source: str) -> Policy:
             where=source,
             hint="see README.md, section Policy, for the keys and their values",
         )
-    return Policy(tiers=tuple(tiers), fail_on=fail_on, expires_days=expires_days, deps=deps,
-                  source=source)
+    return Policy(
+        tiers=tuple(tiers), fail_on=fail_on, expires_days=expires_days, deps=deps, source=source
+    )
 
 
 def _tier(raw: Any, where: str, errors: list[str]) -> Tier | None:
@@ -304,8 +313,9 @@ def _tier(raw: Any, where: str, errors: list[str]) -> Tier | None:
         errors.append(f"{where}: unknown key(s) {', '.join(sorted(bad))}")
     name = raw.get("name")
     if not isinstance(name, str) or not _TIER_NAME.match(name):
-        errors.append(f"{where}.name: must be lower-case letters, digits, '-' or '_' "
-                      f"(got {name!r})")
+        errors.append(
+            f"{where}.name: must be lower-case letters, digits, '-' or '_' (got {name!r})"
+        )
         return None
     patterns = raw.get("patterns", [])
     if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
@@ -318,8 +328,9 @@ def _tier(raw: Any, where: str, errors: list[str]) -> Tier | None:
     try:
         on_change = OnChange(raw.get("on_change", "block"))
     except ValueError:
-        errors.append(f"{where}.on_change: must be 'block' or 'warn' (got "
-                      f"{raw.get('on_change')!r})")
+        errors.append(
+            f"{where}.on_change: must be 'block' or 'warn' (got {raw.get('on_change')!r})"
+        )
         on_change = OnChange.BLOCK
     attrs_raw = raw.get("attributes", [a.value for a in Attribute])
     attributes: set[Attribute] = set()
@@ -330,16 +341,23 @@ def _tier(raw: Any, where: str, errors: list[str]) -> Tier | None:
         try:
             attributes.add(Attribute(a))
         except ValueError:
-            errors.append(f"{where}.attributes: unknown attribute {a!r} (known: content, exec, "
-                          f"kind)")
+            errors.append(
+                f"{where}.attributes: unknown attribute {a!r} (known: content, exec, kind)"
+            )
     severity = None
     if "severity" in raw:
         try:
             severity = Severity.parse(str(raw["severity"]))
         except ConfigError as exc:
             errors.append(f"{where}.severity: {exc.message}")
-    return Tier(name=name, patterns=tuple(patterns), threshold=threshold, on_change=on_change,
-                attributes=frozenset(attributes), severity=severity)
+    return Tier(
+        name=name,
+        patterns=tuple(patterns),
+        threshold=threshold,
+        on_change=on_change,
+        attributes=frozenset(attributes),
+        severity=severity,
+    )
 
 
 def tier_names(policy: Policy) -> Iterable[str]:

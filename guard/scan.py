@@ -32,8 +32,13 @@ from guard.manifest import (
 
 _CHUNK = 1 << 20  # read size, and the most one file adds to memory per worker
 _BATCH = 64
-_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-               | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_BINARY", 0)
+)
 
 
 class Seen(enum.Enum):
@@ -99,8 +104,14 @@ _THROUGH_SYMLINK = Observed(seen=Seen.OTHER, error="a parent folder is a symlink
 _NOT_REGULAR = Observed(seen=Seen.OTHER, error="not a regular file")
 
 
-def observe_path(root: str, rel: str, *, normalize_eol: bool,
-                 dir_ok: Callable[[str], bool], buffer: bytearray | None = None) -> Observed:
+def observe_path(
+    root: str,
+    rel: str,
+    *,
+    normalize_eol: bool,
+    dir_ok: Callable[[str], bool],
+    buffer: bytearray | None = None,
+) -> Observed:
     """What `rel` is under `root`, never following a symlink.
 
     `buffer` (reused across calls by scans) saves an allocation per file.
@@ -133,8 +144,9 @@ def observe_path(root: str, rel: str, *, normalize_eol: bool,
         os.close(fd)
 
 
-def _observe_other(full: str, rel: str, dir_ok: Callable[[str], bool], *,
-                   open_error: OSError | None) -> Observed:
+def _observe_other(
+    full: str, rel: str, dir_ok: Callable[[str], bool], *, open_error: OSError | None
+) -> Observed:
     """Missing, symlink, folder, special file, or a regular file that cannot be opened."""
     try:
         st = os.lstat(full)
@@ -170,6 +182,7 @@ def _read_into(fd: int, view: memoryview) -> int:
 
 
 if hasattr(os, "readv"):  # not on Windows
+
     def _read_into(fd: int, view: memoryview) -> int:
         return os.readv(fd, [view])
 
@@ -218,10 +231,16 @@ class WorkTree:
 
     label = "working tree"
 
-    def __init__(self, root: Path, *, list_paths: Callable[[], list[str]] | None = None,
-                 start_listing: Callable[[], Callable[[], list[str]]] | None = None,
-                 normalize_eol: bool = False, exec_bit_meaningful: bool = True,
-                 workers: int | None = None):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        list_paths: Callable[[], list[str]] | None = None,
+        start_listing: Callable[[], Callable[[], list[str]]] | None = None,
+        normalize_eol: bool = False,
+        exec_bit_meaningful: bool = True,
+        workers: int | None = None,
+    ):
         self.root = root
         self._list_paths = list_paths
         self._start_listing = start_listing
@@ -256,16 +275,18 @@ class WorkTree:
             data = data.replace(b"\r\n", b"\n")
         return data
 
-    def observe_ahead(self, paths: Sequence[str],
-                      progress: Callable[[int], None] | None = None) -> None:
+    def observe_ahead(
+        self, paths: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> None:
         """Start observing `paths` in worker processes and return at once, so the caller
         can work meanwhile; `observe` takes what it asks for from them. Small sets, or
         platforms without fork, are left to `observe`."""
         if self._ahead is None and _use_processes(len(paths)):
             self._ahead = _Forked(str(self.root), paths, self.normalize_eol, progress)
 
-    def observe(self, paths: Sequence[str],
-                progress: Callable[[int], None] | None = None) -> dict[str, Observed]:
+    def observe(
+        self, paths: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> dict[str, Observed]:
         root = str(self.root)
         result: dict[str, Observed] = {}
         if self._ahead is not None:
@@ -282,8 +303,10 @@ class WorkTree:
 
         def batch(chunk: Sequence[str]) -> list[tuple[str, Observed]]:
             buffer = bytearray(_CHUNK)
-            out = [(p, observe_path(root, p, normalize_eol=norm, dir_ok=self._dir_ok,
-                                    buffer=buffer)) for p in chunk]
+            out = [
+                (p, observe_path(root, p, normalize_eol=norm, dir_ok=self._dir_ok, buffer=buffer))
+                for p in chunk
+            ]
             if progress:
                 progress(len(chunk))
             return out
@@ -332,8 +355,7 @@ class FolderCheck:
 # Large scans hash in forked processes: per-file work in Python (open, read, hash,
 # result objects) holds the GIL for small files, so threads cannot use a second core.
 # Only where fork is the platform's own way (Linux); elsewhere threads.
-_FORK = (multiprocessing.get_context("fork")
-         if sys.platform.startswith("linux") else None)
+_FORK = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
 _FORK_MIN = 4096  # below this, starting processes costs more than it saves
 _FORK_CHUNK = 2048
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -352,15 +374,21 @@ def _cpus() -> int:
 def _use_processes(count: int) -> bool:
     # Forking while other threads run (the watcher's) could copy a lock one of them
     # holds into the child; then threads it is.
-    return (count >= _FORK_MIN and _FORK is not None and _cpus() > 1
-            and threading.active_count() == 1)
+    return (
+        count >= _FORK_MIN and _FORK is not None and _cpus() > 1 and threading.active_count() == 1
+    )
 
 
 class _Forked:
     """Paths being observed by worker processes, started when this is made."""
 
-    def __init__(self, root: str, paths: Sequence[str], normalize_eol: bool,
-                 progress: Callable[[int], None] | None):
+    def __init__(
+        self,
+        root: str,
+        paths: Sequence[str],
+        normalize_eol: bool,
+        progress: Callable[[int], None] | None,
+    ):
         assert _FORK is not None
         self.paths = paths
         self._chunks = [paths[i : i + _FORK_CHUNK] for i in range(0, len(paths), _FORK_CHUNK)]
@@ -368,8 +396,9 @@ class _Forked:
         self._pool = ProcessPoolExecutor(max_workers=_cpus(), mp_context=_FORK)
         # The first submit forks every worker, here in the calling thread and before the
         # pool starts its own thread: forking a process that runs threads can deadlock.
-        self._futures = [self._pool.submit(_observe_rows, root, chunk, normalize_eol)
-                         for chunk in self._chunks]
+        self._futures = [
+            self._pool.submit(_observe_rows, root, chunk, normalize_eol) for chunk in self._chunks
+        ]
 
     def result(self) -> dict[str, Observed]:
         out: dict[str, Observed] = {}
@@ -383,9 +412,11 @@ class _Forked:
     def _collect(self, out: dict[str, Observed]) -> None:
         for chunk, future in zip(self._chunks, self._futures, strict=True):
             for path, (seen, sha256, mode, target, error) in zip(
-                    chunk, future.result(), strict=True):
-                out[path] = Observed(seen=_SEEN[seen], sha256=sha256, mode=mode,
-                                     target=target, error=error)
+                chunk, future.result(), strict=True
+            ):
+                out[path] = Observed(
+                    seen=_SEEN[seen], sha256=sha256, mode=mode, target=target, error=error
+                )
             if self._progress:
                 self._progress(len(chunk))
 
@@ -415,8 +446,9 @@ def _observe_rows(root: str, paths: Sequence[str], normalize_eol: bool) -> list[
                 if folder is not None:
                     row = _file_row(folder, name, normalize_eol, buffer, view)
             if row is None:
-                o = observe_path(root, rel, normalize_eol=normalize_eol, dir_ok=dir_ok,
-                                 buffer=buffer)
+                o = observe_path(
+                    root, rel, normalize_eol=normalize_eol, dir_ok=dir_ok, buffer=buffer
+                )
                 row = (o.seen.value, o.sha256, o.mode, o.target, o.error)
             rows.append(row)
     finally:
@@ -425,8 +457,9 @@ def _observe_rows(root: str, paths: Sequence[str], normalize_eol: bool) -> list[
     return rows
 
 
-def _file_row(folder: int, name: str, normalize_eol: bool, buffer: bytearray,
-              view: memoryview) -> _Row | None:
+def _file_row(
+    folder: int, name: str, normalize_eol: bool, buffer: bytearray, view: memoryview
+) -> _Row | None:
     """A regular file's row, or None for anything else (or any error). `view` is
     `memoryview(buffer)`."""
     try:
@@ -472,8 +505,11 @@ class _Folders:
     def fd(self, rel_dir: str) -> int | None:
         """The folder's descriptor, or None when it is missing, a symlink or unreadable."""
         stack = self._open
-        while len(stack) > 1 and rel_dir != stack[-1][0] and not rel_dir.startswith(
-                stack[-1][0] + "/"):
+        while (
+            len(stack) > 1
+            and rel_dir != stack[-1][0]
+            and not rel_dir.startswith(stack[-1][0] + "/")
+        ):
             os.close(stack.pop()[1])
         top = stack[-1][0]
         if rel_dir == top:

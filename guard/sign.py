@@ -39,8 +39,9 @@ class TierBuild:
     list_bytes: bytes
 
 
-def build_tiers(tree: Tree, policy: Policy, tiers: Sequence[Tier],
-                progress: Callable[[int], None] | None = None) -> list[TierBuild]:
+def build_tiers(
+    tree: Tree, policy: Policy, tiers: Sequence[Tier], progress: Callable[[int], None] | None = None
+) -> list[TierBuild]:
     """Entries for each tier from what the tree holds now."""
     if list_ahead := getattr(tree, "list_ahead", None):
         list_ahead()  # git walks a working tree for untracked files while lists are parsed
@@ -64,8 +65,7 @@ def build_tiers(tree: Tree, policy: Policy, tiers: Sequence[Tier],
     out: list[TierBuild] = []
     with cycle_collection_paused():
         for t in tiers:
-            entries = [e for p in assigned[t.name]
-                       if (e := observed[p].as_entry(p)) is not None]
+            entries = [e for p in assigned[t.name] if (e := observed[p].as_entry(p)) is not None]
             out.append(TierBuild(tier=t, entries=entries, list_bytes=format_list(entries)))
     return out
 
@@ -96,9 +96,17 @@ class SignOutcome:
     note: str = ""
 
 
-def sign_tier(root: Path, build: TierBuild, policy: Policy, trust: Trust,
-              key: SigningKey | None, *, now: datetime, base_sequence: int = 0,
-              git_commit: str | None = None) -> SignOutcome:
+def sign_tier(
+    root: Path,
+    build: TierBuild,
+    policy: Policy,
+    trust: Trust,
+    key: SigningKey | None,
+    *,
+    now: datetime,
+    base_sequence: int = 0,
+    git_commit: str | None = None,
+) -> SignOutcome:
     """Write the tier's list and envelope, adding `key`'s signature when it may sign."""
     tier = build.tier
     current: Envelope | None = None
@@ -108,39 +116,71 @@ def sign_tier(root: Path, build: TierBuild, policy: Policy, trust: Trust,
         try:
             current = Envelope.from_bytes(env_file.read_bytes(), source=envelope_path(tier.name))
             if current.payload_type == PAYLOAD_TYPE:
-                current_payload = Payload.from_bytes(current.payload,
-                                                     source=envelope_path(tier.name))
+                current_payload = Payload.from_bytes(
+                    current.payload, source=envelope_path(tier.name)
+                )
         except EnvelopeError:
             current = current_payload = None  # rebuilt below
-    fresh = new_payload(tier=tier.name, sequence=1, list_bytes=build.list_bytes,
-                        count=len(build.entries), policy_sha256=policy.sha256, now=now,
-                        expires_days=policy.expires_days, git_commit=git_commit)
+    fresh = new_payload(
+        tier=tier.name,
+        sequence=1,
+        list_bytes=build.list_bytes,
+        count=len(build.entries),
+        policy_sha256=policy.sha256,
+        now=now,
+        expires_days=policy.expires_days,
+        git_commit=git_commit,
+    )
     signer = trust.by_key(key.public) if key else None
     may_sign = key is not None and signer is not None and signer.may_sign(tier.name, now)
-    if (current is not None and current_payload is not None
-            and current_payload.binds_same(fresh) and current_payload.expires_at > now):
+    if (
+        current is not None
+        and current_payload is not None
+        and current_payload.binds_same(fresh)
+        and current_payload.expires_at > now
+    ):
         atomic_write(root / list_path(tier.name), build.list_bytes)
         if key is None or not may_sign:
-            return SignOutcome(tier=tier.name, action="unchanged",
-                               sequence=current_payload.sequence, count=len(build.entries),
-                               note=_not_trusted(key, tier) if key else "")
+            return SignOutcome(
+                tier=tier.name,
+                action="unchanged",
+                sequence=current_payload.sequence,
+                count=len(build.entries),
+                note=_not_trusted(key, tier) if key else "",
+            )
         message = current.pae
         if any(key.public.verify(s.sig, message) for s in current.signatures):
-            return SignOutcome(tier=tier.name, action="already signed",
-                               sequence=current_payload.sequence, count=len(build.entries))
+            return SignOutcome(
+                tier=tier.name,
+                action="already signed",
+                sequence=current_payload.sequence,
+                count=len(build.entries),
+            )
         signed = current.with_signature(Signature(keyid=key.public.keyid, sig=key.sign(message)))
         atomic_write(env_file, signed.to_bytes())
-        return SignOutcome(tier=tier.name, action="co-signed", sequence=current_payload.sequence,
-                           count=len(build.entries))
+        return SignOutcome(
+            tier=tier.name,
+            action="co-signed",
+            sequence=current_payload.sequence,
+            count=len(build.entries),
+        )
     sequence = max(base_sequence, current_payload.sequence if current_payload else 0) + 1
-    payload = new_payload(tier=tier.name, sequence=sequence, list_bytes=build.list_bytes,
-                          count=len(build.entries), policy_sha256=policy.sha256, now=now,
-                          expires_days=policy.expires_days, git_commit=git_commit)
+    payload = new_payload(
+        tier=tier.name,
+        sequence=sequence,
+        list_bytes=build.list_bytes,
+        count=len(build.entries),
+        policy_sha256=policy.sha256,
+        now=now,
+        expires_days=policy.expires_days,
+        git_commit=git_commit,
+    )
     envelope = Envelope(payload_type=PAYLOAD_TYPE, payload=payload.to_bytes())
     note = ""
     if key is not None and may_sign:
         envelope = envelope.with_signature(
-            Signature(keyid=key.public.keyid, sig=key.sign(envelope.pae)))
+            Signature(keyid=key.public.keyid, sig=key.sign(envelope.pae))
+        )
         action = "new payload"
     else:
         action = "unsigned"
@@ -149,11 +189,14 @@ def sign_tier(root: Path, build: TierBuild, policy: Policy, trust: Trust,
     # List first, then the envelope that binds it (see module docstring).
     atomic_write(root / list_path(tier.name), build.list_bytes)
     atomic_write(env_file, envelope.to_bytes())
-    return SignOutcome(tier=tier.name, action=action, sequence=sequence,
-                       count=len(build.entries), note=note)
+    return SignOutcome(
+        tier=tier.name, action=action, sequence=sequence, count=len(build.entries), note=note
+    )
 
 
 def _not_trusted(key: SigningKey | None, tier: Tier) -> str:
     who = key.public.keyid if key else "this key"
-    return (f"{who} is not trusted for tier {tier.name!r}; add it with "
-            f"`qeguard trust add NAME KEY.pub --tiers {tier.name}`")
+    return (
+        f"{who} is not trusted for tier {tier.name!r}; add it with "
+        f"`qeguard trust add NAME KEY.pub --tiers {tier.name}`"
+    )

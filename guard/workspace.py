@@ -46,8 +46,10 @@ def policy_path_for(root: Path) -> str:
         custom = tool.get("policy") if isinstance(tool, dict) else None
         if custom is not None:
             if not isinstance(custom, str) or custom.startswith("/") or ".." in custom.split("/"):
-                raise ConfigError("`policy` must be a relative path inside the repository",
-                                  where="pyproject.toml: tool.qeguard.policy")
+                raise ConfigError(
+                    "`policy` must be a relative path inside the repository",
+                    where="pyproject.toml: tool.qeguard.policy",
+                )
             return custom
     return POLICY_PATH
 
@@ -59,8 +61,11 @@ def load_policy(root: Path, *, required: bool = True) -> Policy | None:
     if not path.is_file():
         if not required:
             return None
-        raise ConfigError("no policy found", where=rel,
-                          hint="run `qeguard init --preset default` (or qemlflow, strict)")
+        raise ConfigError(
+            "no policy found",
+            where=rel,
+            hint="run `qeguard init --preset default` (or qemlflow, strict)",
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -28,10 +28,19 @@ def branch_with_findings(
     """main: protected (middle tier threshold 1) and clean; branch: a tampered file and a
     vulnerable pin, committed without re-signing."""
     alice = keypair("alice")
-    write_files(repo, {"src/pkg/__init__.py": "", "src/pkg/util.py": "A = 1\n",
-                       "requirements.txt": "packaging==24.1\n", "docs/guide.md": "# g\n"})
-    for args in (("init", "--preset", "qemlflow"),
-                 ("trust", "add", "alice", alice.public, "--tiers", "*")):
+    write_files(
+        repo,
+        {
+            "src/pkg/__init__.py": "",
+            "src/pkg/util.py": "A = 1\n",
+            "requirements.txt": "packaging==24.1\n",
+            "docs/guide.md": "# g\n",
+        },
+    )
+    for args in (
+        ("init", "--preset", "qemlflow"),
+        ("trust", "add", "alice", alice.public, "--tiers", "*"),
+    ):
         assert run_cli(*args, cwd=repo).code == 0
     # One trusted signer is enough for this test: lower core's threshold to 1.
     policy = repo / ".qeguard" / "policy.toml"
@@ -51,13 +60,31 @@ def test_one_run_all_formats_agree(
 ) -> None:
     out = tmp_path / "out"
     result = run_cli(
-        "ci", "--trust-ref", "main",
-        "--format", "json", "--output", out / "r.json",
-        "--format", "sarif", "--output", out / "r.sarif",
-        "--format", "markdown", "--output", out / "r.md",
-        "--format", "junit", "--output", out / "r.xml",
-        "--format", "html", "--output", out / "r.html",
-        "--format", "text",
+        "ci",
+        "--trust-ref",
+        "main",
+        "--format",
+        "json",
+        "--output",
+        out / "r.json",
+        "--format",
+        "sarif",
+        "--output",
+        out / "r.sarif",
+        "--format",
+        "markdown",
+        "--output",
+        out / "r.md",
+        "--format",
+        "junit",
+        "--output",
+        out / "r.xml",
+        "--format",
+        "html",
+        "--output",
+        out / "r.html",
+        "--format",
+        "text",
         cwd=branch_with_findings,
     )
     assert result.code == 1, result.out + result.err
@@ -70,13 +97,16 @@ def test_one_run_all_formats_agree(
     assert doc["database"]["date"] == "2024-10-10"
     vuln = next(f for f in doc["findings"] if f["rule"] == "QG-DEP-VULN")
     assert vuln["package"] == "requests" and vuln["location"] == {
-        "path": "requirements.txt", "line": 1}
+        "path": "requirements.txt",
+        "line": 1,
+    }
 
     expected = {f["fingerprint"] for f in doc["findings"]}
     sarif = json.loads((out / "r.sarif").read_text())
     jsonschema.validate(sarif, SARIF_SCHEMA)
     assert {r["partialFingerprints"]["qeguard/v1"] for r in sarif["runs"][0]["results"]} == (
-        expected)
+        expected
+    )
     junit = (out / "r.xml").read_text()
     ET.fromstring(junit)
     assert set(re.findall(r"fingerprint=([0-9a-f]+)", junit)) == expected
@@ -89,7 +119,9 @@ def test_one_run_all_formats_agree(
 
 
 def test_github_actions_annotations_and_summary(
-    branch_with_findings: Path, run_cli: Callable[..., CliResult], tmp_path: Path,
+    branch_with_findings: Path,
+    run_cli: Callable[..., CliResult],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     summary = tmp_path / "summary.md"
@@ -110,8 +142,9 @@ def test_clean_branch_passes_and_no_deps_skips_the_scan(
     branch_with_findings: Path, run_cli: Callable[..., CliResult]
 ) -> None:
     git_run(branch_with_findings, "checkout", "-q", "main")
-    result = run_cli("ci", "--trust-ref", "main", "--no-deps", "--format", "json",
-                     cwd=branch_with_findings)
+    result = run_cli(
+        "ci", "--trust-ref", "main", "--no-deps", "--format", "json", cwd=branch_with_findings
+    )
     assert result.code == 0, result.out
     doc = json.loads(result.out)
     assert doc["database"] is None

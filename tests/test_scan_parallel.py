@@ -40,24 +40,40 @@ def _tree(root: Path) -> list[str]:
     if hasattr(os, "mkfifo"):
         os.mkfifo(root / "fifo")
         paths.append("fifo")
-    paths += ["real/inside.txt", "linkdir/inside.txt", "linkdir", "p0/link.py", "crlf.txt",
-              "big.bin", "real", "gone.txt", "p0/gone/x.py", "big.bin/x"]
+    paths += [
+        "real/inside.txt",
+        "linkdir/inside.txt",
+        "linkdir",
+        "p0/link.py",
+        "crlf.txt",
+        "big.bin",
+        "real",
+        "gone.txt",
+        "p0/gone/x.py",
+        "big.bin/x",
+    ]
     return sorted(paths)
 
 
 @pytest.mark.parametrize("normalize_eol", [False, True])
-def test_forked_and_threaded_scans_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         normalize_eol: bool) -> None:
+def test_forked_and_threaded_scans_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, normalize_eol: bool
+) -> None:
     paths = _tree(tmp_path)
     forked = WorkTree(tmp_path, normalize_eol=normalize_eol).observe(paths)
     monkeypatch.setattr(scan, "_FORK", None)
     threaded = WorkTree(tmp_path, normalize_eol=normalize_eol).observe(paths)
     assert forked == threaded
-    one_by_one = {p: observe_path(str(tmp_path), p, normalize_eol=normalize_eol,
-                                  dir_ok=FolderCheck(str(tmp_path))) for p in paths}
+    one_by_one = {
+        p: observe_path(
+            str(tmp_path), p, normalize_eol=normalize_eol, dir_ok=FolderCheck(str(tmp_path))
+        )
+        for p in paths
+    }
     assert threaded == one_by_one
-    assert forked["linkdir/inside.txt"] == Observed(seen=Seen.OTHER,
-                                                    error="a parent folder is a symlink")
+    assert forked["linkdir/inside.txt"] == Observed(
+        seen=Seen.OTHER, error="a parent folder is a symlink"
+    )
     assert forked["real/inside.txt"].sha256 == hashlib.sha256(b"in\n").hexdigest()
     assert forked["p0/link.py"].seen is Seen.SYMLINK
     assert forked["linkdir"].seen is Seen.SYMLINK
@@ -87,10 +103,16 @@ def test_observe_ahead_then_observe(tmp_path: Path) -> None:
 @pytest.mark.parametrize("normalize_eol", [False, True])
 def test_digest_fd_streams_like_hash_bytes(tmp_path: Path, normalize_eol: bool) -> None:
     rng = random.Random(3)
-    samples = [b"", b"\r", b"\r\n" * 40, b"x" + b"\r\n" * 9000, b"x\r" * 9000,
-               b"\0\r\n" + b"a\r\n" * 9000,
-               bytes(rng.choice(b"ab\r\n") for _ in range(40000)),
-               b"a" * 7999 + b"\r" + b"\r\n" * 9000]
+    samples = [
+        b"",
+        b"\r",
+        b"\r\n" * 40,
+        b"x" + b"\r\n" * 9000,
+        b"x\r" * 9000,
+        b"\0\r\n" + b"a\r\n" * 9000,
+        bytes(rng.choice(b"ab\r\n") for _ in range(40000)),
+        b"a" * 7999 + b"\r" + b"\r\n" * 9000,
+    ]
     for i, data in enumerate(samples):
         path = tmp_path / f"s{i}"
         path.write_bytes(data)
@@ -107,21 +129,33 @@ def test_digest_fd_streams_like_hash_bytes(tmp_path: Path, normalize_eol: bool) 
 
 def test_parse_list_fast_path_round_trips_odd_paths() -> None:
     digest = "ab" * 32
-    paths = ["a b", 'q"uote', "back\\slash", "tab\tx", "\u00e9t\u00e9", "line\u2028sep",
-             "bad\udcff", "z/y"]
+    paths = [
+        "a b",
+        'q"uote',
+        "back\\slash",
+        "tab\tx",
+        "\u00e9t\u00e9",
+        "line\u2028sep",
+        "bad\udcff",
+        "z/y",
+    ]
     entries = [Entry(path=p, sha256=digest, mode="100644", kind=Kind.FILE) for p in paths]
     data = format_list(entries)
     assert sorted(parse_list(data, source="t"), key=lambda e: e.path) == sorted(
-        entries, key=lambda e: e.path)
+        entries, key=lambda e: e.path
+    )
 
 
-@pytest.mark.parametrize(("body", "line"), [
-    (b"D 100644 file b\nD 100644 file a\n", 2),
-    (b"D 100644 file a\nD 100644 symlink b\n", 2),
-    (b"D 100644 file a\nD 100644 file \"bad\n", 2),
-    (b"D 100644 file a\nnope\n", 2),
-    (b"D 100644 file a\nD 100644 file a\n", 2),
-])
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        (b"D 100644 file b\nD 100644 file a\n", 2),
+        (b"D 100644 file a\nD 100644 symlink b\n", 2),
+        (b'D 100644 file a\nD 100644 file "bad\n', 2),
+        (b"D 100644 file a\nnope\n", 2),
+        (b"D 100644 file a\nD 100644 file a\n", 2),
+    ],
+)
 def test_parse_list_errors_name_the_line(body: bytes, line: int) -> None:
     with pytest.raises(EnvelopeError) as err:
         parse_list(body.replace(b"D", b"cd" * 32), source="x.list")

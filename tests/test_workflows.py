@@ -30,25 +30,37 @@ def test_expected_workflows_exist() -> None:
 def test_workflow_matches_schema(workflow: Path) -> None:
     result = subprocess.run(
         [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_action_matches_schema() -> None:
     result = subprocess.run(
-        [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions",
-         str(ROOT / "action.yml")],
-        capture_output=True, text=True,
+        [
+            _tool("check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-actions",
+            str(ROOT / "action.yml"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_zizmor_finds_nothing() -> None:
     result = subprocess.run(
-        [_tool("zizmor"), "--offline", "--no-progress", str(ROOT / ".github" / "workflows"),
-         str(ROOT / "action.yml")],
-        capture_output=True, text=True,
+        [
+            _tool("zizmor"),
+            "--offline",
+            "--no-progress",
+            str(ROOT / ".github" / "workflows"),
+            str(ROOT / "action.yml"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings" in result.stdout + result.stderr

@@ -9,19 +9,26 @@ from typing import Any
 
 from guard.deps.scan import scan_repository
 from guard.integrity import run_verify
-from guard.report import add_output_arguments, emit, output_pairs
-from guard.report import github
+from guard.report import add_output_arguments, emit, github, output_pairs
 from guard.workspace import find_workspace, load_policy
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("ci", help="verify (trust from --trust-ref) plus dependency scan; one "
-                                  "report, exit by the policy's fail_on")
-    p.add_argument("--trust-ref", metavar="REF",
-                   help="base commit to take policy and trust from (e.g. origin/main); "
-                        "default HEAD")
-    p.add_argument("--online", action="store_true",
-                   help="look vulnerabilities up with pip-audit's online service")
+    p = sub.add_parser(
+        "ci",
+        help="verify (trust from --trust-ref) plus dependency scan; one "
+        "report, exit by the policy's fail_on",
+    )
+    p.add_argument(
+        "--trust-ref",
+        metavar="REF",
+        help="base commit to take policy and trust from (e.g. origin/main); default HEAD",
+    )
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="look vulnerabilities up with pip-audit's online service",
+    )
     p.add_argument("--db", type=Path, help="offline OSV database (zip or folder)")
     p.add_argument("--no-deps", action="store_true", help="skip the dependency scan")
     add_output_arguments(p)

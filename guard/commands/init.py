@@ -29,11 +29,16 @@ _GITIGNORE = "quarantine/\n"
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("init", help="create .qeguard/policy.toml and trust.toml from a preset")
-    p.add_argument("--preset", choices=PRESETS, default="default",
-                   help="policy preset to extend (default: default)")
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="default",
+        help="policy preset to extend (default: default)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing policy")
-    p.add_argument("--show", metavar="PRESET", choices=PRESETS,
-                   help="print a preset's full policy and exit")
+    p.add_argument(
+        "--show", metavar="PRESET", choices=PRESETS, help="print a preset's full policy and exit"
+    )
     p.set_defaults(func=run)
 
 
@@ -47,8 +52,9 @@ def run(args: argparse.Namespace, console: Any) -> int:
     rel = policy_path_for(root)
     policy_file = root / rel
     if policy_file.exists() and not args.force:
-        raise UsageError("a policy already exists", where=rel,
-                         hint="edit it, or pass --force to replace it")
+        raise UsageError(
+            "a policy already exists", where=rel, hint="edit it, or pass --force to replace it"
+        )
     text = _POLICY_TEMPLATE.format(preset=args.preset)
     policy = parse_policy(text, source=rel)  # proves the template is valid before writing
     atomic_write(policy_file, text.encode("utf-8"))
@@ -59,11 +65,14 @@ def run(args: argparse.Namespace, console: Any) -> int:
         target = root / QEGUARD_DIR / name
         if not target.exists():
             atomic_write(target, content.encode("utf-8"))
-    tiers = ", ".join(f"{t.name} (threshold {t.threshold}, {t.on_change.value})"
-                      for t in policy.tiers)
+    tiers = ", ".join(
+        f"{t.name} (threshold {t.threshold}, {t.on_change.value})" for t in policy.tiers
+    )
     console.print(f"wrote {rel} (preset {args.preset}: {tiers}) and {TRUST_PATH}")
-    console.print("next: qeguard keygen --name NAME, qeguard trust add NAME KEY.pub "
-                  "--tiers TIERS, qeguard sign --key KEY")
+    console.print(
+        "next: qeguard keygen --name NAME, qeguard trust add NAME KEY.pub "
+        "--tiers TIERS, qeguard sign --key KEY"
+    )
     return 0
 
 

@@ -20,14 +20,21 @@ def default_key_dir() -> Path:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("keygen", help="generate a signing key, or print an existing key's "
-                                      "public line")
+    p = sub.add_parser(
+        "keygen", help="generate a signing key, or print an existing key's public line"
+    )
     p.add_argument("--name", help="signer name, used as the key comment and file name")
-    p.add_argument("--out", type=Path,
-                   help="private key path (default: the user config folder, never the repo)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="private key path (default: the user config folder, never the repo)",
+    )
     p.add_argument("--key", type=Path, help="print the public line of an existing private key")
-    p.add_argument("--passphrase", action="store_true",
-                   help=f"encrypt the key (asks, or reads {PASSPHRASE_ENV})")
+    p.add_argument(
+        "--passphrase",
+        action="store_true",
+        help=f"encrypt the key (asks, or reads {PASSPHRASE_ENV})",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing key file")
     p.set_defaults(func=run)
 
@@ -41,8 +48,9 @@ def run(args: argparse.Namespace, console: Any) -> int:
         raise UsageError("keygen needs --name (or --key to read an existing key)")
     out: Path = args.out or default_key_dir() / args.name
     if out.exists() and not args.force:
-        raise UsageError("the key file exists", where=str(out),
-                         hint="choose another --out, or pass --force")
+        raise UsageError(
+            "the key file exists", where=str(out), hint="choose another --out, or pass --force"
+        )
     passphrase = None
     if args.passphrase:
         env = os.environ.get(PASSPHRASE_ENV)

@@ -23,14 +23,24 @@ KEY_ENV = "QEGUARD_KEY"
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("sign", help="rebuild manifests from the tree and sign (or co-sign) them")
-    p.add_argument("--key", type=Path,
-                   help=f"private key (OpenSSH Ed25519); default ${KEY_ENV} or the only key "
-                        "made by `qeguard keygen`")
-    p.add_argument("--ssh", action="store_true",
-                   help="sign with `ssh-keygen -Y sign` (keys in ssh-agent or on a token); "
-                        "--key then names the key or its .pub")
-    p.add_argument("--tier", action="append", default=[],
-                   help="sign only this tier (repeatable or comma-separated); default all")
+    p.add_argument(
+        "--key",
+        type=Path,
+        help=f"private key (OpenSSH Ed25519); default ${KEY_ENV} or the only key "
+        "made by `qeguard keygen`",
+    )
+    p.add_argument(
+        "--ssh",
+        action="store_true",
+        help="sign with `ssh-keygen -Y sign` (keys in ssh-agent or on a token); "
+        "--key then names the key or its .pub",
+    )
+    p.add_argument(
+        "--tier",
+        action="append",
+        default=[],
+        help="sign only this tier (repeatable or comma-separated); default all",
+    )
     p.set_defaults(func=run)
 
 
@@ -44,9 +54,10 @@ def _default_key() -> Path:
     keys = sorted(p for p in folder.glob("*") if p.suffix != ".pub") if folder.is_dir() else []
     if len(keys) == 1:
         return keys[0]
-    raise UsageError("which key should sign?",
-                     hint="pass --key PATH (or set QEGUARD_KEY); `qeguard keygen --name NAME` "
-                          "makes one")
+    raise UsageError(
+        "which key should sign?",
+        hint="pass --key PATH (or set QEGUARD_KEY); `qeguard keygen --name NAME` makes one",
+    )
 
 
 def run(args: argparse.Namespace, console: Any) -> int:
@@ -56,14 +67,19 @@ def run(args: argparse.Namespace, console: Any) -> int:
     tree = work_tree(ctx)
     config = parse_config(tree.read, label="working tree", policy_path=ctx.policy_path)
     if config is None:
-        raise UsageError("no policy to sign under", where=ctx.policy_path,
-                         hint="run `qeguard init --preset default` first")
+        raise UsageError(
+            "no policy to sign under",
+            where=ctx.policy_path,
+            hint="run `qeguard init --preset default` first",
+        )
     policy, trust = config.policy, config.trust
     wanted = [n for t in args.tier for n in tiers_list(t)]
     tiers = [policy.tier(n) for n in wanted] if wanted else list(policy.tiers)
     if trust.by_key(key.public) is None:
-        console.warn(f"key {key.public.keyid} is not in {config.trust.source}; its signature "
-                     "will not count until `qeguard trust add NAME KEY.pub --tiers ...`")
+        console.warn(
+            f"key {key.public.keyid} is not in {config.trust.source}; its signature "
+            "will not count until `qeguard trust add NAME KEY.pub --tiers ...`"
+        )
     # Sequences advance over the base (HEAD), so re-signing can never look like a rollback.
     base_seq: dict[str, int] = {}
     head = ctx.repo.head() if ctx.repo else None
@@ -77,18 +93,29 @@ def run(args: argparse.Namespace, console: Any) -> int:
     now = datetime.now(UTC)
     with Progress("hashing", stream=console.err) as bar:
         bar.start(0)
-        builds = build_tiers(tree, policy, tiers, progress=bar.advance
-                             if bar.enabled else None)
+        builds = build_tiers(tree, policy, tiers, progress=bar.advance if bar.enabled else None)
     failed = False
     for build in builds:
-        outcome = sign_tier(root, build, policy, trust, key, now=now,
-                            base_sequence=base_seq.get(build.tier.name, 0), git_commit=head)
-        line = (f"{outcome.tier}: {outcome.action} (sequence {outcome.sequence}, "
-                f"{outcome.count} files)")
+        outcome = sign_tier(
+            root,
+            build,
+            policy,
+            trust,
+            key,
+            now=now,
+            base_sequence=base_seq.get(build.tier.name, 0),
+            git_commit=head,
+        )
+        line = (
+            f"{outcome.tier}: {outcome.action} (sequence {outcome.sequence}, {outcome.count} files)"
+        )
         console.print(line + (f" - {outcome.note}" if outcome.note else ""))
         # An explicitly requested tier that this key could not sign is a failure, whether
         # the payload is new ("unsigned") or already there ("unchanged").
-        failed |= (bool(wanted) and outcome.action in ("unsigned", "unchanged")
-                   and build.tier.threshold > 0)
+        failed |= (
+            bool(wanted)
+            and outcome.action in ("unsigned", "unchanged")
+            and build.tier.threshold > 0
+        )
     console.info("next: git add .qeguard && git commit  (co-signers run qeguard sign too)")
     return 2 if failed else 0

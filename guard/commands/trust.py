@@ -74,8 +74,9 @@ def run(args: argparse.Namespace, console: Any) -> int:
         try:
             text = Path(args.pubkey).read_text(encoding="utf-8")
         except OSError as exc:
-            raise KeyFileError(f"cannot read the public key: {exc.strerror}",
-                               where=args.pubkey) from None
+            raise KeyFileError(
+                f"cannot read the public key: {exc.strerror}", where=args.pubkey
+            ) from None
     key = PublicKey.parse(text, where=args.pubkey)
     tiers = tiers_list(args.tiers)
     policy = load_policy(root, required=False)
@@ -83,11 +84,18 @@ def run(args: argparse.Namespace, console: Any) -> int:
         known = {t.name for t in policy.tiers}
         unknown = [t for t in tiers if t != "*" and t not in known]
         if unknown:
-            raise ConfigError(f"unknown tier(s) {', '.join(unknown)}", where="--tiers",
-                              hint=f"tiers in the policy: {', '.join(sorted(known))}")
-    signer = Signer(name=args.name, key=key, tiers=frozenset(tiers),
-                    valid_after=_when(args.valid_after, "--valid-after"),
-                    valid_before=_when(args.valid_before, "--valid-before"))
+            raise ConfigError(
+                f"unknown tier(s) {', '.join(unknown)}",
+                where="--tiers",
+                hint=f"tiers in the policy: {', '.join(sorted(known))}",
+            )
+    signer = Signer(
+        name=args.name,
+        key=key,
+        tiers=frozenset(tiers),
+        valid_after=_when(args.valid_after, "--valid-after"),
+        valid_before=_when(args.valid_before, "--valid-before"),
+    )
     atomic_write(root / TRUST_PATH, dump_trust(trust.with_signer(signer)).encode("utf-8"))
     console.print(f"trusted {args.name} ({key.keyid}) for tiers {', '.join(tiers)}")
     return 0

@@ -134,9 +134,7 @@ class Finding:
             "title": self.title,
             "message": self.message,
             "location": (
-                {"path": self.location.path, "line": self.location.line}
-                if self.location
-                else None
+                {"path": self.location.path, "line": self.location.line} if self.location else None
             ),
             "tier": self.tier,
             "package": self.package,
@@ -171,8 +169,9 @@ class Finding:
             version=data.get("version"),
             fix=data.get("fix"),
             suppressed=(
-                Suppression(reason=sup["reason"], kind=sup.get("kind", "ignore"),
-                            expires=sup.get("expires"))
+                Suppression(
+                    reason=sup["reason"], kind=sup.get("kind", "ignore"), expires=sup.get("expires")
+                )
                 if sup
                 else None
             ),

@@ -28,8 +28,9 @@ def pae(payload_type: str, body: bytes) -> bytes:
 def canonical_json(value: Mapping[str, Any]) -> bytes:
     """UTF-8, sorted keys, no insignificant white space, no floats (they do not round-trip)."""
     _reject_floats(value, "")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def _reject_floats(value: Any, path: str) -> None:
@@ -72,8 +73,11 @@ class Envelope:
         return pae(self.payload_type, self.payload)
 
     def with_signature(self, signature: Signature) -> Envelope:
-        return Envelope(payload_type=self.payload_type, payload=self.payload,
-                        signatures=(*self.signatures, signature))
+        return Envelope(
+            payload_type=self.payload_type,
+            payload=self.payload,
+            signatures=(*self.signatures, signature),
+        )
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -92,8 +96,9 @@ class Envelope:
         try:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EnvelopeError(f"not valid JSON: {exc}", where=source,
-                                hint="re-create it with `qeguard sign`") from None
+            raise EnvelopeError(
+                f"not valid JSON: {exc}", where=source, hint="re-create it with `qeguard sign`"
+            ) from None
         if not isinstance(doc, dict):
             raise EnvelopeError("must be a JSON object", where=source)
         extra = set(doc) - {"payload", "payloadType", "signatures"}

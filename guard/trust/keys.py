@@ -103,18 +103,22 @@ def generate(comment: str, passphrase: bytes | None) -> tuple[bytes, str]:
     """A new key: (OpenSSH private key file bytes, public key line)."""
     private = Ed25519PrivateKey.generate()
     encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase) if passphrase
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
         else serialization.NoEncryption()
     )
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                encryption)
-    raw = private.public_key().public_bytes(serialization.Encoding.Raw,
-                                            serialization.PublicFormat.Raw)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption
+    )
+    raw = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     return pem, PublicKey(raw=raw, comment=comment).openssh
 
 
-def load_signing_key(path: Path, *, passphrase: bytes | None = None,
-                     use_ssh_keygen: bool = False) -> SigningKey:
+def load_signing_key(
+    path: Path, *, passphrase: bytes | None = None, use_ssh_keygen: bool = False
+) -> SigningKey:
     """Load an OpenSSH (or PKCS#8 PEM) Ed25519 private key.
 
     With `use_ssh_keygen`, `path` may be a public key whose private half lives in
@@ -124,20 +128,26 @@ def load_signing_key(path: Path, *, passphrase: bytes | None = None,
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise KeyFileError(f"cannot read the key: {exc.strerror}", where=where,
-                           hint="check the path given to --key") from None
+        raise KeyFileError(
+            f"cannot read the key: {exc.strerror}",
+            where=where,
+            hint="check the path given to --key",
+        ) from None
     if use_ssh_keygen:
         pub_path = path if data.startswith(b"ssh-ed25519") else path.with_name(path.name + ".pub")
         try:
             public = PublicKey.parse(pub_path.read_text(encoding="utf-8"), where=str(pub_path))
         except OSError:
-            raise KeyFileError("ssh signing needs the public key beside the private one",
-                               where=str(pub_path)) from None
+            raise KeyFileError(
+                "ssh signing needs the public key beside the private one", where=str(pub_path)
+            ) from None
         return SigningKey(public, None, path)
     if data.lstrip().startswith(b"ssh-"):
-        raise KeyFileError("this is a public key; signing needs the private key",
-                           where=where, hint="pass the file without `.pub`, or add --ssh to "
-                           "sign through ssh-agent")
+        raise KeyFileError(
+            "this is a public key; signing needs the private key",
+            where=where,
+            hint="pass the file without `.pub`, or add --ssh to sign through ssh-agent",
+        )
     _warn_if_loose(path)
     if passphrase is None and os.environ.get(PASSPHRASE_ENV):
         passphrase = os.environ[PASSPHRASE_ENV].encode("utf-8")
@@ -148,23 +158,32 @@ def load_signing_key(path: Path, *, passphrase: bytes | None = None,
         else:
             key = serialization.load_pem_private_key(data, passphrase)
     except TypeError:
-        raise KeyFileError("the key is protected by a passphrase", where=where,
-                           hint=f"set {PASSPHRASE_ENV} to the passphrase") from None
+        raise KeyFileError(
+            "the key is protected by a passphrase",
+            where=where,
+            hint=f"set {PASSPHRASE_ENV} to the passphrase",
+        ) from None
     except (ValueError, UnsupportedAlgorithm) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else "unreadable key"
         # An encrypted OpenSSH key opened with the wrong passphrase fails its check bytes
         # ("broken checksum"); PEM says "Bad decrypt. Incorrect password?".
         low = msg.lower()
         if "password" in low or "decrypt" in low or (passphrase and "checksum" in low):
-            raise KeyFileError("wrong passphrase", where=where,
-                               hint=f"check {PASSPHRASE_ENV}") from None
-        raise KeyFileError(f"not an OpenSSH Ed25519 private key ({msg})", where=where,
-                           hint="create one with `qeguard keygen`") from None
+            raise KeyFileError(
+                "wrong passphrase", where=where, hint=f"check {PASSPHRASE_ENV}"
+            ) from None
+        raise KeyFileError(
+            f"not an OpenSSH Ed25519 private key ({msg})",
+            where=where,
+            hint="create one with `qeguard keygen`",
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"only Ed25519 keys are supported (this is {type(key).__name__})",
-                           where=where, hint="create one with `qeguard keygen`")
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                        serialization.PublicFormat.Raw)
+        raise KeyFileError(
+            f"only Ed25519 keys are supported (this is {type(key).__name__})",
+            where=where,
+            hint="create one with `qeguard keygen`",
+        )
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return SigningKey(PublicKey(raw=raw, comment=path.stem), key)
 
 
@@ -174,8 +193,11 @@ def _warn_if_loose(path: Path) -> None:
         return
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        raise KeyFileError(f"private key permissions {mode:04o} are too open", where=str(path),
-                           hint=f"run `chmod 600 {path}`")
+        raise KeyFileError(
+            f"private key permissions {mode:04o} are too open",
+            where=str(path),
+            hint=f"run `chmod 600 {path}`",
+        )
 
 
 def ssh_keygen_sign(keyfile: Path, message: bytes) -> bytes:
@@ -184,14 +206,18 @@ def ssh_keygen_sign(keyfile: Path, message: bytes) -> bytes:
         msg = Path(tmp) / "pae"
         msg.write_bytes(message)
         try:
-            subprocess.run(["ssh-keygen", "-Y", "sign", "-n", SSHSIG_NAMESPACE, "-f",
-                            str(keyfile), str(msg)], check=True, capture_output=True)
+            subprocess.run(
+                ["ssh-keygen", "-Y", "sign", "-n", SSHSIG_NAMESPACE, "-f", str(keyfile), str(msg)],
+                check=True,
+                capture_output=True,
+            )
         except FileNotFoundError:
             raise KeyFileError("ssh-keygen is not installed", where=str(keyfile)) from None
         except subprocess.CalledProcessError as exc:
-            raise KeyFileError(f"ssh-keygen could not sign: "
-                               f"{exc.stderr.decode(errors='replace').strip()}",
-                               where=str(keyfile)) from None
+            raise KeyFileError(
+                f"ssh-keygen could not sign: {exc.stderr.decode(errors='replace').strip()}",
+                where=str(keyfile),
+            ) from None
         return armored_sshsig_to_blob((Path(tmp) / "pae.sig").read_text(encoding="ascii"))
 
 
@@ -228,8 +254,13 @@ def _verify_sshsig(key: PublicKey, blob: bytes, message: bytes) -> bool:
         digest = hashlib.sha256(message).digest()
     else:
         return False
-    signed = (b"SSHSIG" + _ssh_string(namespace) + _ssh_string(reserved)
-              + _ssh_string(hash_alg) + _ssh_string(digest))
+    signed = (
+        b"SSHSIG"
+        + _ssh_string(namespace)
+        + _ssh_string(reserved)
+        + _ssh_string(hash_alg)
+        + _ssh_string(digest)
+    )
     try:
         Ed25519PublicKey.from_public_bytes(key.raw).verify(raw_sig, signed)
     except InvalidSignature:

@@ -92,8 +92,11 @@ def parse_trust(text: str, *, source: str) -> Trust:
         raise ConfigError(f"malformed TOML: {exc}", where=source) from None
     extra = set(doc) - {"signers"}
     if extra:
-        raise ConfigError(f"unknown key(s) {', '.join(sorted(extra))}", where=source,
-                          hint="trust.toml holds only [[signers]] tables")
+        raise ConfigError(
+            f"unknown key(s) {', '.join(sorted(extra))}",
+            where=source,
+            hint="trust.toml holds only [[signers]] tables",
+        )
     raw = doc.get("signers", [])
     if not isinstance(raw, list):
         raise ConfigError("`signers` must be an array of tables ([[signers]])", where=source)
@@ -119,11 +122,15 @@ def parse_trust(text: str, *, source: str) -> Trust:
         tiers = item.get("tiers", [])
         if not isinstance(tiers, list) or not all(isinstance(t, str) for t in tiers):
             raise ConfigError("`tiers` must be a list of tier names", where=f"{where}.tiers")
-        signers.append(Signer(
-            name=name, key=key, tiers=frozenset(tiers),
-            valid_after=_when(item.get("valid_after"), f"{where}.valid_after"),
-            valid_before=_when(item.get("valid_before"), f"{where}.valid_before"),
-        ))
+        signers.append(
+            Signer(
+                name=name,
+                key=key,
+                tiers=frozenset(tiers),
+                valid_after=_when(item.get("valid_after"), f"{where}.valid_after"),
+                valid_before=_when(item.get("valid_before"), f"{where}.valid_before"),
+            )
+        )
     return Trust(signers=tuple(signers), source=source)
 
 
@@ -134,14 +141,18 @@ def _when(value: object, where: str) -> datetime | None:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    raise ConfigError("must be a TOML date or date-time (2026-01-31 or 2026-01-31T00:00:00Z)",
-                      where=where)
+    raise ConfigError(
+        "must be a TOML date or date-time (2026-01-31 or 2026-01-31T00:00:00Z)", where=where
+    )
 
 
 def dump_trust(trust: Trust) -> str:
     """TOML text for trust.toml (strings escaped as TOML basic strings)."""
-    out = ["# Trusted signers. Changing this file needs the strictest tier's threshold of",
-           "# signatures from the signers listed here before the change.", ""]
+    out = [
+        "# Trusted signers. Changing this file needs the strictest tier's threshold of",
+        "# signatures from the signers listed here before the change.",
+        "",
+    ]
     for s in sorted(trust.signers, key=lambda s: s.name):
         out.append("[[signers]]")
         out.append(f"name = {_q(s.name)}")
