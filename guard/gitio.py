@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import git
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
@@ -284,11 +285,8 @@ class CommitTree:
         self._commit = repo.repo.commit(self.rev)
 
     def candidates(self) -> list[str]:
-        return [
-            str(item.path)
-            for item in self._commit.tree.traverse()  # type: ignore[union-attr]
-            if item.type == "blob"
-        ]  # type: ignore[union-attr]
+        items: list[Any] = list(self._commit.tree.traverse())
+        return [str(item.path) for item in items if item.type == "blob"]
 
     def read(self, path: str) -> bytes | None:
         return self.repo.read_at(self.rev, path)

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from guard.errors import EnvelopeError, GuardError
 from guard.manifest import (
@@ -593,12 +594,8 @@ def verify(
             wanted.update(assigned[c.tier.name])
     # Usually every protected path is signed: then the sorted list is already at hand.
     to_observe = signed_sorted if len(wanted) == len(signed) else sorted(wanted)
-    observe = tree.observe
-    observed = (
-        observe(to_observe, progress)
-        if progress is not None  # type: ignore[call-arg]
-        else observe(to_observe)
-    )
+    observe: Any = tree.observe  # WorkTree.observe also takes a progress callback
+    observed = observe(to_observe, progress) if progress is not None else observe(to_observe)
     summaries: list[TierSummary] = []
     for c in checks:
         if c.entries is not None:
