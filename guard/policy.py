@@ -14,11 +14,11 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 from guard.errors import ConfigError
 from guard.report.model import Severity
+from guard.resources import read as read_resource
 
 QEGUARD_DIR = ".qeguard"
 POLICY_PATH = f"{QEGUARD_DIR}/policy.toml"
@@ -183,7 +183,7 @@ def preset_text(name: str) -> str:
         raise ConfigError(
             f"unknown preset {name!r}", where="extends", hint=f"use one of: {', '.join(PRESETS)}"
         )
-    return (resources.files("guard.policies") / f"{name}.toml").read_text(encoding="utf-8")
+    return read_resource("policies", f"{name}.toml").decode("utf-8")
 
 
 def parse_policy(text: str, *, source: str = POLICY_PATH) -> Policy:

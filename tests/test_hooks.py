@@ -23,9 +23,8 @@ import pytest
 from conftest import KeyPair, git_run, init_repo, write_files
 from gitguard import CORE_FILE, commit, protect, qg, sign
 
-import guard
-
-PROJECT = Path(guard.__file__).resolve().parents[1]
+# The repository these tests belong to (not the installed package's folder).
+PROJECT = Path(__file__).resolve().parents[1]
 PRE_COMMIT = shutil.which("pre-commit", path=os.path.dirname(sys.executable)) or shutil.which(
     "pre-commit"
 )

@@ -5,13 +5,13 @@ never overwrites someone else's hook unless --force, and then keeps a backup."""
 from __future__ import annotations
 
 import argparse
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from guard.errors import UsageError
 from guard.fsutil import atomic_write
 from guard.gitio import GitRepo
+from guard.resources import read as read_resource
 from guard.workspace import find_workspace
 
 HOOKS = ("pre-commit", "pre-push")
@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> None:
 
 
 def hook_script(name: str) -> bytes:
-    return resources.files("guard.hooks").joinpath(name).read_bytes()
+    return read_resource("hooks", name)
 
 
 def hooks_dir(repo: GitRepo) -> Path:
