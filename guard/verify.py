@@ -145,40 +145,35 @@ def check_tier(
     """Everything about one tier's manifest that does not need the tree."""
     lpath, epath = list_path(tier.name), envelope_path(tier.name)
     findings: list[Finding] = []
+
+    def problem(rule: str, message: str, *, title: str, path: str, **kw: Any) -> Finding:
+        kw.setdefault("fix", sign_hint(tier.name))
+        return _finding(rule, tier, message, title=title, path=path, **kw)
+
+    def rejected(finding: Finding, payload: Payload | None = None) -> TierCheck:
+        # The list cannot be trusted at all: no entries to compare with the tree.
+        return TierCheck(tier=tier, entries=None, payload=payload, findings=[*findings, finding])
+
     if list_bytes is None or envelope_bytes is None:
         missing = epath if envelope_bytes is None else lpath
-        return TierCheck(
-            tier=tier,
-            entries=None,
-            payload=None,
-            findings=[
-                _finding(
-                    "QG-SIG-MISSING",
-                    tier,
-                    f"tier {tier.name!r} has no signed manifest ({missing} is missing)",
-                    title="Manifest missing",
-                    path=missing,
-                    fix=sign_hint(tier.name),
-                )
-            ],
+        return rejected(
+            problem(
+                "QG-SIG-MISSING",
+                f"tier {tier.name!r} has no signed manifest ({missing} is missing)",
+                title="Manifest missing",
+                path=missing,
+            )
         )
     try:
         envelope = Envelope.from_bytes(envelope_bytes, source=epath)
         if envelope.payload_type != PAYLOAD_TYPE:
-            return TierCheck(
-                tier=tier,
-                entries=None,
-                payload=None,
-                findings=[
-                    _finding(
-                        "QG-SIG-BINDING",
-                        tier,
-                        f"payloadType is {envelope.payload_type!r}, expected {PAYLOAD_TYPE!r}",
-                        title="Wrong payload type",
-                        path=epath,
-                        fix=sign_hint(tier.name),
-                    )
-                ],
+            return rejected(
+                problem(
+                    "QG-SIG-BINDING",
+                    f"payloadType is {envelope.payload_type!r}, expected {PAYLOAD_TYPE!r}",
+                    title="Wrong payload type",
+                    path=epath,
+                )
             )
         payload = Payload.from_bytes(envelope.payload, source=epath)
         partial = opts.only_paths is not None and len(opts.only_paths) <= _PARTIAL_MAX
@@ -188,60 +183,47 @@ def check_tier(
             else parse_list(list_bytes, source=lpath)
         )
     except EnvelopeError as exc:
-        return TierCheck(
-            tier=tier,
-            entries=None,
-            payload=None,
-            findings=[
-                _finding(
-                    "QG-SIG-MALFORMED",
-                    tier,
-                    exc.diagnostics(),
-                    title="Manifest malformed",
-                    path=exc.where.split(":")[0] if exc.where else epath,
-                    fix=sign_hint(tier.name),
-                )
-            ],
+        return rejected(
+            problem(
+                "QG-SIG-MALFORMED",
+                exc.diagnostics(),
+                title="Manifest malformed",
+                path=exc.where.split(":")[0] if exc.where else epath,
+            )
         )
     if payload.tier != tier.name:
-        findings.append(
-            _finding(
+        return rejected(
+            problem(
                 "QG-SIG-BINDING",
-                tier,
                 f"the envelope was signed for tier {payload.tier!r}, not {tier.name!r}",
                 title="Envelope from another tier",
                 path=epath,
-                fix=sign_hint(tier.name),
-            )
+            ),
+            payload,
         )
-        return TierCheck(tier=tier, entries=None, payload=payload, findings=findings)
     digest = hashlib.sha256(list_bytes).hexdigest()
     count = list_bytes.count(b"\n") if partial else len(entries)
     if digest != payload.list_sha256 or count != payload.count:
-        findings.append(
-            _finding(
+        return rejected(
+            problem(
                 "QG-SIG-BINDING",
-                tier,
-                f"{lpath} does not match its signed payload (digest "
-                f"{digest[:12]} vs {payload.list_sha256[:12]}, {count} vs {payload.count} "
-                "entries)",
+                f"{lpath} does not match its signed payload (digest {digest[:12]} vs "
+                f"{payload.list_sha256[:12]}, {count} vs {payload.count} entries)",
                 title="List does not match signature",
                 path=lpath,
-                fix=sign_hint(tier.name),
-            )
+            ),
+            payload,
         )
-        return TierCheck(tier=tier, entries=None, payload=payload, findings=findings)
     signers = count_signers(envelope, trust, tier.name, opts.now)
     if len(signers) < tier.threshold:
         who = ", ".join(signers.signers) or "nobody trusted"
-        rejected = f"; not counted: {'; '.join(signers.rejected)}" if signers.rejected else ""
+        uncounted = f"; not counted: {'; '.join(signers.rejected)}" if signers.rejected else ""
         local_warning = opts.local and len(signers) >= 1
         findings.append(
-            _finding(
+            problem(
                 "QG-SIG-THRESHOLD",
-                tier,
                 f"tier {tier.name!r} needs {tier.threshold} distinct trusted signer(s), has "
-                f"{len(signers)} ({who}){rejected}",
+                f"{len(signers)} ({who}){uncounted}",
                 title="Not enough signers",
                 path=epath,
                 fix=f"another signer of tier {tier.name!r} runs: {sign_hint(tier.name)}",
@@ -251,25 +233,21 @@ def check_tier(
         )
     if payload.expires_at <= opts.now:
         findings.append(
-            _finding(
+            problem(
                 "QG-SIG-EXPIRED",
-                tier,
                 f"tier {tier.name!r}'s manifest expired at {payload.expires}",
                 title="Manifest expired",
                 path=epath,
-                fix=sign_hint(tier.name),
             )
         )
     if payload.policy_sha256 != policy.sha256:
         findings.append(
-            _finding(
+            problem(
                 "QG-SIG-POLICY",
-                tier,
                 f"tier {tier.name!r} was signed under a different policy "
                 f"(policy digest {payload.policy_sha256[:12]}, now {policy.sha256[:12]})",
                 title="Policy changed since signing",
                 path=policy.source.split(" ")[0],
-                fix=sign_hint(tier.name),
             )
         )
     base = opts.base_payloads.get(tier.name)
@@ -280,15 +258,13 @@ def check_tier(
             base_seq = 0
         if payload.sequence <= base_seq:
             findings.append(
-                _finding(
+                problem(
                     "QG-SIG-ROLLBACK",
-                    tier,
                     f"tier {tier.name!r}'s payload changed but its "
                     f"sequence {payload.sequence} is not above the base's {base_seq}",
                     title="Manifest rollback",
                     path=epath,
                     severity=Severity.CRITICAL,
-                    fix=sign_hint(tier.name),
                 )
             )
     return TierCheck(
