@@ -95,6 +95,17 @@ def trusted_config(
     return config, None, [warning]
 
 
+def tree_config(tree: Tree, trusted: Config, policy_path: str) -> Config | None:
+    """The policy and trust in the tree being verified. Usually they are the trusted bytes
+    themselves: then the trusted config is returned instead of parsing them a second time."""
+    if (
+        tree.read(policy_path) == trusted.policy_bytes
+        and (tree.read(TRUST_PATH) or b"") == trusted.trust_bytes
+    ):
+        return trusted
+    return parse_config(tree.read, label=tree.label, policy_path=policy_path)
+
+
 def _reader(repo: GitRepo, rev: str) -> Callable[[str], bytes | None]:
     return lambda path: repo.read_at(rev, path)
 
@@ -231,7 +242,7 @@ def run_verify(
         tree.prefetch(
             [p for t in trusted.policy.tiers for p in (list_path(t.name), envelope_path(t.name))]
         )
-    candidate = parse_config(tree.read, label=tree.label, policy_path=ctx.policy_path)
+    candidate = tree_config(tree, trusted, ctx.policy_path)
     if staged and only_paths is None:
         only_paths = staged_scope(
             ctx, tree, trusted, candidate, base_read, base_is_head=trust_ref is None

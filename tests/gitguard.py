@@ -13,6 +13,7 @@ from typing import Any
 from conftest import KeyPair, git_run, write_files
 
 from guard.cli import Console, main
+from guard.report.model import Report
 
 FILES: dict[str, str | bytes] = {
     "src/pkg/__init__.py": "",
@@ -62,14 +63,18 @@ def rules(doc: dict[str, Any], *, active: bool = True) -> list[str]:
 
 
 def failing(doc: dict[str, Any]) -> list[str]:
-    """Active findings at or above the report's fail_on."""
-    order = ["info", "low", "medium", "high", "critical"]
-    bar = order.index(doc["fail_on"])
-    return sorted(
-        f["rule"]
-        for f in doc["findings"]
-        if f["suppressed"] is None and order.index(f["severity"].replace("unknown", "high")) >= bar
-    )
+    """Active findings at or above the report's fail_on, as the report model judges them."""
+    report = Report.from_dict(doc)
+    return sorted(f.rule for f in report.findings if report.is_failing(f))
+
+
+def with_bare_remote(tmp_path: Path, repo: Path) -> Path:
+    """A bare `origin` for `repo`, with main pushed to it."""
+    remote = tmp_path / "remote.git"
+    git_run(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    git_run(repo, "remote", "add", "origin", str(remote))
+    git_run(repo, "push", "-q", "origin", "main")
+    return remote
 
 
 def sign(root: Path, key: KeyPair, *tiers: str) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 from conftest import KeyPair, git_run, write_files
-
-from guard.cli import Console, main
+from gitguard import qg
 
 FILES: dict[str, str | bytes] = {
     "src/pkg/__init__.py": "",
@@ -22,9 +20,8 @@ FILES: dict[str, str | bytes] = {
 
 
 def cli(root: Path, *args: str | Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(["-C", str(root), *(str(a) for a in args)], Console(out, err))
-    return code, out.getvalue(), err.getvalue()
+    r = qg(root, *args)
+    return r.code, r.out, r.err
 
 
 def protect(root: Path, key: KeyPair, *, commit: bool = True) -> None:

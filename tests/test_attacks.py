@@ -14,7 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from conftest import KeyPair, git_run, write_files
-from gitguard import CORE_FILE, MIDDLE_FILE, commit, failing, protect, qg, report, rules, sign
+from gitguard import (
+    CORE_FILE,
+    MIDDLE_FILE,
+    commit,
+    failing,
+    protect,
+    qg,
+    report,
+    rules,
+    sign,
+    with_bare_remote,
+)
 
 from guard.manifest import envelope_path, list_path, new_payload, parse_list
 from guard.policy import parse_policy
@@ -376,10 +387,7 @@ def test_co_signing_across_commits(
     """Author signs and pushes; the reviewer fetches the branch, signs, pushes; CI passes."""
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
-    remote = tmp_path / "remote.git"
-    git_run(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
-    git_run(repo, "remote", "add", "origin", str(remote))
-    git_run(repo, "push", "-q", "origin", "main")
+    remote = with_bare_remote(tmp_path, repo)
     _branch(repo, "feature")
     write_files(repo, {CORE_FILE: "def predict(x):\n    return 2 * x  # reviewed\n"})
     sign(repo, alice, "core")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import KeyPair, git_run, init_repo, write_files
-from gitguard import CORE_FILE, commit, protect, qg, sign
+from gitguard import CORE_FILE, commit, protect, qg, sign, with_bare_remote
 
 # The repository these tests belong to (not the installed package's folder).
 PROJECT = Path(__file__).resolve().parents[1]
@@ -253,10 +253,7 @@ def test_native_pre_push_hook_verifies_against_the_remote(
 ) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
-    remote = tmp_path / "remote.git"
-    git_run(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
-    git_run(repo, "remote", "add", "origin", str(remote))
-    git_run(repo, "push", "-q", "origin", "main")
+    with_bare_remote(tmp_path, repo)
     assert qg(repo, "install-hooks").code == 0
 
     # An unsigned core change committed with --no-verify is caught at push time.
