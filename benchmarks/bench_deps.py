@@ -39,7 +39,7 @@ PINS = 500
 _IN_PROCESS = """
 import sys, time
 from pathlib import Path
-from guard.deps.scan import run_scan
+from qeguard.deps.audit import run_scan
 t = time.perf_counter()
 result = run_scan(Path(sys.argv[1]), None)
 elapsed = time.perf_counter() - t
@@ -52,8 +52,8 @@ def write_pins(repo: Path, cache: Path) -> int:
     """A requirements file of PINS packages, each pinned at a version its records list,
     so matching does real work. Built with its own cache folder, never a measured one."""
     os.environ["QEGUARD_CACHE_DIR"] = str(cache)
-    from guard.deps.database import open_database
-    from guard.deps.interface import parse_version
+    from qeguard.deps.database import open_database
+    from qeguard.deps.model import parse_version
 
     db = open_database()
     lines = []

@@ -45,7 +45,7 @@ patterns = ["pkg*/**"]
 
 def qeguard() -> list[str]:
     exe = shutil.which("qeguard", path=os.path.dirname(sys.executable)) or shutil.which("qeguard")
-    return [exe] if exe else [sys.executable, "-m", "guard"]
+    return [exe] if exe else [sys.executable, "-m", "qeguard"]
 
 
 def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -66,7 +66,7 @@ def build(root: Path, files: int) -> None:
         sh(root, "git", "config", k, v)
     keys = root.parent / f"{root.name}-keys"
     keys.mkdir(exist_ok=True)
-    from guard.trust.keys import generate
+    from qeguard.integrity.keys import generate
 
     qg = qeguard()
     (root / ".qeguard").mkdir()

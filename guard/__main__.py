@@ -1,5 +1,5 @@
 import sys
 
-from guard.cli import main
+from qeguard.cli.main import main
 
 sys.exit(main())

@@ -1,20 +1,19 @@
-"""Data files shipped with the package: preset policies and native git hooks.
+"""Data files shipped inside the package, read through `importlib.resources` only.
 
-Installed, they are the packages `guard.policies` and `guard.hooks` (pyproject maps the
-top-level `policies/` and `hooks/` folders there). Run from a source checkout
-(`python -m guard` in the repository), those packages do not exist, so the folders are
-read where they stand.
+The top-level `policies/` and `hooks/` folders of the source tree are the editable
+sources; pyproject.toml installs them as the packages `qeguard.policies` and
+`qeguard.hooks`. There is no fallback that reads the source tree: what runs is what was
+installed.
 """
 
 from __future__ import annotations
 
 from importlib import resources
-from pathlib import Path
+from typing import Literal
+
+Folder = Literal["policies", "hooks", "data"]
 
 
-def read(package: str, name: str) -> bytes:
-    """The bytes of `name` in `guard.<package>` (policies or hooks)."""
-    try:
-        return resources.files(f"guard.{package}").joinpath(name).read_bytes()
-    except ModuleNotFoundError:
-        return (Path(__file__).resolve().parent.parent / package / name).read_bytes()
+def read(folder: Folder, name: str) -> bytes:
+    """The bytes of `name` in `qeguard.<folder>`."""
+    return resources.files(f"qeguard.{folder}").joinpath(name).read_bytes()

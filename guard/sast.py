@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from guard.errors import GuardError, UsageError
-from guard.report.model import Finding, Location, Severity
+from qeguard.errors import GuardError, UsageError
+from qeguard.report import Finding, Location, Severity
 
 INSTALL_HINT = "install the extra: pip install 'qeguard[sast]'"
 _SKIP_DIRS = frozenset(
@@ -43,7 +43,7 @@ def require_bandit() -> None:
 def python_files(root: Path) -> list[str]:
     """Repository-relative POSIX paths of the Python sources to analyse, sorted."""
     if (root / ".git").exists():
-        from guard.gitio import GitRepo
+        from qeguard.git import GitRepo
 
         paths = [p for p in GitRepo(root).list_paths() if p.endswith(".py")]
         return sorted(p for p in paths if (root / p).is_file())

@@ -16,7 +16,7 @@ mkdir -p "$(dirname "$out")"
 PYTHONPATH="$here/tests${PYTHONPATH:+:$PYTHONPATH}" "$python" -c '
 import sys
 from report_samples import sample_report
-from guard.report import render
+from qeguard.render import render
 open(sys.argv[1], "w", encoding="utf-8").write(render(sample_report(), "html"))
 ' "$work/report.html"
 "$browser" --headless --no-sandbox --disable-gpu --disable-background-networking \

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from guard.cli import Console, main
-from guard.trust.keys import generate
+from qeguard.cli.console import Console
+from qeguard.cli.main import main
+from qeguard.integrity.keys import generate
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +123,7 @@ class CliResult:
 
 @pytest.fixture
 def run_cli() -> Callable[..., CliResult]:
-    """`run_cli(*args, cwd=ROOT)`: guard.cli.main in-process; `cwd` becomes `-C ROOT`."""
+    """`run_cli(*args, cwd=ROOT)`: qeguard.cli.main.main in-process; `cwd` becomes `-C ROOT`."""
 
     def run(*args: str | Path, cwd: Path | None = None) -> CliResult:
         out, err = io.StringIO(), io.StringIO()

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from conftest import KeyPair, git_run, write_files
-
-from guard.cli import Console, main
-from guard.report.model import Report
+from qeguard.cli.console import Console
+from qeguard.cli.main import main
+from qeguard.report import Report
 
 FILES: dict[str, str | bytes] = {
     "src/pkg/__init__.py": "",

@@ -43,7 +43,7 @@ def protect(root: Path, key: KeyPair, *, commit: bool = True) -> None:
 
 def integrity_findings(root: Path) -> list[str]:
     """`rule path` for every QG-INT finding `qeguard verify` reports now."""
-    from guard.integrity import run_verify
+    from qeguard.integrity.gate import run_verify
 
     report = run_verify(root)
     return sorted(

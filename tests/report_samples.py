@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from guard.report.model import (
+from qeguard.report import (
     DatabaseInfo,
     Finding,
     Location,

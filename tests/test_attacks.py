@@ -26,11 +26,11 @@ from gitguard import (
     sign,
     with_bare_remote,
 )
-
-from guard.manifest import envelope_path, list_path, new_payload, parse_list
-from guard.policy import parse_policy
-from guard.trust.dsse import PAYLOAD_TYPE, Envelope, Signature
-from guard.trust.keys import load_signing_key
+from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
+from qeguard.integrity.keys import load_signing_key
+from qeguard.integrity.layout import envelope_path, list_path
+from qeguard.integrity.manifest import new_payload, parse_list
+from qeguard.integrity.policy import parse_policy
 
 CI = ("--trust-ref", "main")
 

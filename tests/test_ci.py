@@ -11,8 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from conftest import CliResult, KeyPair, git_run, write_files
-
-from guard.report.json_format import schema
+from qeguard.render.json import schema
 
 SARIF_SCHEMA = json.loads(
     (Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text("utf-8")

@@ -79,7 +79,7 @@ def test_walkthrough(
     assert r.code == 0, r.err
     report = json.loads(Path("report.json").read_text())
     schema = json.loads(
-        (resources.files("guard.report") / "report.schema.json").read_text(encoding="utf-8")
+        (resources.files("qeguard.render") / "report.schema.json").read_text(encoding="utf-8")
     )
     jsonschema.validate(report, schema)
     assert report["tool"]["name"] == "qeguard"

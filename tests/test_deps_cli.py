@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from guard.cli import main
+from qeguard.cli.main import main
 
 DATA = Path(__file__).parent / "data" / "deps"
 

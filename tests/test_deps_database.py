@@ -6,8 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
-from guard.deps.database import (
+from qeguard.deps.database import (
     MemoryIndex,
     SqliteIndex,
     _digest,
@@ -87,8 +86,8 @@ def test_index_stores_precomputed_severity_and_versions(tmp_path: Path):
 def test_index_form_parses_like_the_full_record():
     """Over the whole bundled snapshot: the slim form the index stores loses nothing that
     matching, severity, summaries or aliases use."""
-    from guard.deps.database import iter_records
-    from guard.deps.osv import index_form, parse_record
+    from qeguard.deps.database import iter_records
+    from qeguard.deps.osv import index_form, parse_record
 
     checked = 0
     for _, data in iter_records(embedded_path()):

@@ -8,11 +8,10 @@ import zipfile
 from hypothesis import given
 from hypothesis import strategies as st
 from packaging.utils import canonicalize_name
-
-from guard.deps.database import embedded_path
-from guard.deps.interface import Advisory
-from guard.deps.osv import lowest_clearing, merge_aliases, parse_record
-from guard.report.model import Severity
+from qeguard.deps.database import embedded_path
+from qeguard.deps.model import Advisory
+from qeguard.deps.osv import lowest_clearing, merge_aliases, parse_record
+from qeguard.report import Severity
 
 
 def rec(ranges=None, versions=None, **extra):

@@ -10,13 +10,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-
-from guard.deps.interface import Dependency
-from guard.deps.online import online_service
-from guard.deps.pypi import latest_releases
-from guard.deps.scan import outdated_findings, run_scan
-from guard.policy import parse_policy
-from guard.report.model import Severity
+from qeguard.deps.audit import outdated_findings, run_scan
+from qeguard.deps.model import Dependency
+from qeguard.deps.services.pip_audit import online_service
+from qeguard.deps.services.pypi import latest_releases
+from qeguard.integrity.policy import parse_policy
+from qeguard.report import Severity
 
 LATEST = {"requests": "2.32.3", "jinja2": "3.1.4"}
 
@@ -107,7 +106,7 @@ def test_latest_releases_retries_and_reports(index: str):
 
 
 def test_outdated_findings_are_info_with_location():
-    from guard.deps.pypi import LatestReleases
+    from qeguard.deps.services.pypi import LatestReleases
 
     deps = [_pin("Requests", "2.31.0", line=4), _pin("jinja2", "3.1.4"), _pin("x", "1")]
     found = outdated_findings(deps, LatestReleases(latest=LATEST))

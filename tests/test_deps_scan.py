@@ -7,15 +7,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-
-from guard.deps.database import open_database
-from guard.deps.interface import Dependency, TargetEnvironment
-from guard.deps.policy import DepsPolicy
-from guard.deps.scan import evaluate, run_scan, scan_repository
-from guard.deps.service import lookup
-from guard.errors import ConfigError
-from guard.policy import parse_policy
-from guard.report.model import Report, Severity
+from qeguard.deps.audit import evaluate, run_scan, scan_repository
+from qeguard.deps.config import DepsPolicy
+from qeguard.deps.database import open_database
+from qeguard.deps.model import Dependency, TargetEnvironment
+from qeguard.deps.services import lookup
+from qeguard.errors import ConfigError
+from qeguard.integrity.policy import parse_policy
+from qeguard.report import Report, Severity
 
 DATA = Path(__file__).parent / "data" / "deps"
 LINUX = TargetEnvironment.for_target("3.11", "linux")

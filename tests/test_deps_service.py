@@ -7,11 +7,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-
-from guard.deps.database import open_database
-from guard.deps.interface import Dependency
-from guard.deps.online import online_service, to_advisories
-from guard.deps.service import ServiceUnavailable, affecting, lookup, offline_advisories
+from qeguard.deps.database import open_database
+from qeguard.deps.model import Dependency
+from qeguard.deps.services import lookup
+from qeguard.deps.services.interface import ServiceUnavailable
+from qeguard.deps.services.offline import affecting, offline_advisories
+from qeguard.deps.services.pip_audit import online_service, to_advisories
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +74,7 @@ def test_offline_lookup_does_not_import_pip_audit():
     import sys
 
     code = (
-        "import sys; from guard.deps.scan import run_scan; from pathlib import Path; "
+        "import sys; from qeguard.deps.audit import run_scan; from pathlib import Path; "
         "run_scan(Path(sys.argv[1]), None); print('pip_audit' in sys.modules)"
     )
     repo = Path(__file__).parent / "data" / "deps" / "includes"

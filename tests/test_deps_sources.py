@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from guard.deps.interface import DepsInputError, TargetEnvironment
-from guard.deps.sources import detect, load_path
-from guard.deps.sources.environment import load_environment
-from guard.deps.sources.requirements import parse_line
+from qeguard.deps.model import DepsInputError, TargetEnvironment
+from qeguard.deps.sources import detect, load_path
+from qeguard.deps.sources.environment import load_environment
+from qeguard.deps.sources.requirements import parse_line
 
 DATA = Path(__file__).parent / "data" / "deps"
 LINUX = TargetEnvironment.for_target("3.11", "linux")
@@ -198,7 +197,7 @@ _versions = st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}", fullmatch=True)
 @given(name=_names, version=_versions, comment=st.booleans())
 def test_exact_pins_round_trip(name: str, version: str, comment: bool):
     line = f"{name}=={version}" + ("  # why" if comment else "")
-    from guard.deps.sources.requirements import _COMMENT
+    from qeguard.deps.sources.requirements import _COMMENT
 
     dep = parse_line(_COMMENT.sub("", line), source="r.txt", line_no=1, env=LINUX)
     assert dep is not None and dep.version == version and dep.name == name

@@ -8,9 +8,8 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from guard.errors import EnvelopeError
-from guard.trust.dsse import PAYLOAD_TYPE, Envelope, Signature, canonical_json, pae
+from qeguard.errors import EnvelopeError
+from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature, canonical_json, pae
 
 
 def test_pae_matches_published_test_vector() -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import KeyPair, git_run, write_files
 from gitguard import CORE_FILE, MIDDLE_FILE, protect, qg, report, rules, sign
-
-from guard.errors import GitError
-from guard.gitio import GitRepo, IndexTree
-from guard.integrity import run_verify
-from guard.manifest import MODE_EXEC, MODE_FILE, MODE_LINK
-from guard.scan import Observed, Seen, hash_bytes
+from qeguard.errors import GitError
+from qeguard.git import GitRepo
+from qeguard.integrity.gate import run_verify
+from qeguard.integrity.manifest import MODE_EXEC, MODE_FILE, MODE_LINK
+from qeguard.integrity.trees.base import Observed, Seen, hash_bytes
+from qeguard.integrity.trees.index import IndexTree
 
 
 def _staged_repo(repo: Path) -> GitRepo:

@@ -11,15 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from guard.errors import KeyFileError
-from guard.trust.dsse import PAYLOAD_TYPE, pae
-from guard.trust.keys import (
-    PublicKey,
-    armored_sshsig_to_blob,
-    generate,
-    load_signing_key,
-)
+from qeguard.errors import KeyFileError
+from qeguard.integrity.dsse import PAYLOAD_TYPE, pae
+from qeguard.integrity.keys import PublicKey, armored_sshsig_to_blob, generate, load_signing_key
 
 needs_ssh_keygen = pytest.mark.skipif(
     shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed"
@@ -255,7 +249,7 @@ def test_keygen_default_location_is_outside_the_repo(repo: Path, run_cli: Any, c
     assert Path(f"{private}.pub").read_text().strip() == line
     assert not any(p.name.startswith("alice") for p in repo.rglob("*"))
     # `sign` finds the only key there by itself.
-    from guard.commands.sign import _default_key
+    from qeguard.cli.commands.sign import _default_key
 
     assert _default_key() == private
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from guard.errors import EnvelopeError
-from guard.manifest import (
+from qeguard.errors import EnvelopeError
+from qeguard.integrity.manifest import (
     MODE_EXEC,
     MODE_FILE,
     MODE_LINK,

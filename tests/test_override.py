@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import KeyPair, git_run, write_files
 from gitguard import CORE_FILE, commit, failing, protect, report, rules, sign
-
-from guard.override import trailers
+from qeguard.integrity.override import trailers
 
 
 @pytest.mark.parametrize(

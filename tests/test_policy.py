@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from guard.errors import ConfigError
-from guard.policy import PRESETS, OnChange, parse_policy, preset_text
-from guard.report.model import Severity
-from guard.workspace import load_policy, policy_path_for
+from qeguard.errors import ConfigError
+from qeguard.integrity.policy import PRESETS, OnChange, load_policy, parse_policy, preset_text
+from qeguard.report import Severity
 
 
 def _qemlflow() -> str:
@@ -192,28 +190,21 @@ def test_all_errors_reported_at_once() -> None:
     assert "bogus" in diag and "threshold" in diag and "on_change" in diag
 
 
-def test_pyproject_can_point_to_another_policy(
-    tmp_path: Path, write: Callable[[Path, dict[str, str | bytes]], None]
+@pytest.mark.parametrize("value", ['"config/guard.toml"', '"../outside.toml"', "3"])
+def test_a_custom_policy_location_is_refused_not_followed(
+    tmp_path: Path, write: Callable[[Path, dict[str, str | bytes]], None], value: str
 ) -> None:
+    # The working tree must never choose where policy and trust are read from.
     write(
         tmp_path,
         {
-            "pyproject.toml": '[tool.qeguard]\npolicy = "config/guard.toml"\n',
+            "pyproject.toml": f"[tool.qeguard]\npolicy = {value}\n",
             "config/guard.toml": _qemlflow(),
         },
     )
-    assert policy_path_for(tmp_path) == "config/guard.toml"
-    policy = load_policy(tmp_path)
-    assert policy is not None and policy.source == "config/guard.toml"
-
-
-@pytest.mark.parametrize("bad", ['"../outside.toml"', '"/etc/policy.toml"', "3"])
-def test_pyproject_policy_path_must_stay_inside(
-    tmp_path: Path, write: Callable[[Path, dict[str, str | bytes]], None], bad: str
-) -> None:
-    write(tmp_path, {"pyproject.toml": f"[tool.qeguard]\npolicy = {bad}\n"})
-    with pytest.raises(ConfigError, match="relative path inside"):
-        policy_path_for(tmp_path)
+    with pytest.raises(ConfigError, match="custom policy location is not supported") as info:
+        load_policy(tmp_path)
+    assert "tool.qeguard.policy" in info.value.diagnostics()
 
 
 def test_missing_policy(tmp_path: Path) -> None:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from qeguard.render import FORMATS, render
+from qeguard.render.json import schema
+from qeguard.report import Finding, Report, Severity
+from qeguard.rules import RULES
 from report_samples import HOSTILE_PATH, clean_report, sample_report
-
-from guard.report import FORMATS, render
-from guard.report.json_format import schema
-from guard.report.model import Finding, Report, Severity
-from guard.report.rules import RULES
 
 SARIF_SCHEMA = json.loads(
     (Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text("utf-8")
@@ -231,14 +230,14 @@ def test_markdown_respects_max_bytes() -> None:
             title="t",
             message="m" * 200,
             tier="core",
-            location=__import__("guard.report.model").report.model.Location(path=f"src/f{i}.py"),
+            location=__import__("qeguard.report").report.Location(path=f"src/f{i}.py"),
         )
         for i in range(500)
     )
     report = Report(**{**_fields(base), "findings": base.findings + many})
     full = render(report, "markdown")
     assert len(full.encode()) > 50_000
-    from guard.report.markdown_format import render as md_render
+    from qeguard.render.markdown import render as md_render
 
     cut = md_render(report, max_bytes=50_000)
     assert len(cut.encode()) <= 50_000
@@ -270,7 +269,7 @@ def test_text_groups_by_severity_and_lists_suppressed_separately() -> None:
 
 
 def test_text_colour_only_when_asked_and_never_from_data() -> None:
-    from guard.report import text_format
+    from qeguard.render import text as text_format
 
     plain = text_format.render(sample_report())
     assert "\x1b" not in plain
@@ -281,7 +280,7 @@ def test_text_colour_only_when_asked_and_never_from_data() -> None:
 
 
 def test_text_quiet_prints_only_findings() -> None:
-    from guard.report import text_format
+    from qeguard.render import text as text_format
 
     quiet = text_format.render(sample_report(), quiet=True)
     assert "QG-INT-MISSING" in quiet

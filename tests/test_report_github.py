@@ -8,10 +8,9 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
+from qeguard.render import github
+from qeguard.report import Finding, Location, Severity
 from report_samples import clean_report, sample_report
-
-from guard.report import github
-from guard.report.model import Finding, Location, Severity
 
 
 def _unescape(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from guard.report.progress import Progress
+from qeguard.cli.progress import Progress
 
 
 class _Tty(io.StringIO):

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import KeyPair, git_run
 from guarded import cli, integrity_findings, protect
-
-from guard.cli import Console, main
-from guard.integrity import open_context, work_tree
-from guard.restore import Action, load_signed, restorer_for
+from qeguard.cli.console import Console
+from qeguard.cli.main import main
+from qeguard.integrity.gate import open_context, work_tree
+from qeguard.integrity.restore import Action, load_signed, restorer_for
 
 MODEL = "src/pkg/core/model.py"
 ORIGINAL = "def predict(x):\n    return 2 * x\n"
@@ -101,7 +101,7 @@ def test_source_order_index_then_history_then_any_blob(
     # hand: signing it would need a commit first).
     (repo / "src/pkg/core/new.py").write_text("NEW = 1\n")
     git_run(repo, "add", "src/pkg/core/new.py")
-    from guard.manifest import Entry, Kind
+    from qeguard.integrity.manifest import Entry, Kind
 
     new = Entry(
         path="src/pkg/core/new.py",

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from guard.cli import main
-from guard.sast import findings_from_bandit, python_files
+from qeguard.cli.main import main
+from qeguard.sast import findings_from_bandit, python_files
 
 UNSAFE = "import subprocess\n\n\ndef run(cmd):\n    return subprocess.call(cmd, shell=True)\n"
 
@@ -113,7 +112,7 @@ def test_without_bandit_a_clear_exit_2(tmp_path: Path):
         "        if name == 'bandit' or name.startswith('bandit.'):\n"
         "            raise ModuleNotFoundError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from guard.cli import main\n"
+        "from qeguard.cli.main import main\n"
         "sys.exit(main(['-C', sys.argv[1], 'deps', '--sast']))\n"
     )
     proc = subprocess.run(

@@ -12,11 +12,11 @@ import random
 from pathlib import Path
 
 import pytest
-
-from guard import scan
-from guard.errors import EnvelopeError
-from guard.manifest import Entry, Kind, format_list, parse_list
-from guard.scan import FolderCheck, Observed, Seen, WorkTree, digest_fd, hash_bytes, observe_path
+from qeguard.integrity.trees import work as scan
+from qeguard.errors import EnvelopeError
+from qeguard.integrity.manifest import Entry, Kind, format_list, parse_list
+from qeguard.integrity.trees.base import Observed, Seen, hash_bytes
+from qeguard.integrity.trees.work import FolderCheck, WorkTree, digest_fd, observe_path
 
 
 def _tree(root: Path) -> list[str]:
@@ -165,7 +165,7 @@ def test_parse_list_errors_name_the_line(body: bytes, line: int) -> None:
 def test_listing_ahead_equals_list_paths(tmp_path: Path) -> None:
     import subprocess
 
-    from guard.gitio import GitRepo
+    from qeguard.git import GitRepo
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / ".gitignore").write_text("*.log\n")

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import guard.fsutil
-import guard.sign
-from guard.integrity import run_verify
-from guard.manifest import Payload, envelope_path, list_path
-from guard.trust.dsse import Envelope
+import qeguard.fsutil
+import qeguard.integrity.sign
+from qeguard.integrity.dsse import Envelope
+from qeguard.integrity.gate import run_verify
+from qeguard.integrity.layout import envelope_path, list_path
+from qeguard.integrity.manifest import Payload
 
 needs_ssh_keygen = pytest.mark.skipif(
     shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed"
@@ -228,7 +228,7 @@ class Crash(Exception):
 def _crash_on_call(monkeypatch: pytest.MonkeyPatch, n: int) -> list[Path]:
     """Make the n-th atomic_write from guard.sign fail before touching the file."""
     calls: list[Path] = []
-    real = guard.fsutil.atomic_write
+    real = qeguard.fsutil.atomic_write
 
     def flaky(path: Path, data: bytes, **kw: Any) -> None:
         calls.append(path)
@@ -236,7 +236,7 @@ def _crash_on_call(monkeypatch: pytest.MonkeyPatch, n: int) -> list[Path]:
             raise Crash(f"crash writing {path.name}")
         real(path, data, **kw)
 
-    monkeypatch.setattr(guard.sign, "atomic_write", flaky)
+    monkeypatch.setattr(qeguard.integrity.sign, "atomic_write", flaky)
     return calls
 
 
@@ -250,9 +250,9 @@ def test_crash_on_envelope_write_never_verifies_new_content(
     def crash_on_envelope(path: Path, data: bytes, **kw: Any) -> None:
         if path.name.endswith(".dsse.json"):
             raise Crash("power cut")
-        guard.fsutil.atomic_write(path, data, **kw)
+        qeguard.fsutil.atomic_write(path, data, **kw)
 
-    monkeypatch.setattr(guard.sign, "atomic_write", crash_on_envelope)
+    monkeypatch.setattr(qeguard.integrity.sign, "atomic_write", crash_on_envelope)
     r = project.sign(project.alice)
     monkeypatch.undo()
     assert r.code == 3 and "power cut" in r.err
@@ -322,6 +322,6 @@ def test_ctrl_c_during_sign_is_130(project: Any, monkeypatch: pytest.MonkeyPatch
     def interrupted(path: Path, data: bytes, **kw: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(guard.sign, "atomic_write", interrupted)
+    monkeypatch.setattr(qeguard.integrity.sign, "atomic_write", interrupted)
     r = project.sign(project.alice)
     assert r.code == 130 and "interrupted" in r.err

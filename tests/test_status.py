@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import KeyPair, git_run
 from guarded import cli, protect
-
-from guard.integrity import run_verify
-from guard.report.model import DatabaseInfo
-from guard.status import HooksHealth, assess, hooks_state, render_text
+from qeguard.integrity.gate import run_verify
+from qeguard.integrity.status import HooksHealth, assess, hooks_state, render_text
+from qeguard.report import DatabaseInfo
 
 FRESH_DB = DatabaseInfo(source="offline", name="test db", date="2030-01-01", age_days=2, records=10)
 

@@ -11,11 +11,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from guard.errors import ConfigError, KeyFileError
-from guard.trust.dsse import PAYLOAD_TYPE, Envelope, Signature
-from guard.trust.keys import PublicKey, SigningKey, load_signing_key
-from guard.trust.store import Signer, Trust, count_signers, dump_trust, parse_trust
+from qeguard.errors import ConfigError, KeyFileError
+from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
+from qeguard.integrity.keys import PublicKey, SigningKey, load_signing_key
+from qeguard.integrity.trust import Signer, Trust, count_signers, dump_trust, parse_trust
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 PAYLOAD = b'{"schema":"qeguard.manifest/v1","tier":"core"}'

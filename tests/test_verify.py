@@ -11,25 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from guard.fsutil import atomic_write
-from guard.integrity import run_verify
-from guard.manifest import (
-    MODE_FILE,
-    Entry,
-    Kind,
-    envelope_path,
-    format_list,
-    list_path,
-    new_payload,
-    parse_list,
-)
-from guard.policy import parse_policy
-from guard.report.model import Finding, Report, Severity
-from guard.scan import Observed, Seen
-from guard.trust.dsse import PAYLOAD_TYPE, Envelope, Signature
-from guard.trust.keys import SigningKey, load_signing_key
-from guard.verify import compare
+from qeguard.fsutil import atomic_write
+from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
+from qeguard.integrity.gate import run_verify
+from qeguard.integrity.keys import SigningKey, load_signing_key
+from qeguard.integrity.layout import envelope_path, list_path
+from qeguard.integrity.manifest import MODE_FILE, Entry, Kind, format_list, new_payload, parse_list
+from qeguard.integrity.policy import parse_policy
+from qeguard.integrity.trees.base import Observed, Seen
+from qeguard.integrity.verifier import compare
+from qeguard.report import Finding, Report, Severity
 
 FILES: dict[str, str | bytes] = {
     "pyproject.toml": "[project]\nname = 'demo'\n",
@@ -465,6 +456,6 @@ def test_internal_error_is_exit_3(
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr("guard.commands.verify.run_verify", boom)
+    monkeypatch.setattr("qeguard.cli.commands.verify.run_verify", boom)
     r = run_cli("verify", cwd=signed.root)
     assert r.code == 3 and "internal error: RuntimeError: simulated bug" in r.err

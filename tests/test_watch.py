@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import KeyPair
 from guarded import integrity_findings, protect
-
-from guard.restore import Action
-from guard.watch import Watcher, WatchEvent, watch
+from qeguard.integrity.restore import Action
+from qeguard.integrity.watch import Watcher, WatchEvent, watch
 
 MODEL = "src/pkg/core/model.py"
 ORIGINAL = "def predict(x):\n    return 2 * x\n"
@@ -201,7 +200,7 @@ def test_cli_subprocess_json_log_restore_and_ctrl_c(guarded: Path, tmp_path: Pat
         [
             sys.executable,
             "-m",
-            "guard",
+            "qeguard",
             "-C",
             str(guarded),
             "watch",

@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from packaging.utils import canonicalize_name
-
-from guard.deps.osv import Record, index_form, parse_record
-from guard.errors import DatabaseError
-from guard.fsutil import atomic_write
-from guard.report.model import DatabaseInfo
+from qeguard.deps.osv import Record, index_form, parse_record
+from qeguard.errors import DatabaseError
+from qeguard.fsutil import atomic_write
+from qeguard.report import DatabaseInfo
 
 INDEX_FORMAT = 5
 STALE_DAYS = 30
@@ -51,7 +50,7 @@ def cache_dir() -> Path:
 
 
 def embedded_path() -> Path:
-    return Path(str(resources.files("guard.data") / EMBEDDED_ZIP))
+    return Path(str(resources.files("qeguard.data") / EMBEDDED_ZIP))
 
 
 def user_db_path() -> Path:
@@ -300,7 +299,7 @@ def open_database(path: Path | None = None) -> OsvDatabase:
             where=str(embedded),
             hint="reinstall qeguard, or run `qeguard db update`",
         )
-    meta_file = Path(str(resources.files("guard.data") / EMBEDDED_META))
+    meta_file = Path(str(resources.files("qeguard.data") / EMBEDDED_META))
     return _load(embedded, _read_meta(meta_file), embedded=True)
 
 

@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from guard.fsutil import atomic_write
+from qeguard.fsutil import atomic_write
 
 if TYPE_CHECKING:
-    from guard.deps.scan import ScanResult
+    from qeguard.deps.audit import ScanResult
 
 _LOCK_TOOLS = {
     "uv.lock": "uv lock --upgrade-package {name}",

@@ -15,9 +15,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-
-from guard.deps.interface import Advisory
-from guard.report.model import Severity
+from qeguard.deps.model import Advisory
+from qeguard.report import Severity
 
 _ZERO = Version("0")
 NORMALIZED_KEY = "x-qeguard-normalized"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from guard.deps.interface import Dependency
-from guard.errors import GuardError
+from qeguard.deps.model import Dependency
+from qeguard.errors import GuardError
 
 
 def build_sbom(deps: Sequence[Dependency], *, project: str) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from guard.deps.interface import Dependency, DepsInputError, TargetEnvironment
-from guard.errors import UsageError
+from qeguard.deps.model import Dependency, DepsInputError, TargetEnvironment
+from qeguard.errors import UsageError
 
 Loader = Callable[..., list[Dependency]]
 
@@ -52,7 +52,7 @@ def kind_of(path: Path) -> str | None:
 
 
 def loader(kind: str) -> Loader:
-    from guard.deps.sources import pipfile, poetry, pylock, pyproject, requirements, uvlock
+    from qeguard.deps.sources import pipfile, poetry, pylock, pyproject, requirements, uvlock
 
     table: dict[str, Loader] = {
         "requirements": requirements.load,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guard.deps.interface import DepsInputError
-from guard.deps.sources import read_text, relpath
+from qeguard.deps.model import DepsInputError
+from qeguard.deps.sources import read_text, relpath
 
 _ERR_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata as md
 from collections.abc import Iterable
 
-from guard.deps.interface import Dependency
+from qeguard.deps.model import Dependency
 
 
 def license_of(meta: md.PackageMetadata) -> str | None:

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from guard.deps.interface import Dependency, DepsInputError, TargetEnvironment, exact_version
-from guard.deps.sources import read_text, relpath
-from guard.deps.sources._toml import LineFinder, expect
+from qeguard.deps.model import Dependency, DepsInputError, TargetEnvironment, exact_version
+from qeguard.deps.sources import read_text, relpath
+from qeguard.deps.sources._toml import LineFinder, expect
 
 
 def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from guard.deps.interface import Dependency, DepsInputError, TargetEnvironment
-from guard.deps.sources._toml import LineFinder, expect, load_toml
-from guard.deps.sources.requirements import parse_line
+from qeguard.deps.model import Dependency, DepsInputError, TargetEnvironment
+from qeguard.deps.sources._toml import LineFinder, expect, load_toml
+from qeguard.deps.sources.requirements import parse_line
 
 
 def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:

@@ -12,9 +12,8 @@ import shlex
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
-
-from guard.deps.interface import Dependency, DepsInputError, TargetEnvironment, exact_version
-from guard.deps.sources import read_text, relpath
+from qeguard.deps.model import Dependency, DepsInputError, TargetEnvironment, exact_version
+from qeguard.deps.sources import read_text, relpath
 
 # pip strips a comment only when `#` starts the line or follows white space (URLs keep
 # their `#egg=` fragments).

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from guard.deps.interface import Dependency, TargetEnvironment
-from guard.deps.sources._toml import expect, load_toml, lock_entries
+from qeguard.deps.model import Dependency, TargetEnvironment
+from qeguard.deps.sources._toml import expect, load_toml, lock_entries
 
 _LOCAL = ("editable", "virtual", "directory", "path")
 

@@ -1,0 +1,1 @@
+"""The command line: argument parsing, the console, one module per command, the error handler."""

@@ -1,0 +1,55 @@
+"""`qeguard ci`: verify against the base ref and scan dependencies, in one report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from qeguard.cli.output import add_output_arguments, emit, output_pairs
+from qeguard.deps.audit import scan_repository
+from qeguard.integrity.gate import run_verify
+from qeguard.integrity.layout import find_workspace
+from qeguard.integrity.policy import load_policy
+from qeguard.render import github
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "ci",
+        help="verify (trust from --trust-ref) plus dependency scan; one "
+        "report, exit by the policy's fail_on",
+    )
+    p.add_argument(
+        "--trust-ref",
+        metavar="REF",
+        help="base commit to take policy and trust from (e.g. origin/main); default HEAD",
+    )
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="look vulnerabilities up with pip-audit's online service",
+    )
+    p.add_argument("--db", type=Path, help="offline OSV database (zip or folder)")
+    p.add_argument("--no-deps", action="store_true", help="skip the dependency scan")
+    add_output_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, console: Any) -> int:
+    root = args.repo.resolve() if args.repo else find_workspace().root
+    outputs = output_pairs(args)
+    report = run_verify(root, trust_ref=args.trust_ref, local=False)
+    if not args.no_deps:
+        policy = load_policy(root, required=False)
+        deps = scan_repository(root, policy, online=args.online, db_path=args.db)
+        report = report.merged(deps)
+    emit(report, outputs, console)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in github.annotations(report):
+            console.print(line)
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            github.append_step_summary(report, summary)
+    return report.exit_code

@@ -1,0 +1,128 @@
+"""The command line: parses arguments, prints, and maps every outcome to an exit code.
+
+Exit codes: 0 clean, 1 findings at or above `fail_on`, 2 usage or configuration error,
+3 internal error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import qeguard
+from qeguard.cli.commands import COMMANDS
+from qeguard.cli.console import Console
+from qeguard.errors import GuardError
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_CONFIG = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qeguard",
+        description="Signed file-integrity manifests and dependency scanning, in one report.",
+    )
+    parser.add_argument("--version", action="version", version=f"qeguard {qeguard.__version__}")
+    parser.add_argument(
+        "-C",
+        "--repo",
+        type=Path,
+        default=None,
+        help="repository root (default: the git work tree around the current folder)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print findings")
+    # The same options after the command name (`qeguard verify -q`), as users expect.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-C", "--repo", type=Path, default=argparse.SUPPRESS, help="repository root"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only print findings"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add = sub.add_parser
+
+    def add_with_common(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("parents", []).append(common)
+        parser_: argparse.ArgumentParser = add(name, **kwargs)
+        return parser_
+
+    sub.add_parser = add_with_common  # type: ignore[method-assign]
+    for name in _modules_for(argv):
+        module = importlib.import_module(f"qeguard.cli.commands.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def _modules_for(argv: Sequence[str] | None) -> Sequence[str]:
+    """Only the named command's module when one is named: importing every command pulls
+    in pip-audit and friends, which would cost the pre-commit hook about a second."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-C", "--repo"):
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        name = arg.replace("-", "_")
+        return (name,) if name in COMMANDS else COMMANDS
+    return COMMANDS
+
+
+def _log_internal_error(exc: BaseException) -> Path | None:
+    try:
+        from platformdirs import user_log_path
+
+        log_dir = user_log_path("qeguard", ensure_exists=True)
+        log = log_dir / "qeguard.log"
+        with log.open("a", encoding="utf-8") as f:
+            f.write(f"qeguard {qeguard.__version__}: {sys.argv!r}\n")
+            f.write("".join(traceback.format_exception(exc)))
+        return log
+    except OSError:
+        return None
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    parser = build_parser(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    console = console or Console(quiet=args.quiet)
+    console.quiet = args.quiet
+    try:
+        code: int = args.func(args, console)
+        return code
+    except GuardError as exc:
+        console.error(exc.diagnostics())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        log = _log_internal_error(exc)
+        where = f"; details in {log}" if log else ""
+        console.error(f"internal error: {type(exc).__name__}: {exc}{where}")
+        if os.environ.get("QEGUARD_DEBUG"):
+            traceback.print_exc()
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure checks: bytes and parsed objects in, findings out."""

@@ -1,0 +1,278 @@
+"""Ed25519 keys in OpenSSH formats: generating, loading, signing, verifying.
+
+Two signature forms are accepted over the DSSE PAE bytes:
+- raw Ed25519 (64 bytes), made by qeguard itself;
+- SSHSIG blobs from `ssh-keygen -Y sign -n qeguard`, so keys in ssh-agent or on
+  hardware tokens can sign without qeguard ever seeing the private key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import stat
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from qeguard.errors import KeyFileError
+
+SSHSIG_NAMESPACE = "qeguard"
+PASSPHRASE_ENV = "QEGUARD_KEY_PASSPHRASE"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PublicKey:
+    """A trusted Ed25519 public key, from an OpenSSH `ssh-ed25519 AAAA... comment` line."""
+
+    raw: bytes  # 32 bytes
+    comment: str = ""
+
+    @property
+    def wire(self) -> bytes:
+        """The SSH wire encoding (what OpenSSH fingerprints)."""
+        return _ssh_string(b"ssh-ed25519") + _ssh_string(self.raw)
+
+    @property
+    def keyid(self) -> str:
+        """OpenSSH's fingerprint form, so `ssh-keygen -lf key.pub` shows the same id."""
+        digest = hashlib.sha256(self.wire).digest()
+        return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+    @property
+    def openssh(self) -> str:
+        line = "ssh-ed25519 " + base64.b64encode(self.wire).decode("ascii")
+        return f"{line} {self.comment}" if self.comment else line
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        """True when `signature` (raw Ed25519 or an SSHSIG blob) by this key covers `message`."""
+        key = Ed25519PublicKey.from_public_bytes(self.raw)
+        if signature.startswith(b"SSHSIG"):
+            return _verify_sshsig(self, signature, message)
+        if len(signature) != 64:
+            return False
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    @classmethod
+    def parse(cls, line: str, *, where: str) -> PublicKey:
+        parts = line.strip().split(None, 2)
+        if len(parts) < 2 or parts[0] != "ssh-ed25519":
+            raise KeyFileError(
+                "expected an OpenSSH Ed25519 public key line (`ssh-ed25519 AAAA... name`)",
+                where=where,
+                hint="qeguard keygen prints one; `ssh-keygen -t ed25519` makes one too",
+            )
+        try:
+            wire = base64.b64decode(parts[1], validate=True)
+            kind, rest = _read_string(wire)
+            raw, rest = _read_string(rest)
+        except (ValueError, struct.error):
+            raise KeyFileError("the key's base64 body is damaged", where=where) from None
+        if kind != b"ssh-ed25519" or len(raw) != 32 or rest:
+            raise KeyFileError("the key body is not an Ed25519 key", where=where)
+        return cls(raw=raw, comment=parts[2].strip() if len(parts) > 2 else "")
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A private key that can sign, loaded from a file or backed by ssh-keygen/ssh-agent."""
+
+    public: PublicKey
+    _private: Ed25519PrivateKey | None
+    _ssh_keyfile: Path | None = None
+
+    def sign(self, message: bytes) -> bytes:
+        if self._private is not None:
+            return self._private.sign(message)
+        assert self._ssh_keyfile is not None
+        return ssh_keygen_sign(self._ssh_keyfile, message)
+
+
+def generate(comment: str, passphrase: bytes | None) -> tuple[bytes, str]:
+    """A new key: (OpenSSH private key file bytes, public key line)."""
+    private = Ed25519PrivateKey.generate()
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption
+    )
+    raw = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return pem, PublicKey(raw=raw, comment=comment).openssh
+
+
+def load_signing_key(
+    path: Path, *, passphrase: bytes | None = None, use_ssh_keygen: bool = False
+) -> SigningKey:
+    """Load an OpenSSH (or PKCS#8 PEM) Ed25519 private key.
+
+    With `use_ssh_keygen`, `path` may be a public key whose private half lives in
+    ssh-agent or on a token; signing is then done by `ssh-keygen -Y sign`.
+    """
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(
+            f"cannot read the key: {exc.strerror}",
+            where=where,
+            hint="check the path given to --key",
+        ) from None
+    if use_ssh_keygen:
+        pub_path = path if data.startswith(b"ssh-ed25519") else path.with_name(path.name + ".pub")
+        try:
+            public = PublicKey.parse(pub_path.read_text(encoding="utf-8"), where=str(pub_path))
+        except OSError:
+            raise KeyFileError(
+                "ssh signing needs the public key beside the private one", where=str(pub_path)
+            ) from None
+        return SigningKey(public, None, path)
+    if data.lstrip().startswith(b"ssh-"):
+        raise KeyFileError(
+            "this is a public key; signing needs the private key",
+            where=where,
+            hint="pass the file without `.pub`, or add --ssh to sign through ssh-agent",
+        )
+    _warn_if_loose(path)
+    if passphrase is None and os.environ.get(PASSPHRASE_ENV):
+        passphrase = os.environ[PASSPHRASE_ENV].encode("utf-8")
+    key: object
+    try:
+        if b"OPENSSH PRIVATE KEY" in data:
+            key = serialization.load_ssh_private_key(data, passphrase)
+        else:
+            key = serialization.load_pem_private_key(data, passphrase)
+    except TypeError:
+        raise KeyFileError(
+            "the key is protected by a passphrase",
+            where=where,
+            hint=f"set {PASSPHRASE_ENV} to the passphrase",
+        ) from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else "unreadable key"
+        # An encrypted OpenSSH key opened with the wrong passphrase fails its check bytes
+        # ("broken checksum"); PEM says "Bad decrypt. Incorrect password?".
+        low = msg.lower()
+        if "password" in low or "decrypt" in low or (passphrase and "checksum" in low):
+            raise KeyFileError(
+                "wrong passphrase", where=where, hint=f"check {PASSPHRASE_ENV}"
+            ) from None
+        raise KeyFileError(
+            f"not an OpenSSH Ed25519 private key ({msg})",
+            where=where,
+            hint="create one with `qeguard keygen`",
+        ) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(
+            f"only Ed25519 keys are supported (this is {type(key).__name__})",
+            where=where,
+            hint="create one with `qeguard keygen`",
+        )
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return SigningKey(PublicKey(raw=raw, comment=path.stem), key)
+
+
+def _warn_if_loose(path: Path) -> None:
+    # Like ssh, refuse private keys others can read: a leaked signing key defeats the tiers.
+    if os.name != "posix":
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise KeyFileError(
+            f"private key permissions {mode:04o} are too open",
+            where=str(path),
+            hint=f"run `chmod 600 {path}`",
+        )
+
+
+def ssh_keygen_sign(keyfile: Path, message: bytes) -> bytes:
+    """Sign with `ssh-keygen -Y sign -n qeguard` and return the SSHSIG blob (binary)."""
+    with tempfile.TemporaryDirectory(prefix="qeguard-sign-") as tmp:
+        msg = Path(tmp) / "pae"
+        msg.write_bytes(message)
+        try:
+            subprocess.run(
+                ["ssh-keygen", "-Y", "sign", "-n", SSHSIG_NAMESPACE, "-f", str(keyfile), str(msg)],
+                check=True,
+                capture_output=True,
+            )
+        except FileNotFoundError:
+            raise KeyFileError("ssh-keygen is not installed", where=str(keyfile)) from None
+        except subprocess.CalledProcessError as exc:
+            raise KeyFileError(
+                f"ssh-keygen could not sign: {exc.stderr.decode(errors='replace').strip()}",
+                where=str(keyfile),
+            ) from None
+        return armored_sshsig_to_blob((Path(tmp) / "pae.sig").read_text(encoding="ascii"))
+
+
+def armored_sshsig_to_blob(armored: str) -> bytes:
+    lines = [ln.strip() for ln in armored.strip().splitlines()]
+    if not lines or lines[0] != "-----BEGIN SSH SIGNATURE-----":
+        raise KeyFileError("not an SSH signature (-----BEGIN SSH SIGNATURE-----)")
+    body = "".join(ln for ln in lines[1:] if not ln.startswith("-----"))
+    return base64.b64decode(body)
+
+
+def _verify_sshsig(key: PublicKey, blob: bytes, message: bytes) -> bool:
+    """Verify an SSHSIG blob (OpenSSH PROTOCOL.sshsig) made by `key` in our namespace."""
+    try:
+        rest = blob[6:]
+        (version,) = struct.unpack(">I", rest[:4])
+        rest = rest[4:]
+        pub, rest = _read_string(rest)
+        namespace, rest = _read_string(rest)
+        reserved, rest = _read_string(rest)
+        hash_alg, rest = _read_string(rest)
+        sig_blob, rest = _read_string(rest)
+        sig_kind, sig_rest = _read_string(sig_blob)
+        raw_sig, _ = _read_string(sig_rest)
+    except (ValueError, struct.error):
+        return False
+    if version != 1 or rest or pub != key.wire or namespace != SSHSIG_NAMESPACE.encode():
+        return False
+    if sig_kind != b"ssh-ed25519" or len(raw_sig) != 64:
+        return False
+    if hash_alg == b"sha512":
+        digest = hashlib.sha512(message).digest()
+    elif hash_alg == b"sha256":
+        digest = hashlib.sha256(message).digest()
+    else:
+        return False
+    signed = (
+        b"SSHSIG"
+        + _ssh_string(namespace)
+        + _ssh_string(reserved)
+        + _ssh_string(hash_alg)
+        + _ssh_string(digest)
+    )
+    try:
+        Ed25519PublicKey.from_public_bytes(key.raw).verify(raw_sig, signed)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _ssh_string(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def _read_string(data: bytes) -> tuple[bytes, bytes]:
+    (n,) = struct.unpack(">I", data[:4])
+    if n > len(data) - 4:
+        raise ValueError("truncated")
+    return data[4 : 4 + n], data[4 + n :]

@@ -1,0 +1,381 @@
+"""The policy: tiers, their patterns and thresholds, and the dependency policy table.
+
+A policy is TOML (`.qeguard/policy.toml`). It may `extends` a preset shipped in
+`guard/policies/` and override tiers by name. Parsing is pure: bytes in, `Policy` out,
+or a `ConfigError` naming the file and field.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qeguard.errors import ConfigError
+from qeguard.integrity.layout import CONFIG_PATHS, MANIFEST_DIR, POLICY_PATH, QUARANTINE_DIR
+from qeguard.report import Severity
+from qeguard.resources import read as read_resource
+
+PRESETS = ("default", "strict", "qemlflow")
+DEFAULT_EXPIRES_DAYS = 180
+_TIER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class OnChange(enum.Enum):
+    BLOCK = "block"
+    WARN = "warn"
+
+
+class Attribute(enum.Enum):
+    CONTENT = "content"
+    EXEC = "exec"
+    KIND = "kind"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Tier:
+    name: str
+    patterns: tuple[str, ...]
+    threshold: int
+    on_change: OnChange = OnChange.BLOCK
+    attributes: frozenset[Attribute] = frozenset(Attribute)
+    severity: Severity | None = None
+
+    @property
+    def finding_severity(self) -> Severity:
+        if self.severity is not None:
+            return self.severity
+        return Severity.HIGH if self.on_change is OnChange.BLOCK else Severity.LOW
+
+    def to_canonical(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "patterns": list(self.patterns),
+            "threshold": self.threshold,
+            "on_change": self.on_change.value,
+            "attributes": sorted(a.value for a in self.attributes),
+            "severity": self.severity.value if self.severity else None,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Policy:
+    tiers: tuple[Tier, ...]
+    fail_on: Severity = Severity.MEDIUM
+    expires_days: int = DEFAULT_EXPIRES_DAYS
+    # The raw `[deps]` table; `guard.deps.policy` gives it meaning.
+    deps: Mapping[str, Any] = field(default_factory=dict)
+    source: str = POLICY_PATH
+
+    def tier(self, name: str) -> Tier:
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        names = ", ".join(t.name for t in self.tiers)
+        raise ConfigError(
+            f"unknown tier {name!r}", where=self.source, hint=f"tiers in this policy: {names}"
+        )
+
+    @property
+    def strictest(self) -> Tier:
+        """The tier that guards the trust root: highest threshold, first on ties."""
+        return max(self.tiers, key=lambda t: (t.threshold, -self.tiers.index(t)))
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "tiers": [t.to_canonical() for t in self.tiers],
+            "fail_on": self.fail_on.value,
+            "expires_days": self.expires_days,
+            "deps": _jsonable(self.deps),
+        }
+
+    @property
+    def sha256(self) -> str:
+        """Digest of the *effective* policy (presets resolved), bound into every payload,
+        so narrowing patterns, directly or through a preset, needs new signatures."""
+        blob = json.dumps(
+            self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()
+
+    def matcher(self) -> TierMatcher:
+        return TierMatcher(self)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    return str(value)  # dates and floats: stable text form
+
+
+class TierMatcher:
+    """Assigns a repository path to its tier (first match wins) or None."""
+
+    def __init__(self, policy: Policy):
+        self._policy = policy
+        self._strictest = policy.strictest.name
+        self._tiers: list[tuple[str, _PatternSet]] = [
+            (t.name, _PatternSet(t.patterns)) for t in policy.tiers
+        ]
+
+    def tier_of(self, path: str) -> str | None:
+        if is_never_protected(path):
+            return None
+        if path in CONFIG_PATHS:
+            return self._strictest
+        for name, patterns in self._tiers:
+            if patterns.matches(path):
+                return name
+        return None
+
+
+def is_never_protected(path: str) -> bool:
+    """The manifests (their signatures protect them), the quarantine and git's own folder."""
+    return path.startswith((f"{MANIFEST_DIR}/", f"{QUARANTINE_DIR}/", ".git/")) or path == ".git"
+
+
+class _PatternSet:
+    """gitignore-style patterns (pathspec's `gitignore` dialect), last match wins.
+
+    Without negations the patterns fold into one regular expression, which is what keeps
+    tier assignment cheap on a 100,000-file tree.
+    """
+
+    def __init__(self, patterns: Sequence[str]):
+        from pathspec import PathSpec
+
+        self._spec = PathSpec.from_lines("gitignore", patterns)
+        regexes: list[str] = []
+        self._combined: re.Pattern[str] | None = None
+        for p in self._spec.patterns:
+            if p.include is None:
+                continue
+            if not p.include or p.regex is None:
+                break
+            regexes.append(p.regex.pattern.replace("(?P<ps_d>/)", "/"))
+        else:
+            if regexes:
+                self._combined = re.compile("|".join(f"(?:{r})" for r in regexes))
+
+    def matches(self, path: str) -> bool:
+        if self._combined is not None:
+            return self._combined.match(path) is not None
+        return bool(self._spec.match_file(path))
+
+
+def preset_text(name: str) -> str:
+    if name not in PRESETS:
+        raise ConfigError(
+            f"unknown preset {name!r}", where="extends", hint=f"use one of: {', '.join(PRESETS)}"
+        )
+    return read_resource("policies", f"{name}.toml").decode("utf-8")
+
+
+def parse_policy(text: str, *, source: str = POLICY_PATH) -> Policy:
+    """Parse policy TOML, resolving `extends` (presets may extend presets)."""
+    table = _load_toml(text, source)
+    return _from_table(_resolve_extends(table, source, seen=()), source)
+
+
+def _load_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"malformed TOML: {exc}",
+            where=source,
+            hint="fix the syntax; `qeguard init --force` writes a fresh policy",
+        ) from None
+
+
+def _resolve_extends(table: dict[str, Any], source: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    base_name = table.get("extends")
+    if base_name is None:
+        return table
+    if not isinstance(base_name, str):
+        raise ConfigError(
+            "`extends` must be a preset name",
+            where=f"{source}: extends",
+            hint=f"use one of: {', '.join(PRESETS)}",
+        )
+    if base_name in seen:
+        raise ConfigError(f"`extends` loops through {base_name!r}", where=f"{source}: extends")
+    base_source = f"preset {base_name}"
+    base = _resolve_extends(
+        _load_toml(preset_text(base_name), base_source), base_source, (*seen, base_name)
+    )
+    return _merge(base, table, source)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], source: str) -> dict[str, Any]:
+    merged = {k: v for k, v in base.items() if k != "extends"}
+    for key, value in over.items():
+        if key == "extends":
+            continue
+        if key == "tiers":
+            merged["tiers"] = _merge_tiers(base.get("tiers", []), value, source)
+        elif key == "deps" and isinstance(value, dict):
+            merged["deps"] = {**base.get("deps", {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _merge_tiers(base: list[Any], over: Any, source: str) -> list[Any]:
+    if not isinstance(over, list):
+        raise ConfigError(
+            "`tiers` must be an array of tables ([[tiers]])", where=f"{source}: tiers"
+        )
+    out = [dict(t) for t in base]
+    index = {t.get("name"): i for i, t in enumerate(out)}
+    for i, tier in enumerate(over):
+        if not isinstance(tier, dict) or "name" not in tier:
+            raise ConfigError("each [[tiers]] entry needs a `name`", where=f"{source}: tiers[{i}]")
+        if tier["name"] in index:
+            out[index[tier["name"]]].update(tier)
+        else:
+            index[tier["name"]] = len(out)
+            out.append(dict(tier))
+    return out
+
+
+_TOP_KEYS = {"tiers", "fail_on", "expires_days", "deps", "extends"}
+_TIER_KEYS = {"name", "patterns", "threshold", "on_change", "attributes", "severity"}
+
+
+def _from_table(table: Mapping[str, Any], source: str) -> Policy:
+    errors: list[str] = []
+    unknown = set(table) - _TOP_KEYS
+    if unknown:
+        errors.append(
+            f"unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_TOP_KEYS))})"
+        )
+    raw_tiers = table.get("tiers")
+    tiers: list[Tier] = []
+    if not isinstance(raw_tiers, list) or not raw_tiers:
+        errors.append("tiers: at least one [[tiers]] table is required")
+        raw_tiers = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_tiers):
+        tier = _tier(raw, f"tiers[{i}]", errors)
+        if tier is None:
+            continue
+        if tier.name in seen:
+            errors.append(f"tiers[{i}].name: duplicate tier {tier.name!r}")
+        seen.add(tier.name)
+        tiers.append(tier)
+    fail_on = Severity.MEDIUM
+    if "fail_on" in table:
+        try:
+            fail_on = Severity.parse(str(table["fail_on"]), where=f"{source}: fail_on")
+        except ConfigError as exc:
+            errors.append(f"fail_on: {exc.message}")
+    expires_days = table.get("expires_days", DEFAULT_EXPIRES_DAYS)
+    if not isinstance(expires_days, int) or isinstance(expires_days, bool) or expires_days < 1:
+        errors.append("expires_days: must be a positive whole number of days")
+        expires_days = DEFAULT_EXPIRES_DAYS
+    deps = table.get("deps", {})
+    if not isinstance(deps, dict):
+        errors.append("deps: must be a table ([deps])")
+        deps = {}
+    if errors:
+        raise ConfigError(
+            "invalid policy:\n    " + "\n    ".join(errors),
+            where=source,
+            hint="see README.md, section Policy, for the keys and their values",
+        )
+    return Policy(
+        tiers=tuple(tiers), fail_on=fail_on, expires_days=expires_days, deps=deps, source=source
+    )
+
+
+def _tier(raw: Any, where: str, errors: list[str]) -> Tier | None:
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: must be a table")
+        return None
+    bad = set(raw) - _TIER_KEYS
+    if bad:
+        errors.append(f"{where}: unknown key(s) {', '.join(sorted(bad))}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _TIER_NAME.match(name):
+        errors.append(
+            f"{where}.name: must be lower-case letters, digits, '-' or '_' (got {name!r})"
+        )
+        return None
+    patterns = raw.get("patterns", [])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+        errors.append(f"{where}.patterns: must be a list of non-empty strings")
+        patterns = []
+    threshold = raw.get("threshold", 1)
+    if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0:
+        errors.append(f"{where}.threshold: must be a whole number >= 0 (got {threshold!r})")
+        threshold = 1
+    try:
+        on_change = OnChange(raw.get("on_change", "block"))
+    except ValueError:
+        errors.append(
+            f"{where}.on_change: must be 'block' or 'warn' (got {raw.get('on_change')!r})"
+        )
+        on_change = OnChange.BLOCK
+    attrs_raw = raw.get("attributes", [a.value for a in Attribute])
+    attributes: set[Attribute] = set()
+    if not isinstance(attrs_raw, list):
+        attrs_raw = []
+        errors.append(f"{where}.attributes: must be a list")
+    for a in attrs_raw:
+        try:
+            attributes.add(Attribute(a))
+        except ValueError:
+            errors.append(
+                f"{where}.attributes: unknown attribute {a!r} (known: content, exec, kind)"
+            )
+    severity = None
+    if "severity" in raw:
+        try:
+            severity = Severity.parse(str(raw["severity"]))
+        except ConfigError as exc:
+            errors.append(f"{where}.severity: {exc.message}")
+    return Tier(
+        name=name,
+        patterns=tuple(patterns),
+        threshold=threshold,
+        on_change=on_change,
+        attributes=frozenset(attributes),
+        severity=severity,
+    )
+
+
+def tier_names(policy: Policy) -> Iterable[str]:
+    return (t.name for t in policy.tiers)
+
+
+def load_policy(root: Path, *, required: bool = True) -> Policy | None:
+    """The working tree's policy (for commands that only read settings, such as `deps`),
+    or None when there is none and `required` is False. Never a source of trust."""
+    from qeguard.integrity.layout import reject_custom_location
+
+    reject_custom_location(root)
+    path = root / POLICY_PATH
+    if not path.is_file():
+        if not required:
+            return None
+        raise ConfigError(
+            "no policy found",
+            where=POLICY_PATH,
+            hint="run `qeguard init --preset default` (or qemlflow, strict)",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the policy: {exc}", where=POLICY_PATH) from None
+    return parse_policy(text, source=POLICY_PATH)

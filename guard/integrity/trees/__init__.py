@@ -1,0 +1,1 @@
+"""The trees verification can look at: working tree, staged index, commit."""

@@ -1,0 +1,132 @@
+"""The terminal rendering: a header, findings grouped by severity, suppressed ones, a verdict."""
+
+from __future__ import annotations
+
+import re
+
+from qeguard.report import SEVERITY_ORDER, Finding, Report, Severity, Verdict
+
+_RESET = "\x1b[0m"
+_STYLES = {
+    Severity.CRITICAL: "\x1b[1;31m",
+    Severity.HIGH: "\x1b[31m",
+    Severity.UNKNOWN: "\x1b[35m",
+    Severity.MEDIUM: "\x1b[33m",
+    Severity.LOW: "\x1b[36m",
+    Severity.INFO: "\x1b[2m",
+}
+_BOLD = "\x1b[1m"
+_DIM = "\x1b[2m"
+_GREEN = "\x1b[1;32m"
+_RED = "\x1b[1;31m"
+
+# File names and advisory text come from the repository under test: an ESC byte in a path
+# must not be able to rewrite the reviewer's terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean(text: str, *, indent: str | None = None) -> str:
+    """Make untrusted text safe to print: control characters become visible escapes.
+
+    With `indent`, line breaks are kept and continuation lines indented (for messages);
+    without it the text stays on one line (paths, names).
+    """
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if indent is not None:
+        lines = text.replace("\r\n", "\n").split("\n")
+        return ("\n" + indent).join(clean(line) for line in lines)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _paint(text: str, style: str, color: bool) -> str:
+    return f"{style}{text}{_RESET}" if color else text
+
+
+def subject(finding: Finding) -> str:
+    """What a finding is about: `pkg==1.0 (requirements.txt:3)`, `path:line`, or `-`."""
+    parts: list[str] = []
+    if finding.package:
+        parts.append(
+            f"{finding.package}=={finding.version}" if finding.version else finding.package
+        )
+    if finding.location:
+        parts.append(f"({finding.location})" if parts else str(finding.location))
+    return clean(" ".join(parts)) if parts else "-"
+
+
+def _header(report: Report) -> list[str]:
+    commit = f"  commit {report.commit[:12]}" if report.commit else ""
+    lines = [f"qeguard {report.command} {clean(report.target)}{commit}"]
+    if report.trust_source:
+        lines.append(f"  trust from: {clean(report.trust_source)}")
+    for tier in report.tiers:
+        if tier.threshold == 0:
+            state = "unsigned tier (threshold 0)"
+        else:
+            seen = len(tier.signers)
+            ok = "met" if seen >= tier.threshold else "NOT met"
+            state = f"{seen}/{tier.threshold} signers, {ok}"
+        who = f" ({', '.join(clean(s) for s in tier.signers)})" if tier.signers else ""
+        seq = f", sequence {tier.sequence}" if tier.sequence is not None else ""
+        lines.append(
+            f"  tier {clean(tier.name)}: {tier.files} files, {state}{who}{seq}, "
+            f"on change {tier.on_change}"
+        )
+    db = report.database
+    if db is not None:
+        age = f", {db.age_days} days old" if db.age_days is not None else ""
+        date = f" {db.date}" if db.date else ""
+        note = f" ({clean(db.note)})" if db.note else ""
+        lines.append(f"  database: {clean(db.name)}{date} [{db.source}]{age}{note}")
+    for o in report.overrides:
+        lines.append(f"  override by {clean(o.who)} at {clean(o.when)}: {clean(o.reason)}")
+    return lines
+
+
+def _finding_lines(report: Report, f: Finding, color: bool) -> list[str]:
+    tier = f"  [tier {clean(f.tier)}]" if f.tier else ""
+    marker = "" if report.is_failing(f) else _paint("  (below fail_on)", _DIM, color)
+    lines = [
+        f"  {_paint(f.rule, _BOLD, color)}  {subject(f)}{tier}{marker}",
+        f"    {clean(f.title)}" if f.title and f.title != f.message else "",
+        f"    {clean(f.message, indent='    ')}",
+    ]
+    if f.fix:
+        lines.append(f"    fix: {clean(f.fix)}")
+    return [line for line in lines if line]
+
+
+def render(report: Report, *, color: bool = False, quiet: bool = False) -> str:
+    """Render for a terminal. `quiet` keeps only the active findings."""
+    out: list[str] = [] if quiet else [*_header(report), ""]
+    active = [f for f in report.sorted_findings() if f.suppressed is None]
+    suppressed = [f for f in report.sorted_findings() if f.suppressed is not None]
+    for sev in SEVERITY_ORDER:
+        group = [f for f in active if f.severity is sev]
+        if not group:
+            continue
+        out.append(_paint(f"{sev.value.upper()} ({len(group)})", _STYLES[sev], color))
+        for f in group:
+            out.extend(_finding_lines(report, f, color))
+        out.append("")
+    if quiet:
+        return "\n".join(out).rstrip("\n") + ("\n" if out else "")
+    if not active:
+        out.extend(["No findings.", ""])
+    if suppressed:
+        out.append(f"Suppressed ({len(suppressed)})")
+        for f in suppressed:
+            sup = f.suppressed
+            assert sup is not None  # filtered above; narrows the type for mypy
+            until = f", until {clean(sup.expires)}" if sup.expires else ""
+            out.append(f"  {f.rule}  {subject(f)}  {sup.kind}: {clean(sup.reason)}{until}")
+        out.append("")
+    counts = ", ".join(f"{n} {sev}" for sev, n in report.counts.items() if n) or "0 findings"
+    extra = f"; {len(suppressed)} suppressed" if suppressed else ""
+    verdict = report.verdict.value.upper()
+    style = _RED if report.verdict is Verdict.FAIL else _GREEN
+    out.append(
+        f"{counts}{extra}. Verdict: {_paint(verdict, style, color)} "
+        f"(fail on {report.fail_on.value} and above; {report.duration_s:.1f}s)"
+    )
+    return "\n".join(out) + "\n"

@@ -1,1 +1,0 @@
-"""Keys, DSSE envelopes, SSH signatures and the trusted-signer list."""
