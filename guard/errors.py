@@ -1,6 +1,19 @@
-"""The error hierarchy. Every error says what is wrong, where, and how to fix it."""
+"""The error hierarchy and the exit codes. Every error says what is wrong, where, and how
+to fix it; `qeguard.cli.main` is the one place that turns an outcome into an exit code."""
 
 from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """What every command exits with."""
+
+    OK = 0  # clean
+    FINDINGS = 1  # findings at or above the policy's `fail_on` (or "needs action")
+    USAGE = 2  # usage or configuration error: the message names what and how to fix it
+    INTERNAL = 3  # a bug: details in the user log folder
+    INTERRUPTED = 130  # Ctrl-C
 
 
 class GuardError(Exception):
@@ -10,7 +23,7 @@ class GuardError(Exception):
     The CLI prints `diagnostics()` and exits with `exit_code`.
     """
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
         super().__init__(message)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from qeguard.errors import ConfigError
+from qeguard.errors import ConfigError, ExitCode
 
 REPORT_SCHEMA = "qeguard.report/v1"
 
@@ -193,6 +193,12 @@ class TierSummary:
     created: str | None = None
     expires: str | None = None
 
+    @property
+    def threshold_met(self) -> bool:
+        """Enough distinct trusted signers (always, for an unsigned tier). The one place
+        this is computed; renderers, overrides and status read it."""
+        return len(self.signers) >= self.threshold
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -308,8 +314,8 @@ class Report:
         return Verdict.FAIL if any(self.is_failing(f) for f in self.findings) else Verdict.PASS
 
     @property
-    def exit_code(self) -> int:
-        return 1 if self.verdict is Verdict.FAIL else 0
+    def exit_code(self) -> ExitCode:
+        return ExitCode.FINDINGS if self.verdict is Verdict.FAIL else ExitCode.OK
 
     def sorted_findings(self) -> list[Finding]:
         order = {s: i for i, s in enumerate(SEVERITY_ORDER)}

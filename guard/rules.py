@@ -5,7 +5,72 @@ Rule ids are stable: code scanning, ignores and dashboards key on them.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+
+
+class RuleId(enum.StrEnum):
+    """Every rule id qeguard reports, defined once; producers use these members."""
+
+    INT_MODIFIED = "QG-INT-MODIFIED"
+    INT_MISSING = "QG-INT-MISSING"
+    INT_ADDED = "QG-INT-ADDED"
+    INT_KIND = "QG-INT-KIND"
+    INT_EXEC = "QG-INT-EXEC"
+    INT_SYMLINK = "QG-INT-SYMLINK"
+    INT_PATH = "QG-INT-PATH"
+    INT_UNREADABLE = "QG-INT-UNREADABLE"
+    SIG_MISSING = "QG-SIG-MISSING"
+    SIG_MALFORMED = "QG-SIG-MALFORMED"
+    SIG_BINDING = "QG-SIG-BINDING"
+    SIG_THRESHOLD = "QG-SIG-THRESHOLD"
+    SIG_EXPIRED = "QG-SIG-EXPIRED"
+    SIG_POLICY = "QG-SIG-POLICY"
+    SIG_ROLLBACK = "QG-SIG-ROLLBACK"
+    TRUST_CHANGE = "QG-TRUST-CHANGE"
+    TRUST_SOURCE = "QG-TRUST-SOURCE"
+    OVERRIDE = "QG-OVERRIDE"
+    DEP_VULN = "QG-DEP-VULN"
+    DEP_RANGE = "QG-DEP-RANGE"
+    DEP_UNPINNED = "QG-DEP-UNPINNED"
+    DEP_UNHASHED = "QG-DEP-UNHASHED"
+    DEP_LICENSE = "QG-DEP-LICENSE"
+    DEP_IGNORE_EXPIRED = "QG-DEP-IGNORE-EXPIRED"
+    DEP_UNSCANNABLE = "QG-DEP-UNSCANNABLE"
+    DEP_OUTDATED = "QG-DEP-OUTDATED"
+    DEP_DB = "QG-DEP-DB"
+    SAST = "QG-SAST"
+    SAST_ERROR = "QG-SAST-ERROR"
+
+
+# bandit's test ids extend this family: QG-SAST-B101, QG-SAST-B602, ...
+SAST_PREFIX = "QG-SAST-"
+
+
+class Family(enum.Enum):
+    """What a rule is about; decided by its id's prefix, here and nowhere else."""
+
+    INTEGRITY = "QG-INT-"  # the tree against the signed list
+    SIGNATURE = "QG-SIG-"  # the signed envelope itself
+    TRUST = "QG-TRUST-"  # where trust comes from and how it changes
+    OVERRIDE = "QG-OVERRIDE"
+    DEPENDENCY = "QG-DEP-"
+    SAST = "QG-SAST"
+
+    @property
+    def area(self) -> str:
+        """The half of the product: "integrity" or "dependencies"."""
+        return "dependencies" if self in (Family.DEPENDENCY, Family.SAST) else "integrity"
+
+
+def family(rule_id: str) -> Family | None:
+    """The family of a rule id (None for an id qeguard never produces)."""
+    for f in Family:
+        if rule_id == f.value or rule_id.startswith(
+            f.value if f.value.endswith("-") else f"{f.value}-"
+        ):
+            return f
+    return None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -22,7 +87,7 @@ class Rule:
 _RULES = [
     # Integrity: the tree against the signed list.
     Rule(
-        id="QG-INT-MODIFIED",
+        id=RuleId.INT_MODIFIED,
         name="ProtectedFileModified",
         security_severity=8.0,
         short="A protected file's content differs from its signed hash.",
@@ -31,7 +96,7 @@ _RULES = [
         "`.qeguard/manifests`; otherwise `qeguard restore PATH`.",
     ),
     Rule(
-        id="QG-INT-MISSING",
+        id=RuleId.INT_MISSING,
         name="ProtectedFileMissing",
         security_severity=8.0,
         short="A protected file listed in the manifest is gone.",
@@ -40,7 +105,7 @@ _RULES = [
         "intended.",
     ),
     Rule(
-        id="QG-INT-ADDED",
+        id=RuleId.INT_ADDED,
         name="UnsignedProtectedFile",
         security_severity=6.0,
         short="A file matches a tier's patterns but is not in its manifest.",
@@ -48,7 +113,7 @@ _RULES = [
         help="Run `qeguard sign --tier TIER --key KEY` to add it to the manifest.",
     ),
     Rule(
-        id="QG-INT-KIND",
+        id=RuleId.INT_KIND,
         name="FileKindChanged",
         security_severity=8.0,
         short="A protected path changed kind (file, symlink, directory).",
@@ -56,7 +121,7 @@ _RULES = [
         help="Restore the original kind with `qeguard restore PATH`, or re-sign the tier.",
     ),
     Rule(
-        id="QG-INT-EXEC",
+        id=RuleId.INT_EXEC,
         name="ExecBitChanged",
         security_severity=6.0,
         short="A protected file's executable bit changed.",
@@ -64,7 +129,7 @@ _RULES = [
         help="Reset the mode (`chmod`) or re-sign the tier.",
     ),
     Rule(
-        id="QG-INT-SYMLINK",
+        id=RuleId.INT_SYMLINK,
         name="SymlinkRetargeted",
         security_severity=8.0,
         short="A protected symlink points somewhere else.",
@@ -72,7 +137,7 @@ _RULES = [
         help="Restore the link with `qeguard restore PATH`, or re-sign the tier.",
     ),
     Rule(
-        id="QG-INT-PATH",
+        id=RuleId.INT_PATH,
         name="UnsafeManifestPath",
         security_severity=9.0,
         short="A manifest entry names an unsafe path.",
@@ -81,7 +146,7 @@ _RULES = [
         help="Re-create the manifest with `qeguard sign`; investigate who wrote this entry.",
     ),
     Rule(
-        id="QG-INT-UNREADABLE",
+        id=RuleId.INT_UNREADABLE,
         name="ProtectedFileUnreadable",
         security_severity=6.0,
         short="A protected file cannot be read.",
@@ -90,7 +155,7 @@ _RULES = [
     ),
     # Signatures and trust.
     Rule(
-        id="QG-SIG-MISSING",
+        id=RuleId.SIG_MISSING,
         name="ManifestMissing",
         security_severity=8.0,
         short="A tier has no signed manifest.",
@@ -98,7 +163,7 @@ _RULES = [
         help="Run `qeguard sign --tier TIER --key KEY`.",
     ),
     Rule(
-        id="QG-SIG-MALFORMED",
+        id=RuleId.SIG_MALFORMED,
         name="ManifestMalformed",
         security_severity=9.0,
         short="A manifest list or envelope cannot be parsed.",
@@ -106,7 +171,7 @@ _RULES = [
         help="Re-create it with `qeguard sign --tier TIER --key KEY`.",
     ),
     Rule(
-        id="QG-SIG-BINDING",
+        id=RuleId.SIG_BINDING,
         name="ManifestListMismatch",
         security_severity=9.0,
         short="The manifest list does not match what the envelope signed.",
@@ -116,7 +181,7 @@ _RULES = [
         "or a sign was interrupted.",
     ),
     Rule(
-        id="QG-SIG-THRESHOLD",
+        id=RuleId.SIG_THRESHOLD,
         name="NotEnoughSigners",
         security_severity=8.0,
         short="Too few distinct trusted signers for the tier.",
@@ -124,7 +189,7 @@ _RULES = [
         help="Ask another trusted signer to run `qeguard sign --tier TIER --key KEY`.",
     ),
     Rule(
-        id="QG-SIG-EXPIRED",
+        id=RuleId.SIG_EXPIRED,
         name="ManifestExpired",
         security_severity=7.0,
         short="The signed manifest has expired.",
@@ -132,7 +197,7 @@ _RULES = [
         help="Re-sign the tier: `qeguard sign --tier TIER --key KEY`.",
     ),
     Rule(
-        id="QG-SIG-POLICY",
+        id=RuleId.SIG_POLICY,
         name="PolicyChangedSinceSigning",
         security_severity=8.0,
         short="The policy changed since the manifest was signed.",
@@ -141,7 +206,7 @@ _RULES = [
         help="Review the policy change, then re-sign: `qeguard sign --key KEY`.",
     ),
     Rule(
-        id="QG-SIG-ROLLBACK",
+        id=RuleId.SIG_ROLLBACK,
         name="ManifestRollback",
         security_severity=9.0,
         short="A manifest's sequence did not advance.",
@@ -150,7 +215,7 @@ _RULES = [
         help="Re-sign on top of the base branch: `qeguard sign --tier TIER --key KEY`.",
     ),
     Rule(
-        id="QG-TRUST-CHANGE",
+        id=RuleId.TRUST_CHANGE,
         name="UnapprovedTrustChange",
         security_severity=9.5,
         short="policy.toml or trust.toml changed without enough signatures from the old trust.",
@@ -159,7 +224,7 @@ _RULES = [
         help="Have the current trusted signers of the strictest tier run `qeguard sign`.",
     ),
     Rule(
-        id="QG-TRUST-SOURCE",
+        id=RuleId.TRUST_SOURCE,
         name="TrustFromWorkingTree",
         security_severity=3.0,
         short="Trust was read from the working tree.",
@@ -167,7 +232,7 @@ _RULES = [
         help="Commit `.qeguard/`; later runs take trust from HEAD or `--trust-ref`.",
     ),
     Rule(
-        id="QG-OVERRIDE",
+        id=RuleId.OVERRIDE,
         name="EmergencyOverride",
         security_severity=7.0,
         short="A blocked change was let through by an emergency override.",
@@ -177,7 +242,7 @@ _RULES = [
     ),
     # Dependencies.
     Rule(
-        id="QG-DEP-VULN",
+        id=RuleId.DEP_VULN,
         name="VulnerableDependency",
         security_severity=7.0,
         short="A dependency has a known vulnerability.",
@@ -185,7 +250,7 @@ _RULES = [
         help="Upgrade to a fixed version (`qeguard deps --fix-suggestions`).",
     ),
     Rule(
-        id="QG-DEP-RANGE",
+        id=RuleId.DEP_RANGE,
         name="SpecifierAdmitsVulnerable",
         security_severity=4.0,
         short="A version specifier admits known-vulnerable versions.",
@@ -193,7 +258,7 @@ _RULES = [
         help="Raise the lower bound to the suggested version.",
     ),
     Rule(
-        id="QG-DEP-UNPINNED",
+        id=RuleId.DEP_UNPINNED,
         name="UnpinnedDependency",
         security_severity=3.0,
         short="A dependency is not pinned to an exact version.",
@@ -201,7 +266,7 @@ _RULES = [
         help="Pin it (`name==version`) or use a lock file.",
     ),
     Rule(
-        id="QG-DEP-UNHASHED",
+        id=RuleId.DEP_UNHASHED,
         name="DependencyWithoutHash",
         security_severity=4.0,
         short="A dependency has no hash.",
@@ -210,7 +275,7 @@ _RULES = [
         "--generate-hashes`.",
     ),
     Rule(
-        id="QG-DEP-LICENSE",
+        id=RuleId.DEP_LICENSE,
         name="DisallowedLicense",
         security_severity=3.0,
         short="A dependency's license is not allowed by the policy.",
@@ -218,7 +283,7 @@ _RULES = [
         help="Replace the dependency or update `[deps.licenses]` in the policy.",
     ),
     Rule(
-        id="QG-DEP-IGNORE-EXPIRED",
+        id=RuleId.DEP_IGNORE_EXPIRED,
         name="ExpiredIgnore",
         security_severity=5.0,
         short="An ignore entry has expired.",
@@ -226,7 +291,7 @@ _RULES = [
         help="Fix the dependency, or renew the ignore with a new reason and date.",
     ),
     Rule(
-        id="QG-DEP-UNSCANNABLE",
+        id=RuleId.DEP_UNSCANNABLE,
         name="UnscannableDependency",
         security_severity=2.0,
         short="A dependency cannot be checked against the database.",
@@ -234,7 +299,7 @@ _RULES = [
         help="Pin a released version, or review the source by hand.",
     ),
     Rule(
-        id="QG-DEP-OUTDATED",
+        id=RuleId.DEP_OUTDATED,
         name="OutdatedPin",
         security_severity=1.0,
         short="An exact pin is behind the latest release.",
@@ -242,7 +307,7 @@ _RULES = [
         help="Update the pin after reviewing the release notes.",
     ),
     Rule(
-        id="QG-DEP-DB",
+        id=RuleId.DEP_DB,
         name="VulnerabilityDatabase",
         security_severity=3.0,
         short="The vulnerability data is old or a service failed.",
@@ -251,12 +316,20 @@ _RULES = [
         help="Run `qeguard db update` when online.",
     ),
     Rule(
-        id="QG-SAST",
+        id=RuleId.SAST,
         name="StaticAnalysis",
         security_severity=5.0,
         short="Static analysis (bandit) reported an issue.",
         full="bandit flagged a pattern that is often a security problem.",
         help="Review the code; suppress with `# nosec` and a reason when it is safe.",
+    ),
+    Rule(
+        id=RuleId.SAST_ERROR,
+        name="StaticAnalysisError",
+        security_severity=0.0,
+        short="Static analysis could not read a file.",
+        full="bandit could not parse or read a file, so it was not analysed.",
+        help="Fix the file's syntax or encoding, or exclude it in `[tool.bandit]`.",
     ),
 ]
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from qeguard.errors import GuardError, UsageError
 from qeguard.report import Finding, Location, Severity
+from qeguard.rules import SAST_PREFIX, RuleId
 
 INSTALL_HINT = "install the extra: pip install 'qeguard[sast]'"
 _SKIP_DIRS = frozenset(
@@ -105,7 +106,7 @@ def findings_from_bandit(data: dict[str, Any]) -> list[Finding]:
         cwe = r.get("issue_cwe") if isinstance(r.get("issue_cwe"), dict) else {}
         out.append(
             Finding(
-                rule=f"QG-SAST-{test_id}",
+                rule=f"{SAST_PREFIX}{test_id}",
                 severity=_SEVERITY.get(str(r.get("issue_severity")).upper(), Severity.INFO),
                 location=Location(path=path, line=line),
                 title=f"{test_id} {r.get('test_name') or ''}".strip(),
@@ -124,7 +125,7 @@ def findings_from_bandit(data: dict[str, Any]) -> list[Finding]:
         path = _rel(str(e.get("filename") or "?"))
         out.append(
             Finding(
-                rule="QG-SAST-ERROR",
+                rule=RuleId.SAST_ERROR,
                 severity=Severity.LOW,
                 location=Location(path=path),
                 title=f"bandit could not analyse {path}",

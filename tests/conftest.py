@@ -1,61 +1,37 @@
-"""Shared fixtures: real temporary git repositories, real keys, the CLI in-process.
-
-Kept general on purpose: the trust core, git layer and watch tests all build on them.
-"""
+"""Fixtures over the helpers package: real temporary git repositories, real keys, the CLI
+in-process, and an environment that keeps every test away from the user's own folders."""
 
 from __future__ import annotations
 
-import io
 import os
-import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from qeguard.cli.console import Console
-from qeguard.cli.main import main
-from qeguard.integrity.keys import generate
+from helpers import KeyPair, Run, git_run, init_repo, make_keypair, run_qeguard, write_files
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # `qeguard keygen` without --out and `sign` without --key use the user config folder;
-    # tests must never read or write the real one, nor pick up a developer's key settings.
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
-    # Internal errors are logged under the state folder: keep test runs out of the real one.
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
-    for name in ("QEGUARD_KEY", "QEGUARD_KEY_PASSPHRASE", "CI", "NO_COLOR", "FORCE_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def git_run(root: Path, *args: str, check: bool = True) -> str:
-    """Run real git in `root` and return stdout (text)."""
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
-    return proc.stdout
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # Tests never read or write the user's real config (keys), cache (the vulnerability
+    # database and its index) or state (the internal-error log) folders, nor pick up a
+    # developer's qeguard or CI settings. A MonkeyPatch of its own: a test calling
+    # `monkeypatch.undo()` must not undo this.
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME"):
+            mp.setenv(var, str(tmp_path_factory.mktemp(var.lower())))
+        for name in list(os.environ):
+            if name.startswith(("QEGUARD_", "GITHUB_")) and name != "QEGUARD_ONLINE_TESTS":
+                mp.delenv(name, raising=False)
+        for name in ("CI", "NO_COLOR", "FORCE_COLOR"):
+            mp.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture
 def git() -> Callable[..., str]:
     """`git(root, *args)`: run real git in a folder (stdout as text)."""
     return git_run
-
-
-def init_repo(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    git_run(root, "init", "-q", "-b", "main")
-    for key, value in (
-        ("user.name", "Test User"),
-        ("user.email", "test@example.com"),
-        ("core.autocrlf", "false"),
-        ("commit.gpgsign", "false"),
-    ):
-        git_run(root, "config", key, value)
-    return root
 
 
 @pytest.fixture
@@ -70,70 +46,22 @@ def make_repo(tmp_path: Path) -> Callable[[str], Path]:
     return lambda name: init_repo(tmp_path / name)
 
 
-def write_files(root: Path, files: dict[str, str | bytes]) -> None:
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, str):
-            path.write_text(content, encoding="utf-8")
-        else:
-            path.write_bytes(content)
-
-
 @pytest.fixture
 def write() -> Callable[[Path, dict[str, str | bytes]], None]:
     """`write(root, {"a/b.py": "text", ...})`: create files (and folders)."""
     return write_files
 
 
-@dataclass(frozen=True)
-class KeyPair:
-    name: str
-    private: Path  # OpenSSH private key, mode 0600
-    public: Path  # `<private>.pub`
-    line: str  # the `ssh-ed25519 AAAA... name` line
-
-
 @pytest.fixture
 def keypair(tmp_path: Path) -> Callable[..., KeyPair]:
     """`keypair(name, passphrase=None)`: a fresh Ed25519 key outside any repository."""
-    folder = tmp_path / "keys"
-
-    def make(name: str, passphrase: bytes | None = None) -> KeyPair:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        private, line = generate(name, passphrase)
-        path = folder / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(private)
-        os.chmod(path, 0o600)  # independent of the umask
-        pub = folder / f"{name}.pub"
-        pub.write_text(line + "\n", encoding="utf-8")
-        return KeyPair(name=name, private=path, public=pub, line=line)
-
-    return make
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    out: str
-    err: str
+    return lambda name, passphrase=None: make_keypair(tmp_path / "keys", name, passphrase)
 
 
 @pytest.fixture
-def run_cli() -> Callable[..., CliResult]:
-    """`run_cli(*args, cwd=ROOT)`: qeguard.cli.main.main in-process; `cwd` becomes `-C ROOT`."""
-
-    def run(*args: str | Path, cwd: Path | None = None) -> CliResult:
-        out, err = io.StringIO(), io.StringIO()
-        argv = [str(a) for a in args]
-        if cwd is not None:
-            argv = ["-C", str(cwd), *argv]
-        code = main(argv, Console(out, err))
-        return CliResult(code=code, out=out.getvalue(), err=err.getvalue())
-
-    return run
+def run_cli() -> Callable[..., Run]:
+    """`run_cli(*args, cwd=ROOT)`: qeguard in-process; `cwd` becomes `-C ROOT`."""
+    return run_qeguard
 
 
 @pytest.fixture
@@ -150,3 +78,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("online") is not None:
             item.add_marker(skip)
+
+
+def _real_user_folders() -> dict[str, float | None]:
+    """The user's own qeguard folders (as platformdirs names them before any test runs)
+    and their modification times, None when absent."""
+    from platformdirs import user_cache_path, user_config_path, user_state_path
+
+    out: dict[str, float | None] = {}
+    for path in (
+        user_cache_path("qeguard"),
+        user_config_path("qeguard"),
+        user_state_path("qeguard"),
+    ):
+        out[str(path)] = path.stat().st_mtime if path.exists() else None
+    return out
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_FOLDERS] = _real_user_folders()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any test touched the user's real cache, config or state folder."""
+    before = session.config.stash.get(_FOLDERS, None)
+    if before is None:
+        return
+    touched = [p for p, when in _real_user_folders().items() if when != before[p]]
+    if touched:
+        session.config.get_terminal_writer().line(
+            f"tests wrote to the user's real folders: {', '.join(touched)}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_FOLDERS = pytest.StashKey[dict[str, float | None]]()

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import PROJECT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent
 

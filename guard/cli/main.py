@@ -18,13 +18,7 @@ from typing import Any
 import qeguard
 from qeguard.cli.commands import COMMANDS
 from qeguard.cli.console import Console
-from qeguard.errors import GuardError
-
-EXIT_OK = 0
-EXIT_FINDINGS = 1
-EXIT_CONFIG = 2
-EXIT_INTERNAL = 3
-EXIT_INTERRUPTED = 130
+from qeguard.errors import ExitCode, GuardError
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -112,16 +106,16 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
         return exc.exit_code
     except KeyboardInterrupt:
         console.error("interrupted")
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
-        return EXIT_OK
+        return ExitCode.OK
     except Exception as exc:
         log = _log_internal_error(exc)
         where = f"; details in {log}" if log else ""
         console.error(f"internal error: {type(exc).__name__}: {exc}{where}")
         if os.environ.get("QEGUARD_DEBUG"):
             traceback.print_exc()
-        return EXIT_INTERNAL
+        return ExitCode.INTERNAL
 
 
 if __name__ == "__main__":

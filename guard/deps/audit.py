@@ -22,6 +22,7 @@ from qeguard.deps.services import lookup
 from qeguard.deps.services.interface import Key
 from qeguard.integrity.policy import Policy
 from qeguard.report import DatabaseInfo, Finding, Location, Report, Severity, Suppression
+from qeguard.rules import RuleId
 
 if TYPE_CHECKING:
     from qeguard.deps.services.pypi import LatestReleases  # imports requests: only for --online
@@ -82,7 +83,7 @@ def evaluate(
         if dep.unscannable:
             findings.append(
                 Finding(
-                    rule="QG-DEP-UNSCANNABLE",
+                    rule=RuleId.DEP_UNSCANNABLE,
                     severity=Severity.LOW,
                     location=loc,
                     title=f"{dep.name} cannot be checked",
@@ -110,7 +111,7 @@ def evaluate(
             ):
                 findings.append(
                     Finding(
-                        rule="QG-DEP-UNHASHED",
+                        rule=RuleId.DEP_UNHASHED,
                         severity=Severity.MEDIUM,
                         location=loc,
                         package=dep.name,
@@ -125,7 +126,7 @@ def evaluate(
             if policy.require_pins and dep.kind == "requirements":
                 findings.append(
                     Finding(
-                        rule="QG-DEP-UNPINNED",
+                        rule=RuleId.DEP_UNPINNED,
                         severity=Severity.MEDIUM,
                         location=loc,
                         package=dep.name,
@@ -182,7 +183,7 @@ def _vuln_finding(
                 expired_seen.add(ignore.index)
                 findings.append(
                     Finding(
-                        rule="QG-DEP-IGNORE-EXPIRED",
+                        rule=RuleId.DEP_IGNORE_EXPIRED,
                         severity=Severity.LOW,
                         location=Location(path=policy.source),
                         title=f"ignore of {ignore.id} expired on {ignore.expires}",
@@ -199,7 +200,7 @@ def _vuln_finding(
                 expires=ignore.expires.isoformat() if ignore.expires else None,
             )
     return Finding(
-        rule="QG-DEP-VULN",
+        rule=RuleId.DEP_VULN,
         severity=adv.severity,
         location=loc,
         package=dep.name,
@@ -250,7 +251,7 @@ def range_finding(dep: Dependency, records: Sequence[Record], loc: Location) -> 
             f"versions up to {worst} and no fixed release is known"
         )
     return Finding(
-        rule="QG-DEP-RANGE",
+        rule=RuleId.DEP_RANGE,
         severity=Severity.LOW,
         location=loc,
         package=dep.name,
@@ -296,7 +297,7 @@ def _license_findings(
         return []
     return [
         Finding(
-            rule="QG-DEP-LICENSE",
+            rule=RuleId.DEP_LICENSE,
             severity=Severity.MEDIUM,
             location=loc,
             package=dep.name,
@@ -322,7 +323,7 @@ def outdated_findings(deps: Sequence[Dependency], releases: LatestReleases) -> l
             continue
         out.append(
             Finding(
-                rule="QG-DEP-OUTDATED",
+                rule=RuleId.DEP_OUTDATED,
                 severity=Severity.INFO,
                 location=Location(path=dep.source, line=dep.line),
                 package=dep.name,
@@ -338,7 +339,7 @@ def outdated_findings(deps: Sequence[Dependency], releases: LatestReleases) -> l
         first = releases.failed[names[0]]
         out.append(
             Finding(
-                rule="QG-DEP-OUTDATED",
+                rule=RuleId.DEP_OUTDATED,
                 severity=Severity.LOW,
                 title=f"latest releases of {len(names)} package(s) could not be checked",
                 message=f"the package index did not answer for {', '.join(names[:10])}"
@@ -356,7 +357,7 @@ def database_findings(info: DatabaseInfo, fallback: str | None) -> list[Finding]
     if fallback:
         out.append(
             Finding(
-                rule="QG-DEP-DB",
+                rule=RuleId.DEP_DB,
                 severity=Severity.LOW,
                 title="online service failed",
                 message=f"{fallback}; the scan used the offline database instead",
@@ -367,7 +368,7 @@ def database_findings(info: DatabaseInfo, fallback: str | None) -> list[Finding]
     if info.source == "offline" and info.age_days is not None and info.age_days > STALE_DAYS:
         out.append(
             Finding(
-                rule="QG-DEP-DB",
+                rule=RuleId.DEP_DB,
                 severity=Severity.LOW,
                 title=f"vulnerability database is {info.age_days} days old",
                 message=f"{info.name} dates from {info.date} ({info.age_days} days ago); "

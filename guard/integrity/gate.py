@@ -32,6 +32,7 @@ from qeguard.integrity.trees.index import IndexTree
 from qeguard.integrity.trees.work import WorkTree
 from qeguard.integrity.verifier import Config, Options, parse_config, verify
 from qeguard.report import Finding, Location, Override, Report, Severity
+from qeguard.rules import RuleId
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,7 +93,7 @@ def trusted_config(
             hint="run `qeguard init --preset default` (or qemlflow, strict)",
         )
     warning = Finding(
-        rule="QG-TRUST-SOURCE",
+        rule=RuleId.TRUST_SOURCE,
         severity=Severity.INFO,
         title=f"Trust read from the {tree.label}",
         message=f"no commit holds .qeguard/ yet, so policy and trust come from the "

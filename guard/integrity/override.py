@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from qeguard.integrity.policy import TierMatcher
 from qeguard.report import Finding, Location, Override, Report, Severity, Suppression
+from qeguard.rules import RuleId
 
 TRAILER = "Qeguard-Override"
 ENV = "QEGUARD_OVERRIDE"
@@ -65,7 +66,7 @@ def apply(
         return report
     overrides = tuple(c.override for c in claims)
     findings = list(report.findings)
-    failing = [f for f in findings if report.is_failing(f) and f.rule != "QG-OVERRIDE"]
+    failing = [f for f in findings if report.is_failing(f) and f.rule != RuleId.OVERRIDE]
     if local:
         reason = "; ".join(o.reason for o in overrides)
         suppression = Suppression(reason=f"override: {reason}", kind="override")
@@ -128,7 +129,7 @@ def _open_tiers(report: Report, failing: Iterable[Finding]) -> set[str]:
     """Tiers that still block: a failing finding, or fewer signers than the threshold."""
     out = {f.tier for f in failing if f.tier}
     for t in report.tiers:
-        if t.threshold > 0 and len(t.signers) < t.threshold:
+        if not t.threshold_met:
             out.add(t.name)
     return out
 
@@ -150,7 +151,7 @@ def _override_finding(
         "id": o.commit or o.reason,
     }
     return Finding(
-        rule="QG-OVERRIDE",
+        rule=RuleId.OVERRIDE,
         severity=severity,
         title="Emergency override",
         message=message,

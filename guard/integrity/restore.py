@@ -34,10 +34,11 @@ from qeguard.integrity.trees.base import Observed, Seen, Tree, hash_bytes
 from qeguard.integrity.trees.work import observe_path
 from qeguard.integrity.verifier import Config, Options, TierCheck, check_tier
 from qeguard.report import Finding
+from qeguard.rules import RuleId
 
 # Findings whose cause a restore can undo; ADDED is a new file, not a damaged one.
 RESTORABLE_RULES = frozenset(
-    {"QG-INT-MODIFIED", "QG-INT-MISSING", "QG-INT-KIND", "QG-INT-SYMLINK", "QG-INT-EXEC"}
+    {RuleId.INT_MODIFIED, RuleId.INT_MISSING, RuleId.INT_KIND, RuleId.INT_SYMLINK, RuleId.INT_EXEC}
 )
 
 
@@ -64,7 +65,7 @@ def untrusted_reason(check: TierCheck, *, local: bool) -> str | None:
     """Why a tier's entries must not steer a restore, or None when they may."""
     if check.entries is None or check.payload is None:
         return "; ".join(f.message for f in check.findings) or "no valid manifest"
-    bad = [f for f in check.findings if f.rule in ("QG-SIG-ROLLBACK", "QG-SIG-EXPIRED")]
+    bad = [f for f in check.findings if f.rule in (RuleId.SIG_ROLLBACK, RuleId.SIG_EXPIRED)]
     if bad:
         return bad[0].message
     threshold = check.tier.threshold

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from qeguard.errors import ExitCode
 from qeguard.integrity.manifest import parse_time
 from qeguard.report import DatabaseInfo, Report
+from qeguard.rules import Family, RuleId, family
 
 EXPIRY_WARN_DAYS = 14
-# Signature and trust problems a tier can have; each one needs someone to act.
-_SIG_RULES = ("QG-SIG-", "QG-TRUST-CHANGE")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -84,8 +84,8 @@ class Health:
         return bool(self.problems)
 
     @property
-    def exit_code(self) -> int:
-        return 1 if self.needs_action else 0
+    def exit_code(self) -> ExitCode:
+        return ExitCode.FINDINGS if self.needs_action else ExitCode.OK
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,10 +124,15 @@ def assess(
             {
                 f.location.path
                 for f in mine
-                if f.rule.startswith("QG-INT-") and f.location is not None
+                if family(f.rule) is Family.INTEGRITY and f.location is not None
             }
         )
-        problems = [f.message for f in mine if f.rule.startswith(_SIG_RULES)]
+        # Signature and trust problems; each one needs someone to act.
+        problems = [
+            f.message
+            for f in mine
+            if family(f.rule) is Family.SIGNATURE or f.rule == RuleId.TRUST_CHANGE
+        ]
         age = expires_in = None
         if t.created:
             age = _days(parse_time(t.created), now)
@@ -165,7 +170,7 @@ def assess(
             f"{database.age_days} days old (older than {stale_days}); run "
             "`qeguard db update` when online"
         )
-    notes = [f.message for f in report.active_findings if f.rule == "QG-TRUST-SOURCE"]
+    notes = [f.message for f in report.active_findings if f.rule == RuleId.TRUST_SOURCE]
     if not hooks.installed:
         notes.append(
             "no qeguard git hook: run `qeguard install-hooks`, or add qeguard to "

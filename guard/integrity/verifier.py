@@ -30,6 +30,7 @@ from qeguard.integrity.policy import Attribute, Policy, Tier
 from qeguard.integrity.trees.base import Observed, Seen, Tree
 from qeguard.integrity.trust import SignatureCount, Trust, count_signers, parse_trust
 from qeguard.report import Finding, Location, Severity, TierSummary
+from qeguard.rules import RuleId
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -155,7 +156,7 @@ def check_tier(
         missing = epath if envelope_bytes is None else lpath
         return rejected(
             problem(
-                "QG-SIG-MISSING",
+                RuleId.SIG_MISSING,
                 f"tier {tier.name!r} has no signed manifest ({missing} is missing)",
                 title="Manifest missing",
                 path=missing,
@@ -166,7 +167,7 @@ def check_tier(
         if envelope.payload_type != PAYLOAD_TYPE:
             return rejected(
                 problem(
-                    "QG-SIG-BINDING",
+                    RuleId.SIG_BINDING,
                     f"payloadType is {envelope.payload_type!r}, expected {PAYLOAD_TYPE!r}",
                     title="Wrong payload type",
                     path=epath,
@@ -182,7 +183,7 @@ def check_tier(
     except EnvelopeError as exc:
         return rejected(
             problem(
-                "QG-SIG-MALFORMED",
+                RuleId.SIG_MALFORMED,
                 exc.diagnostics(),
                 title="Manifest malformed",
                 path=exc.where.split(":")[0] if exc.where else epath,
@@ -191,7 +192,7 @@ def check_tier(
     if payload.tier != tier.name:
         return rejected(
             problem(
-                "QG-SIG-BINDING",
+                RuleId.SIG_BINDING,
                 f"the envelope was signed for tier {payload.tier!r}, not {tier.name!r}",
                 title="Envelope from another tier",
                 path=epath,
@@ -203,7 +204,7 @@ def check_tier(
     if digest != payload.list_sha256 or count != payload.count:
         return rejected(
             problem(
-                "QG-SIG-BINDING",
+                RuleId.SIG_BINDING,
                 f"{lpath} does not match its signed payload (digest {digest[:12]} vs "
                 f"{payload.list_sha256[:12]}, {count} vs {payload.count} entries)",
                 title="List does not match signature",
@@ -218,7 +219,7 @@ def check_tier(
         local_warning = opts.local and len(signers) >= 1
         findings.append(
             problem(
-                "QG-SIG-THRESHOLD",
+                RuleId.SIG_THRESHOLD,
                 f"tier {tier.name!r} needs {tier.threshold} distinct trusted signer(s), has "
                 f"{len(signers)} ({who}){uncounted}",
                 title="Not enough signers",
@@ -231,7 +232,7 @@ def check_tier(
     if payload.expires_at <= opts.now:
         findings.append(
             problem(
-                "QG-SIG-EXPIRED",
+                RuleId.SIG_EXPIRED,
                 f"tier {tier.name!r}'s manifest expired at {payload.expires}",
                 title="Manifest expired",
                 path=epath,
@@ -240,7 +241,7 @@ def check_tier(
     if payload.policy_sha256 != policy.sha256:
         findings.append(
             problem(
-                "QG-SIG-POLICY",
+                RuleId.SIG_POLICY,
                 f"tier {tier.name!r} was signed under a different policy "
                 f"(policy digest {payload.policy_sha256[:12]}, now {policy.sha256[:12]})",
                 title="Policy changed since signing",
@@ -256,7 +257,7 @@ def check_tier(
         if payload.sequence <= base_seq:
             findings.append(
                 problem(
-                    "QG-SIG-ROLLBACK",
+                    RuleId.SIG_ROLLBACK,
                     f"tier {tier.name!r}'s payload changed but its "
                     f"sequence {payload.sequence} is not above the base's {base_seq}",
                     title="Manifest rollback",
@@ -313,7 +314,7 @@ def compare(
         if reason:
             findings.append(
                 _finding(
-                    "QG-INT-PATH",
+                    RuleId.INT_PATH,
                     tier,
                     f"manifest entry {e.path!r} is unsafe: {reason}",
                     title="Unsafe manifest path",
@@ -340,7 +341,7 @@ def compare(
             continue
         findings.append(
             _finding(
-                "QG-INT-ADDED",
+                RuleId.INT_ADDED,
                 tier,
                 f"{path} matches tier {tier.name!r} but is not in its manifest",
                 title="Unsigned protected file",
@@ -359,7 +360,7 @@ def _compare_one(
     if seen.seen is Seen.MISSING:
         return [
             _finding(
-                "QG-INT-MISSING",
+                RuleId.INT_MISSING,
                 tier,
                 f"{path} is listed in tier {tier.name!r} but missing",
                 title="Protected file missing",
@@ -370,7 +371,7 @@ def _compare_one(
     if seen.seen is Seen.UNREADABLE:
         return [
             _finding(
-                "QG-INT-UNREADABLE",
+                RuleId.INT_UNREADABLE,
                 tier,
                 f"{path} cannot be read: {seen.error}",
                 title="Protected file unreadable",
@@ -389,7 +390,7 @@ def _compare_one(
             extra = f" ({seen.error})" if seen.error else ""
             return [
                 _finding(
-                    "QG-INT-KIND",
+                    RuleId.INT_KIND,
                     tier,
                     f"{path} was signed as a {want} but is now a {got}{extra}",
                     title="File kind changed",
@@ -403,7 +404,7 @@ def _compare_one(
         if e.kind is Kind.SYMLINK and seen.seen is Seen.SYMLINK:
             out.append(
                 _finding(
-                    "QG-INT-SYMLINK",
+                    RuleId.INT_SYMLINK,
                     tier,
                     f"{path} now points to {seen.target!r}",
                     title="Symlink retargeted",
@@ -414,7 +415,7 @@ def _compare_one(
         else:
             out.append(
                 _finding(
-                    "QG-INT-MODIFIED",
+                    RuleId.INT_MODIFIED,
                     tier,
                     f"{path} differs from its signed content in tier {tier.name!r}",
                     title="Protected file modified",
@@ -432,7 +433,7 @@ def _compare_one(
     ):
         out.append(
             _finding(
-                "QG-INT-EXEC",
+                RuleId.INT_EXEC,
                 tier,
                 f"{path}'s mode is {seen.mode}, signed {e.mode}",
                 title="Executable bit changed",
@@ -488,7 +489,7 @@ def approve_config_change(
         return []
     return [
         _finding(
-            "QG-TRUST-CHANGE",
+            RuleId.TRUST_CHANGE,
             tier,
             f"policy/trust changed relative to {trusted.label}, but "
             + "; ".join(problems)

@@ -199,8 +199,7 @@ def render(report: Report, *, color: bool = False) -> str:
             "<tbody>"
         ]
         for t in report.tiers:
-            met = t.threshold == 0 or len(t.signers) >= t.threshold
-            status = "" if met else ' <span class="sev sev-high">not met</span>'
+            status = "" if t.threshold_met else ' <span class="sev sev-high">not met</span>'
             need = f"{len(t.signers)}/{t.threshold}{status}" if t.threshold else "unsigned"
             body.append(
                 f"<tr><td>{_e(t.name)}</td><td>{t.files}</td>"

@@ -11,15 +11,11 @@ import re
 import xml.etree.ElementTree as ET
 
 from qeguard.report import Finding, Report
-from qeguard.rules import RULES, rule
+from qeguard.rules import RULES, family, rule
 
 # XML 1.0 cannot carry most control characters at all, even escaped.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
-_AREAS = {
-    "integrity": ("QG-INT", "QG-SIG", "QG-TRUST", "QG-OVERRIDE"),
-    "dependencies": ("QG-DEP", "QG-SAST"),
-}
 _COMMAND_AREAS = {"verify": ("integrity",), "deps": ("dependencies",)}
 
 
@@ -30,10 +26,8 @@ def xml_text(text: str) -> str:
 
 
 def area(rule_id: str) -> str:
-    for name, prefixes in _AREAS.items():
-        if rule_id.startswith(prefixes):
-            return name
-    return "other"
+    fam = family(rule_id)
+    return fam.area if fam is not None else "other"
 
 
 def _describe(f: Finding) -> str:
@@ -54,7 +48,7 @@ def _describe(f: Finding) -> str:
 
 def checks(report: Report) -> list[str]:
     """The checks this run performed: the rules of its areas plus any rule that fired."""
-    areas = _COMMAND_AREAS.get(report.command, tuple(_AREAS))
+    areas = _COMMAND_AREAS.get(report.command, ("integrity", "dependencies"))
     ids = {rid for rid in RULES if area(rid) in areas}
     ids.update(f.rule for f in report.findings)
     return sorted(ids)

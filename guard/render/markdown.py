@@ -73,7 +73,7 @@ def render(report: Report, *, color: bool = False, max_bytes: int | None = None)
         head += ["| Tier | Files | Signers | Threshold | On change |", "|---|---|---|---|---|"]
         for t in report.tiers:
             signers = ", ".join(escape(s) for s in t.signers) or "-"
-            status = "" if t.threshold == 0 or len(t.signers) >= t.threshold else " (not met)"
+            status = "" if t.threshold_met else " (not met)"
             head.append(
                 f"| {escape(t.name)} | {t.files} | {signers} | "
                 f"{len(t.signers)}/{t.threshold}{status} | {escape(t.on_change)} |"

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from qeguard.report import Finding, Report, Severity
+from qeguard.rules import Family, family
 from qeguard.rules import rule as lookup_rule
 
 SARIF_VERSION = "2.1.0"
@@ -55,7 +56,7 @@ def artifact(finding: Finding) -> tuple[str, int | None]:
         return posixpath.normpath(loc.path), loc.line
     if finding.tier:
         return f".qeguard/manifests/{finding.tier}.list", None
-    if finding.rule.startswith("QG-TRUST"):
+    if family(finding.rule) is Family.TRUST:
         return TRUST_FILE, None
     source = finding.details.get("source")
     if isinstance(source, str) and _safe_relative(source):
@@ -90,7 +91,10 @@ def _rule_descriptor(rule_id: str) -> dict[str, Any]:
         "defaultConfiguration": {"level": "error" if r.security_severity >= 7.0 else "warning"},
         "properties": {
             "security-severity": f"{r.security_severity:.1f}",
-            "tags": ["security", "supply-chain" if r.id.startswith("QG-DEP") else "integrity"],
+            "tags": [
+                "security",
+                "supply-chain" if family(r.id) is Family.DEPENDENCY else "integrity",
+            ],
         },
     }
 

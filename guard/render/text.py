@@ -63,9 +63,8 @@ def _header(report: Report) -> list[str]:
         if tier.threshold == 0:
             state = "unsigned tier (threshold 0)"
         else:
-            seen = len(tier.signers)
-            ok = "met" if seen >= tier.threshold else "NOT met"
-            state = f"{seen}/{tier.threshold} signers, {ok}"
+            ok = "met" if tier.threshold_met else "NOT met"
+            state = f"{len(tier.signers)}/{tier.threshold} signers, {ok}"
         who = f" ({', '.join(clean(s) for s in tier.signers)})" if tier.signers else ""
         seq = f", sequence {tier.sequence}" if tier.sequence is not None else ""
         lines.append(

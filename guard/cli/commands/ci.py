@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from qeguard.cli.console import Console
 from qeguard.cli.output import add_output_arguments, emit, output_pairs
 from qeguard.deps.audit import scan_repository
+from qeguard.errors import ExitCode
 from qeguard.integrity.gate import run_verify
 from qeguard.integrity.layout import find_workspace
 from qeguard.integrity.policy import load_policy
@@ -37,7 +39,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     root = args.repo.resolve() if args.repo else find_workspace().root
     outputs = output_pairs(args)
     report = run_verify(root, trust_ref=args.trust_ref, local=False)

@@ -7,6 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from qeguard.cli.console import Console
+from qeguard.errors import ExitCode
+
 OSV_PYPI_ZIP = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
 
 
@@ -26,7 +29,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run_info, db=None)
 
 
-def _describe(console: Any, db: Any) -> None:
+def _describe(console: Console, db: Any) -> None:
     from qeguard.deps.database import STALE_DAYS, cache_dir
 
     age = db.age_days()
@@ -46,26 +49,26 @@ def _describe(console: Any, db: Any) -> None:
         console.warn(f"the database is older than {STALE_DAYS} days: run `qeguard db update`")
 
 
-def run_info(args: argparse.Namespace, console: Any) -> int:
+def run_info(args: argparse.Namespace, console: Console) -> ExitCode:
     from qeguard.deps.database import open_database
 
     _describe(console, open_database(args.db))
-    return 0
+    return ExitCode.OK
 
 
-def run_import(args: argparse.Namespace, console: Any) -> int:
+def run_import(args: argparse.Namespace, console: Console) -> ExitCode:
     from qeguard.deps.database import install
-    from qeguard.errors import UsageError
+    from qeguard.errors import ExitCode, UsageError
 
     if not args.file.exists():
         raise UsageError(f"no such file: {args.file}", hint="give a zip or folder of OSV records")
     db = install(args.file, name=args.file.name, origin=str(args.file.resolve()))
     console.info(f"imported {db.count} records from {args.file}")
     _describe(console, db)
-    return 0
+    return ExitCode.OK
 
 
-def run_update(args: argparse.Namespace, console: Any) -> int:
+def run_update(args: argparse.Namespace, console: Console) -> ExitCode:
     import requests
     from qeguard.deps.database import install
     from qeguard.errors import DatabaseError
@@ -86,4 +89,4 @@ def run_update(args: argparse.Namespace, console: Any) -> int:
         db = install(zip_path, name="OSV PyPI (all.zip)", origin=args.url)
     console.info(f"updated: {db.count} records")
     _describe(console, db)
-    return 0
+    return ExitCode.OK

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from qeguard.cli.console import Console
 from qeguard.cli.output import add_output_arguments, emit, output_pairs
+from qeguard.errors import ExitCode
 
 
 def add_parser(sub: Any) -> None:
@@ -79,7 +81,7 @@ def input_paths(args: argparse.Namespace) -> list[Path]:
     return [p if p.is_absolute() else Path.cwd() / p for p in args.paths]
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     from qeguard.deps.audit import run_scan
     from qeguard.deps.model import TargetEnvironment
     from qeguard.integrity.layout import find_workspace

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qeguard.errors import UsageError
+from qeguard.cli.console import Console
+from qeguard.errors import ExitCode, UsageError
 from qeguard.fsutil import atomic_write
 from qeguard.integrity.layout import (
     POLICY_PATH,
@@ -48,12 +49,12 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     if args.show:
         from qeguard.integrity.policy import preset_text
 
         console.print(preset_text(args.show))
-        return 0
+        return ExitCode.OK
     root = args.repo.resolve() if args.repo else find_workspace().root
     reject_custom_location(root)
     rel = POLICY_PATH
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace, console: Any) -> int:
         "next: qeguard keygen --name NAME, qeguard trust add NAME KEY.pub "
         "--tiers TIERS, qeguard sign --key KEY"
     )
-    return 0
+    return ExitCode.OK
 
 
 __all__ = ["Path", "add_parser", "run"]

@@ -8,7 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qeguard.errors import UsageError
+from qeguard.cli.console import Console
+from qeguard.errors import ExitCode, UsageError
 from qeguard.fsutil import atomic_write
 from qeguard.git import GitRepo
 from qeguard.integrity.layout import find_workspace
@@ -52,7 +53,7 @@ def _backup_path(target: Path) -> Path:
     return backup
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     root = args.repo.resolve() if args.repo else find_workspace().root
     repo = GitRepo(root)
     folder = hooks_dir(repo)
@@ -92,4 +93,4 @@ def run(args: argparse.Namespace, console: Any) -> int:
         atomic_write(target, script, mode=0o755)
         console.print(f"{name}: {action} in {folder}")
     console.info("emergency override: QEGUARD_OVERRIDE='reason' git commit ...  (see docs/git.md)")
-    return 0
+    return ExitCode.OK

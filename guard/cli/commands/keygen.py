@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from platformdirs import user_config_path
-from qeguard.errors import UsageError
+from qeguard.cli.console import Console
+from qeguard.errors import ExitCode, UsageError
 from qeguard.fsutil import atomic_write
 from qeguard.integrity.keys import PASSPHRASE_ENV, generate, load_signing_key
 
@@ -38,11 +39,11 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     if args.key:
         key = load_signing_key(args.key)
         console.print(key.public.openssh)
-        return 0
+        return ExitCode.OK
     if not args.name:
         raise UsageError("keygen needs --name (or --key to read an existing key)")
     out: Path = args.out or default_key_dir() / args.name
@@ -59,4 +60,4 @@ def run(args: argparse.Namespace, console: Any) -> int:
     atomic_write(out.with_name(out.name + ".pub"), (public + "\n").encode("utf-8"), mode=0o644)
     console.info(f"wrote private key {out} (mode 0600) and {out}.pub")
     console.print(public)
-    return 0
+    return ExitCode.OK

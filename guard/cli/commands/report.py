@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qeguard.cli.console import Console
 from qeguard.cli.output import add_output_arguments, emit, output_pairs
-from qeguard.errors import GuardError, UsageError
+from qeguard.errors import ExitCode, GuardError, UsageError
 from qeguard.report import Report
 
 
@@ -61,8 +62,8 @@ def load(path: Path) -> Report:
         raise UsageError(f"not a valid qeguard report: {exc}", where=str(path), hint=hint) from None
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     outputs = output_pairs(args)
     report = load(args.file)
     emit(report, outputs, console)
-    return report.exit_code if args.exit_code else 0
+    return report.exit_code if args.exit_code else ExitCode.OK

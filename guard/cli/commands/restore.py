@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from qeguard.errors import UsageError
+from qeguard.cli.console import Console
+from qeguard.errors import ExitCode, UsageError
 from qeguard.integrity.gate import open_context, work_tree
 from qeguard.integrity.layout import find_workspace
 from qeguard.integrity.restore import Action, SignedEntry, load_signed, new_stamp, restorer_for
@@ -44,7 +45,7 @@ def _relative(root: Path, base: Path, raw: str) -> str:
     return rel.replace(os.sep, "/")
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     if bool(args.paths) == bool(args.all):
         raise UsageError(
             "name the files to restore, or pass --all (not both)",
@@ -107,4 +108,4 @@ def run(args: argparse.Namespace, console: Any) -> int:
             )
     if changed == 0:
         console.info("nothing to restore: every requested file matches its signed content")
-    return 1 if failed else 0
+    return ExitCode.FINDINGS if failed else ExitCode.OK

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from qeguard.cli.commands.deps import add_input_arguments, input_paths
+from qeguard.cli.console import Console
+from qeguard.errors import ExitCode
 
 
 def add_parser(sub: Any) -> None:
@@ -19,7 +21,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     from qeguard.deps import sources
     from qeguard.deps.model import TargetEnvironment
     from qeguard.deps.sbom import build_sbom
@@ -45,4 +47,4 @@ def run(args: argparse.Namespace, console: Any) -> int:
         console.info(
             f"wrote CycloneDX SBOM ({sum(1 for d in deps if d.version)} pins) to {args.output}"
         )
-    return 0
+    return ExitCode.OK

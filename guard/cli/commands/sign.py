@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from qeguard.cli.console import Console
 from qeguard.cli.progress import Progress
-from qeguard.errors import UsageError
+from qeguard.errors import ExitCode, UsageError
 from qeguard.integrity.gate import base_payloads, open_context, trusted_config, work_tree
 from qeguard.integrity.keys import SigningKey, load_signing_key
 from qeguard.integrity.layout import POLICY_PATH, find_workspace
@@ -60,7 +61,7 @@ def _default_key() -> Path:
     )
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     root = args.repo.resolve() if args.repo else find_workspace().root
     key: SigningKey = load_signing_key(args.key or _default_key(), use_ssh_keygen=args.ssh)
     ctx = open_context(root)
@@ -118,4 +119,4 @@ def run(args: argparse.Namespace, console: Any) -> int:
             and build.tier.threshold > 0
         )
     console.info("next: git add .qeguard && git commit  (co-signers run qeguard sign too)")
-    return 2 if failed else 0
+    return ExitCode.USAGE if failed else ExitCode.OK

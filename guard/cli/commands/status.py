@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from qeguard.cli.console import Console
+from qeguard.errors import ExitCode
 from qeguard.integrity.layout import find_workspace
 from qeguard.integrity.status import collect, render_text
 
@@ -19,7 +21,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     root = args.repo.resolve() if args.repo else find_workspace().root
     health = collect(root, trust_ref=args.trust_ref)
     if args.format == "json":

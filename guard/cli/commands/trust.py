@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from qeguard.errors import ConfigError, KeyFileError, UsageError
+from qeguard.cli.console import Console
+from qeguard.errors import ConfigError, ExitCode, KeyFileError, UsageError
 from qeguard.fsutil import atomic_write
 from qeguard.integrity.keys import PublicKey
 from qeguard.integrity.layout import TRUST_PATH, find_workspace
@@ -51,7 +52,7 @@ def _when(text: str | None, flag: str) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     root = _root(args)
     trust = _load(root)
     if args.trust_command == "list":
@@ -62,13 +63,13 @@ def run(args: argparse.Namespace, console: Any) -> int:
             console.print(f"{s.name}  {s.key.keyid}  tiers: {', '.join(sorted(s.tiers))}{window}")
         if not trust.signers:
             console.info("no trusted signers yet: qeguard trust add NAME KEY.pub --tiers TIERS")
-        return 0
+        return ExitCode.OK
     if args.trust_command == "remove":
         if not any(s.name == args.name for s in trust.signers):
             raise UsageError(f"no signer named {args.name!r}", where=TRUST_PATH)
         atomic_write(root / TRUST_PATH, dump_trust(trust.without(args.name)).encode("utf-8"))
         console.print(f"removed {args.name} from {TRUST_PATH}")
-        return 0
+        return ExitCode.OK
     text = args.pubkey
     if not text.startswith("ssh-"):
         try:
@@ -98,4 +99,4 @@ def run(args: argparse.Namespace, console: Any) -> int:
     )
     atomic_write(root / TRUST_PATH, dump_trust(trust.with_signer(signer)).encode("utf-8"))
     console.print(f"trusted {args.name} ({key.keyid}) for tiers {', '.join(tiers)}")
-    return 0
+    return ExitCode.OK

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from qeguard.cli.console import Console
 from qeguard.cli.output import add_output_arguments, emit, output_pairs
 from qeguard.cli.progress import Progress
-from qeguard.errors import UsageError
+from qeguard.errors import ExitCode, UsageError
 from qeguard.integrity.gate import open_context, run_verify
 from qeguard.integrity.layout import find_workspace
 from qeguard.integrity.override import ENV as OVERRIDE_ENV
@@ -58,7 +59,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     root = args.repo.resolve() if args.repo else find_workspace().root
     outputs = output_pairs(args)
     reason = args.override or os.environ.get(OVERRIDE_ENV, "").strip() or None

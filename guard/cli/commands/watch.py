@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from qeguard.errors import UsageError
+from qeguard.cli.console import Console
+from qeguard.errors import ExitCode, UsageError
 from qeguard.integrity.layout import find_workspace
 from qeguard.integrity.watch import DEFAULT_RESCAN_S, Watcher, WatchEvent, watch
 
@@ -45,7 +46,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
+def run(args: argparse.Namespace, console: Console) -> ExitCode:
     if args.rescan <= 0:
         raise UsageError("--rescan must be a positive number of seconds")
     root = args.repo.resolve() if args.repo else find_workspace().root
@@ -81,4 +82,4 @@ def run(args: argparse.Namespace, console: Any) -> int:
     finally:
         if log is not None:
             log.close()
-    return 0
+    return ExitCode.OK

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import KeyPair, Protected
 from qeguard.fsutil import atomic_write
 from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
-from qeguard.integrity.gate import run_verify
 from qeguard.integrity.keys import SigningKey, load_signing_key
 from qeguard.integrity.layout import envelope_path, list_path
 from qeguard.integrity.manifest import MODE_FILE, Entry, Kind, format_list, new_payload, parse_list
@@ -34,52 +34,26 @@ FILES: dict[str, str | bytes] = {
 }
 
 
-class Signed:
-    """A committed repository signed by alice and bob under the qemlflow preset."""
-
-    def __init__(self, root: Path, alice: Any, bob: Any, run_cli: Any, git: Any):
-        self.root, self.alice, self.bob = root, alice, bob
-        self.run_cli, self.git = run_cli, git
-
-    def sign(self, *keys: Any, tier: str | None = None) -> None:
-        for k in keys or (self.alice, self.bob):
-            extra = ["--tier", tier] if tier else []
-            r = self.run_cli("sign", "--key", k.private, *extra, cwd=self.root)
-            assert r.code == 0, r.err
-
-    def commit(self, message: str = "change") -> None:
-        self.git(self.root, "add", "-A")
-        self.git(self.root, "commit", "-q", "-m", message)
-
-    def verify(self, **kw: Any) -> Report:
-        kw.setdefault("local", False)
-        return run_verify(self.root, **kw)
-
-    def key(self, who: Any) -> SigningKey:
-        return load_signing_key(who.private)
+def signing_key(who: KeyPair) -> SigningKey:
+    return load_signing_key(who.private)
 
 
 @pytest.fixture
-def signed(
-    repo: Path,
-    keypair: Any,
-    run_cli: Any,
-    git: Any,
-    write: Callable[[Path, dict[str, str | bytes]], None],
-) -> Signed:
-    write(repo, FILES)
-    (repo / ".gitignore").write_text("data/\n")
+def signed(repo: Path, keypair: Any) -> Protected:
+    """A committed repository signed by alice and bob under the qemlflow preset, with an
+    executable script, a symlink and an ignored folder."""
+    p = Protected.build(
+        repo,
+        [keypair("alice"), keypair("bob")],
+        files={**FILES, ".gitignore": "data/\n"},
+        sign=False,
+        commit=False,
+    )
     os.chmod(repo / "scripts/build.sh", 0o755)
     os.symlink("util.py", repo / "src/demo/link.py")
-    assert run_cli("init", "--preset", "qemlflow", cwd=repo).code == 0
-    alice, bob = keypair("alice"), keypair("bob")
-    for k in (alice, bob):
-        r = run_cli("trust", "add", k.name, k.public, "--tiers", "core,middle", cwd=repo)
-        assert r.code == 0, r.err
-    s = Signed(repo, alice, bob, run_cli, git)
-    s.sign()
-    s.commit("protect")
-    return s
+    p.sign()
+    p.commit("protect")
+    return p
 
 
 def rules(report: Report) -> set[str]:
@@ -92,7 +66,7 @@ def only(report: Report, rule: str) -> Finding:
     return found[0]
 
 
-def test_clean_tree_verifies(signed: Signed) -> None:
+def test_clean_tree_verifies(signed: Protected) -> None:
     report = signed.verify()
     assert report.findings == (), report.findings
     assert report.exit_code == 0
@@ -109,7 +83,7 @@ def test_clean_tree_verifies(signed: Signed) -> None:
     assert report.trust_source is not None and report.trust_source.startswith("HEAD")
 
 
-def test_modified_content(signed: Signed) -> None:
+def test_modified_content(signed: Protected) -> None:
     (signed.root / "src/demo/util.py").write_text("def helper():\n    return 3\n")
     report = signed.verify()
     f = only(report, "QG-INT-MODIFIED")
@@ -120,7 +94,7 @@ def test_modified_content(signed: Signed) -> None:
     assert report.exit_code == 1
 
 
-def test_outer_tier_change_only_warns(signed: Signed) -> None:
+def test_outer_tier_change_only_warns(signed: Protected) -> None:
     (signed.root / "docs/index.md").write_text("# Changed\n")
     report = signed.verify()
     f = only(report, "QG-INT-MODIFIED")
@@ -128,14 +102,14 @@ def test_outer_tier_change_only_warns(signed: Signed) -> None:
     assert report.exit_code == 0
 
 
-def test_missing_file(signed: Signed) -> None:
+def test_missing_file(signed: Protected) -> None:
     (signed.root / "src/demo/core/engine.py").unlink()
     f = only(signed.verify(), "QG-INT-MISSING")
     assert f.location is not None and f.location.path == "src/demo/core/engine.py"
     assert f.tier == "core" and f.severity is Severity.HIGH and f.fix
 
 
-def test_new_file_in_a_tier(signed: Signed) -> None:
+def test_new_file_in_a_tier(signed: Protected) -> None:
     (signed.root / "src/demo/core/backdoor.py").write_text("import os\n")
     (signed.root / "data/still-ignored.csv").write_text("x\n")
     (signed.root / "unprotected.txt").write_text("x\n")
@@ -146,7 +120,7 @@ def test_new_file_in_a_tier(signed: Signed) -> None:
     assert rules(report) == {"QG-INT-ADDED"}
 
 
-def test_file_replaced_by_symlink(signed: Signed) -> None:
+def test_file_replaced_by_symlink(signed: Protected) -> None:
     target = signed.root / "src/demo/util.py"
     target.unlink()
     os.symlink("/etc/passwd", target)
@@ -155,7 +129,7 @@ def test_file_replaced_by_symlink(signed: Signed) -> None:
     assert f.details == {"signed": "file", "found": "symlink"}
 
 
-def test_file_replaced_by_directory(signed: Signed) -> None:
+def test_file_replaced_by_directory(signed: Protected) -> None:
     target = signed.root / "src/demo/core/engine.py"
     target.unlink()
     target.mkdir()
@@ -165,7 +139,7 @@ def test_file_replaced_by_directory(signed: Signed) -> None:
     assert f and f[0].details == {"signed": "file", "found": "directory"}
 
 
-def test_symlink_replaced_by_file(signed: Signed) -> None:
+def test_symlink_replaced_by_file(signed: Protected) -> None:
     link = signed.root / "src/demo/link.py"
     link.unlink()
     link.write_text("def helper():\n    return 2\n")
@@ -173,7 +147,7 @@ def test_symlink_replaced_by_file(signed: Signed) -> None:
     assert f.details == {"signed": "symlink", "found": "file"}
 
 
-def test_symlink_retargeted(signed: Signed) -> None:
+def test_symlink_retargeted(signed: Protected) -> None:
     link = signed.root / "src/demo/link.py"
     link.unlink()
     os.symlink("__init__.py", link)
@@ -182,7 +156,7 @@ def test_symlink_retargeted(signed: Signed) -> None:
     assert "__init__.py" in f.message
 
 
-def test_file_behind_symlinked_folder(signed: Signed) -> None:
+def test_file_behind_symlinked_folder(signed: Protected) -> None:
     # Replacing a protected folder by a symlink to a copy must not verify as the original.
     core = signed.root / "src/demo/core"
     shutil.move(str(core), str(signed.root / "elsewhere"))
@@ -193,21 +167,21 @@ def test_file_behind_symlinked_folder(signed: Signed) -> None:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="exec bit is POSIX")
-def test_exec_bit_changed(signed: Signed) -> None:
+def test_exec_bit_changed(signed: Protected) -> None:
     os.chmod(signed.root / "scripts/build.sh", 0o644)
     f = only(signed.verify(), "QG-INT-EXEC")
     assert f.location is not None and f.location.path == "scripts/build.sh"
     assert f.fix is not None and f.fix.startswith("chmod +x scripts/build.sh")
 
 
-def test_exec_bit_ignored_when_git_ignores_it(signed: Signed) -> None:
-    signed.git(signed.root, "config", "core.fileMode", "false")
+def test_exec_bit_ignored_when_git_ignores_it(signed: Protected) -> None:
+    signed.git("config", "core.fileMode", "false")
     os.chmod(signed.root / "scripts/build.sh", 0o644)
     assert signed.verify().findings == ()
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can read any file")
-def test_unreadable_file(signed: Signed) -> None:
+def test_unreadable_file(signed: Protected) -> None:
     path = signed.root / "src/demo/util.py"
     os.chmod(path, 0)
     try:
@@ -234,7 +208,7 @@ def test_unreadable_is_a_finding_not_a_crash() -> None:
     assert "Permission denied" in out[0].message and out[0].fix
 
 
-def _resign_list(s: Signed, tier: str, entries: list[Entry]) -> None:
+def _resign_list(s: Protected, tier: str, entries: list[Entry]) -> None:
     """Write and validly sign (alice and bob) a hand-made list: a malicious but trusted
     signer, or a bug, could produce entries like these."""
     data = format_list(entries)
@@ -249,15 +223,15 @@ def _resign_list(s: Signed, tier: str, entries: list[Entry]) -> None:
         expires_days=30,
     )
     env = Envelope(payload_type=PAYLOAD_TYPE, payload=payload.to_bytes())
-    for who in (s.alice, s.bob):
-        k = s.key(who)
+    for who in (s.signer("alice"), s.signer("bob")):
+        k = signing_key(who)
         env = env.with_signature(Signature(keyid=k.public.keyid, sig=k.sign(env.pae)))
     atomic_write(s.root / list_path(tier), data)
     atomic_write(s.root / envelope_path(tier), env.to_bytes())
 
 
 @pytest.mark.parametrize("bad", ["/etc/passwd", "../outside.py", "src/../../x", ".git/config"])
-def test_unsafe_entry_paths(signed: Signed, bad: str) -> None:
+def test_unsafe_entry_paths(signed: Protected, bad: str) -> None:
     (signed.root.parent / "outside.py").write_text("x\n")
     entries = parse_list((signed.root / list_path("middle")).read_bytes(), source="m")
     entries.append(
@@ -270,7 +244,7 @@ def test_unsafe_entry_paths(signed: Signed, bad: str) -> None:
     assert report.exit_code == 1
 
 
-def test_list_edited_by_hand(signed: Signed) -> None:
+def test_list_edited_by_hand(signed: Protected) -> None:
     path = signed.root / list_path("middle")
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:-1]))  # drop one entry
@@ -279,25 +253,25 @@ def test_list_edited_by_hand(signed: Signed) -> None:
     assert signed.verify().exit_code == 1
 
 
-def test_envelope_malformed(signed: Signed) -> None:
+def test_envelope_malformed(signed: Protected) -> None:
     (signed.root / envelope_path("core")).write_text("{not json")
     f = only(signed.verify(), "QG-SIG-MALFORMED")
     assert f.tier == "core" and f.fix is not None and "qeguard sign --tier core" in f.fix
 
 
-def test_manifest_missing(signed: Signed) -> None:
+def test_manifest_missing(signed: Protected) -> None:
     (signed.root / envelope_path("middle")).unlink()
     f = only(signed.verify(), "QG-SIG-MISSING")
     assert f.location is not None and f.location.path == envelope_path("middle")
 
 
-def _rewrite_envelope(s: Signed, tier: str, change: Callable[[Envelope], Envelope]) -> None:
+def _rewrite_envelope(s: Protected, tier: str, change: Callable[[Envelope], Envelope]) -> None:
     path = s.root / envelope_path(tier)
     env = Envelope.from_bytes(path.read_bytes(), source="e")
     path.write_bytes(change(env).to_bytes())
 
 
-def test_wrong_payload_type(signed: Signed) -> None:
+def test_wrong_payload_type(signed: Protected) -> None:
     _rewrite_envelope(
         signed,
         "core",
@@ -309,7 +283,7 @@ def test_wrong_payload_type(signed: Signed) -> None:
     assert "payloadType" in f.message
 
 
-def test_envelope_of_another_tier(signed: Signed) -> None:
+def test_envelope_of_another_tier(signed: Protected) -> None:
     # A validly signed middle envelope copied over core must not pass as core.
     shutil.copy(signed.root / envelope_path("middle"), signed.root / envelope_path("core"))
     shutil.copy(signed.root / list_path("middle"), signed.root / list_path("core"))
@@ -317,7 +291,7 @@ def test_envelope_of_another_tier(signed: Signed) -> None:
     assert "signed for tier 'middle'" in f.message
 
 
-def test_payload_byte_flip_invalidates(signed: Signed) -> None:
+def test_payload_byte_flip_invalidates(signed: Protected) -> None:
     def flip(e: Envelope) -> Envelope:
         body = e.payload.replace(b'"sequence":1', b'"sequence":9')
         assert body != e.payload
@@ -328,10 +302,10 @@ def test_payload_byte_flip_invalidates(signed: Signed) -> None:
     assert f.tier == "middle" and "has 0" in f.message
 
 
-def test_threshold_needs_distinct_signers(signed: Signed) -> None:
+def test_threshold_needs_distinct_signers(signed: Protected) -> None:
     # Drop bob's signature and add alice's again under another keyid: still one signer.
     def alice_twice(e: Envelope) -> Envelope:
-        alice = signed.key(signed.alice)
+        alice = signing_key(signed.signer("alice"))
         mine = [s for s in e.signatures if alice.public.verify(s.sig, e.pae)]
         return Envelope(
             payload_type=e.payload_type,
@@ -351,7 +325,7 @@ def test_threshold_needs_distinct_signers(signed: Signed) -> None:
 
 
 def test_untrusted_and_wrong_tier_signers_do_not_count(
-    signed: Signed, keypair: Any, run_cli: Any
+    signed: Protected, keypair: Any, run_cli: Any
 ) -> None:
     carol, dave = keypair("carol"), keypair("dave")
     # carol is trusted only for middle; dave not at all.
@@ -360,12 +334,12 @@ def test_untrusted_and_wrong_tier_signers_do_not_count(
     r = run_cli("trust", "remove", "bob", cwd=signed.root)
     assert r.code == 0
     (signed.root / "src/demo/__init__.py").write_text("VERSION = 2\n")
-    signed.sign(signed.alice)
+    signed.sign(signed.signer("alice"))
 
     # `sign` never adds a signature that would not count, so add carol's and dave's by hand.
     def add_others(e: Envelope) -> Envelope:
         for who in (carol, dave):
-            k = signed.key(who)
+            k = signing_key(who)
             e = e.with_signature(Signature(keyid=k.public.keyid, sig=k.sign(e.pae)))
         return e
 
@@ -378,7 +352,7 @@ def test_untrusted_and_wrong_tier_signers_do_not_count(
     assert "unknown key or bad signature" in f.message
 
 
-def test_expired_manifest(signed: Signed) -> None:
+def test_expired_manifest(signed: Protected) -> None:
     later = datetime.now(UTC) + timedelta(days=181)
     report = signed.verify(now=later)
     assert {f.tier for f in report.findings if f.rule == "QG-SIG-EXPIRED"} == {
@@ -390,7 +364,7 @@ def test_expired_manifest(signed: Signed) -> None:
     assert "QG-SIG-EXPIRED" not in rules(signed.verify(now=later - timedelta(days=2)))
 
 
-def test_narrowed_policy_fails(signed: Signed) -> None:
+def test_narrowed_policy_fails(signed: Protected) -> None:
     # Someone narrows core's patterns (so a file leaves the two-signer tier) and commits.
     policy = signed.root / ".qeguard/policy.toml"
     policy.write_text(
@@ -404,7 +378,7 @@ def test_narrowed_policy_fails(signed: Signed) -> None:
     assert report.exit_code == 1
 
 
-def test_uncommitted_policy_change_is_not_trusted(signed: Signed) -> None:
+def test_uncommitted_policy_change_is_not_trusted(signed: Protected) -> None:
     policy = signed.root / ".qeguard/policy.toml"
     policy.write_text('extends = "qemlflow"\n[[tiers]]\nname = "core"\nthreshold = 0\n')
     report = signed.verify()
@@ -412,21 +386,21 @@ def test_uncommitted_policy_change_is_not_trusted(signed: Signed) -> None:
     assert report.exit_code == 1
 
 
-def test_self_approved_trust_change_is_refused(signed: Signed, keypair: Any, run_cli: Any) -> None:
+def test_self_approved_trust_change_is_refused(signed: Protected, keypair: Any) -> None:
     # mallory adds herself to trust.toml and signs everything: the old trust did not agree.
     mallory = keypair("mallory")
-    run_cli("trust", "add", "mallory", mallory.public, "--tiers", "core,middle", cwd=signed.root)
+    signed.ok("trust", "add", "mallory", mallory.public, "--tiers", "core,middle")
     signed.sign(mallory)
     report = signed.verify()
     assert "QG-TRUST-CHANGE" in rules(report)
     assert report.exit_code == 1
 
 
-def test_rollback_to_older_manifest(signed: Signed) -> None:
+def test_rollback_to_older_manifest(signed: Protected) -> None:
     old_list = (signed.root / list_path("middle")).read_bytes()
     old_env = (signed.root / envelope_path("middle")).read_bytes()
     (signed.root / "src/demo/util.py").write_text("def helper():\n    return 22\n")
-    signed.sign(signed.alice, tier="middle")
+    signed.sign(signed.signer("alice"), tier="middle")
     signed.commit("v2")
     (signed.root / "src/demo/util.py").write_text("def helper():\n    return 2\n")
     (signed.root / list_path("middle")).write_bytes(old_list)
@@ -436,7 +410,7 @@ def test_rollback_to_older_manifest(signed: Signed) -> None:
     assert f.severity is Severity.CRITICAL
 
 
-def test_cli_exit_codes(signed: Signed, run_cli: Any) -> None:
+def test_cli_exit_codes(signed: Protected, run_cli: Any) -> None:
     r = run_cli("verify", cwd=signed.root)
     assert r.code == 0, r.out
     (signed.root / "src/demo/util.py").write_text("tampered\n")
@@ -451,7 +425,7 @@ def test_cli_exit_codes(signed: Signed, run_cli: Any) -> None:
 
 
 def test_internal_error_is_exit_3(
-    signed: Signed, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+    signed: Protected, run_cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError("simulated bug")

@@ -11,12 +11,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers.report_samples import sample_report
 from qeguard.cli.console import Console
 from qeguard.cli.main import main
 from qeguard.cli.output import add_output_arguments, emit, output_pairs
 from qeguard.errors import UsageError
 from qeguard.render import render
-from report_samples import sample_report
 
 
 def _parse(argv: list[str]) -> list[tuple[str, str]]:

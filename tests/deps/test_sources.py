@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import DATA
 from hypothesis import given
 from hypothesis import strategies as st
 from qeguard.deps.model import DepsInputError, TargetEnvironment
@@ -13,12 +14,12 @@ from qeguard.deps.sources import detect, load_path
 from qeguard.deps.sources.environment import load_environment
 from qeguard.deps.sources.requirements import parse_line
 
-DATA = Path(__file__).parent / "data" / "deps"
+DEPS_DATA = DATA / "deps"
 LINUX = TargetEnvironment.for_target("3.11", "linux")
 
 
 def load(rel: str, env: TargetEnvironment = LINUX):
-    return load_path(DATA / rel, root=DATA, env=env)
+    return load_path(DEPS_DATA / rel, root=DEPS_DATA, env=env)
 
 
 def by_name(deps):
@@ -84,7 +85,7 @@ def test_include_cycle_reads_each_file_once(tmp_path: Path):
 
 
 def test_pyproject_pep621_and_pep735(tmp_path: Path):
-    shutil.copy(DATA / "requirements" / "qemlflow-pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copy(DEPS_DATA / "requirements" / "qemlflow-pyproject.toml", tmp_path / "pyproject.toml")
     deps = load_path(tmp_path / "pyproject.toml", root=tmp_path, env=LINUX)
     assert all(d.kind == "pyproject" for d in deps)
     assert by_name(deps)["numpy"].line is not None
@@ -168,9 +169,10 @@ def test_detect_finds_every_format(tmp_path: Path):
         "pylock/pylock.toml",
         "uv/pyproject.toml",
     ):
-        shutil.copy(DATA / rel, tmp_path / Path(rel).name)
+        shutil.copy(DEPS_DATA / rel, tmp_path / Path(rel).name)
     shutil.copy(
-        DATA / "requirements/qemlflow-requirements-core.txt", tmp_path / "requirements-core.txt"
+        DEPS_DATA / "requirements/qemlflow-requirements-core.txt",
+        tmp_path / "requirements-core.txt",
     )
     found = {p.name for p in detect(tmp_path)}
     assert found == {

@@ -7,9 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import DATA
 from qeguard.cli.main import main
 
-DATA = Path(__file__).parent / "data" / "deps"
+DEPS_DATA = DATA / "deps"
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +88,7 @@ def test_fix_rewrites_pins_and_keeps_comments(repo: Path, capsys):
 
 
 def test_fix_refuses_stale_hashes(tmp_path: Path, capsys):
-    shutil.copy(DATA / "hashed/requirements.txt", tmp_path / "requirements.txt")
+    shutil.copy(DEPS_DATA / "hashed/requirements.txt", tmp_path / "requirements.txt")
     before = (tmp_path / "requirements.txt").read_text()
     main(["-C", str(tmp_path), "deps", "--fix", "--format", "json"])
     err = capsys.readouterr().err

@@ -8,8 +8,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import KeyPair, git_run, write_files
-from gitguard import CORE_FILE, MIDDLE_FILE, protect, qg, report, rules, sign
+from helpers import (
+    CORE_FILE,
+    MIDDLE_FILE,
+    KeyPair,
+    git_run,
+    protect,
+    rules,
+    run_qeguard,
+    sign,
+    verify_json,
+    write_files,
+)
 from qeguard.errors import GitError
 from qeguard.git import GitRepo
 from qeguard.integrity.gate import run_verify
@@ -106,7 +116,7 @@ def test_unknown_revision_is_a_git_error(repo: Path) -> None:
     with pytest.raises(GitError) as err:
         GitRepo(repo).resolve("origin/nowhere")
     assert "fetch" in (err.value.hint or "")
-    r = qg(repo, "verify", "--trust-ref", "origin/nowhere")
+    r = run_qeguard("verify", "--trust-ref", "origin/nowhere", cwd=repo)
     assert r.code == 2 and "unknown revision" in r.err
 
 
@@ -167,24 +177,24 @@ def test_staged_hook_messages(repo: Path, keypair: Callable[..., KeyPair]) -> No
     protect(repo, alice, bob)
     write_files(repo, {CORE_FILE: "def predict(x):\n    return 0\n"})
     git_run(repo, "add", CORE_FILE)
-    r = qg(repo, "verify", "--staged")
+    r = run_qeguard("verify", "--staged", cwd=repo)
     assert r.code == 1
     assert "qeguard sign --tier core --key KEY && git add .qeguard" in r.out
     assert "trust from: HEAD" in r.out
 
     sign(repo, alice, "core")
     git_run(repo, "add", ".qeguard")
-    code, doc = report(repo, "--staged")
+    code, doc = verify_json(repo, "--staged")
     assert code == 0
     warn = next(f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD")
     assert warn["severity"] == "low" and warn["details"]["signers"] == ["alice"]
 
     outsider = keypair("outsider")
-    qg(repo, "sign", "--key", outsider.private, "--tier", "core")
+    run_qeguard("sign", "--key", outsider.private, "--tier", "core", cwd=repo)
     (repo / CORE_FILE).write_text("def predict(x):\n    return 1\n")
-    qg(repo, "sign", "--key", outsider.private, "--tier", "core")
+    run_qeguard("sign", "--key", outsider.private, "--tier", "core", cwd=repo)
     git_run(repo, "add", ".qeguard", CORE_FILE)
-    code, doc = report(repo, "--staged")
+    code, doc = verify_json(repo, "--staged")
     assert code == 1
     bad = next(f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD")
     assert bad["severity"] == "high" and bad["details"]["signers"] == []
@@ -197,8 +207,8 @@ def test_verify_commit_checks_that_commits_files(
     protect(repo, keypair("alice"), keypair("bob"))
     write_files(repo, {CORE_FILE: "tampered\n"})
     git_run(repo, "commit", "-q", "-am", "tamper")
-    assert report(repo, "--commit", "HEAD~1")[0] == 0
-    code, doc = report(repo, "--commit", "HEAD")
+    assert verify_json(repo, "--commit", "HEAD~1")[0] == 0
+    code, doc = verify_json(repo, "--commit", "HEAD")
     assert code == 1 and f"QG-INT-MODIFIED {CORE_FILE}" in rules(doc)
-    r = qg(repo, "verify", "--staged", "--commit", "HEAD")
+    r = run_qeguard("verify", "--staged", "--commit", "HEAD", cwd=repo)
     assert r.code == 2

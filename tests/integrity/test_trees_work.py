@@ -12,9 +12,9 @@ import random
 from pathlib import Path
 
 import pytest
-from qeguard.integrity.trees import work as scan
 from qeguard.errors import EnvelopeError
 from qeguard.integrity.manifest import Entry, Kind, format_list, parse_list
+from qeguard.integrity.trees import work as scan
 from qeguard.integrity.trees.base import Observed, Seen, hash_bytes
 from qeguard.integrity.trees.work import FolderCheck, WorkTree, digest_fd, observe_path
 

@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import KeyPair
-from guarded import integrity_findings, protect
+from helpers import KeyPair, integrity_findings, protect
 from qeguard.integrity.restore import Action
 from qeguard.integrity.watch import Watcher, WatchEvent, watch
 
@@ -39,7 +38,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = DEADLINE_S) -> fl
 
 @pytest.fixture
 def guarded(repo: Path, keypair: Callable[..., KeyPair]) -> Path:
-    protect(repo, keypair("alice"))
+    protect(repo, keypair("alice"), special=True)
     return repo
 
 

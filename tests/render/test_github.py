@@ -6,11 +6,11 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from helpers.report_samples import clean_report, sample_report
 from hypothesis import given
 from hypothesis import strategies as st
 from qeguard.render import github
 from qeguard.report import Finding, Location, Severity
-from report_samples import clean_report, sample_report
 
 
 def _unescape(text: str) -> str:

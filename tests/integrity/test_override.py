@@ -7,8 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import KeyPair, git_run, write_files
-from gitguard import CORE_FILE, commit, failing, protect, report, rules, sign
+from helpers import (
+    CORE_FILE,
+    KeyPair,
+    commit,
+    failing,
+    git_run,
+    protect,
+    rules,
+    sign,
+    verify_json,
+    write_files,
+)
 from qeguard.integrity.override import trailers
 
 
@@ -43,8 +53,8 @@ def test_override_flag_lets_the_staged_check_pass_and_records_it(
 ) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     _unsigned_core_change(repo)
-    assert report(repo, "--staged")[0] == 1
-    code, doc = report(repo, "--staged", "--override", "prod outage INC-42")
+    assert verify_json(repo, "--staged")[0] == 1
+    code, doc = verify_json(repo, "--staged", "--override", "prod outage INC-42")
     assert code == 0
     assert doc["overrides"][0]["reason"] == "prod outage INC-42"
     assert doc["overrides"][0]["who"] == "Test User <test@example.com>"
@@ -61,7 +71,7 @@ def test_override_environment_variable(
     protect(repo, keypair("alice"), keypair("bob"))
     _unsigned_core_change(repo)
     monkeypatch.setenv("QEGUARD_OVERRIDE", "hotfix from the env")
-    code, doc = report(repo, "--staged")
+    code, doc = verify_json(repo, "--staged")
     assert code == 0
     assert doc["overrides"][0]["reason"] == "hotfix from the env"
 
@@ -73,9 +83,9 @@ def test_commit_message_trailer_in_commit_msg_mode(
     _unsigned_core_change(repo)
     msg = tmp_path / "COMMIT_EDITMSG"
     msg.write_text("hotfix\n\n# Qeguard-Override: commented out does not count\n")
-    assert report(repo, "--staged", "--message-file", msg)[0] == 1
+    assert verify_json(repo, "--staged", "--message-file", msg)[0] == 1
     msg.write_text("hotfix\n\nQeguard-Override: pager at 3am\n")
-    code, doc = report(repo, "--staged", "--message-file", msg)
+    code, doc = verify_json(repo, "--staged", "--message-file", msg)
     assert code == 0
     assert [o["reason"] for o in doc["overrides"]] == ["pager at 3am"]
 
@@ -90,7 +100,7 @@ def test_ci_reports_a_trailer_override_until_the_threshold_co_signs(
     git_run(repo, "commit", "-q", "-m", "hotfix\n\nQeguard-Override: prod down, INC-7")
     override_commit = git_run(repo, "rev-parse", "HEAD").strip()
 
-    code, doc = report(repo, "--trust-ref", "main")
+    code, doc = verify_json(repo, "--trust-ref", "main")
     assert code == 1
     found = [f for f in doc["findings"] if f["rule"] == "QG-OVERRIDE"]
     assert len(found) == 1 and found[0]["suppressed"] is None
@@ -107,13 +117,13 @@ def test_ci_reports_a_trailer_override_until_the_threshold_co_signs(
     # One signer afterwards is not enough for core...
     sign(repo, alice, "core")
     commit(repo, "alice signs the hotfix")
-    code, doc = report(repo, "--trust-ref", "main")
+    code, doc = verify_json(repo, "--trust-ref", "main")
     assert code == 1
     assert "QG-OVERRIDE" in failing(doc)
     # ...the threshold is.
     sign(repo, bob, "core")
     commit(repo, "bob co-signs the hotfix")
-    code, doc = report(repo, "--trust-ref", "main")
+    code, doc = verify_json(repo, "--trust-ref", "main")
     assert code == 0, rules(doc)
     cleared = next(f for f in doc["findings"] if f["rule"] == "QG-OVERRIDE")
     assert cleared["suppressed"]["kind"] == "override"
@@ -129,7 +139,7 @@ def test_override_flag_in_ci_never_suppresses(
     _unsigned_core_change(repo)
     git_run(repo, "commit", "-q", "-m", "change")
     monkeypatch.setenv("CI", "true")
-    code, doc = report(repo, "--trust-ref", "main", "--override", "trust me")
+    code, doc = verify_json(repo, "--trust-ref", "main", "--override", "trust me")
     assert code == 1
     assert "QG-OVERRIDE" in failing(doc) and "QG-INT-MODIFIED" in failing(doc)
 
@@ -141,10 +151,10 @@ def test_native_hook_respects_the_override_environment_variable(
     import subprocess
     import sys
 
-    from gitguard import qg
+    from helpers import run_qeguard
 
     protect(repo, keypair("alice"), keypair("bob"))
-    assert qg(repo, "install-hooks").code == 0
+    assert run_qeguard("install-hooks", cwd=repo).code == 0
     _unsigned_core_change(repo)
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     env.pop("CI", None)

@@ -5,17 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import qeguard.fsutil
 import qeguard.integrity.sign
-from qeguard.integrity.dsse import Envelope
-from qeguard.integrity.gate import run_verify
+from helpers import KeyPair, Protected, Run
 from qeguard.integrity.layout import envelope_path, list_path
-from qeguard.integrity.manifest import Payload
 
 needs_ssh_keygen = pytest.mark.skipif(
     shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed"
@@ -41,122 +38,97 @@ patterns = ["c/**"]
 
 
 @pytest.fixture
-def project(
-    repo: Path,
-    keypair: Any,
-    run_cli: Any,
-    git: Any,
-    write: Callable[[Path, dict[str, str | bytes]], None],
-) -> Any:
-    write(
+def project(repo: Path, keypair: Any) -> Protected:
+    """Three tiers (a, b signed by one of alice and bob; c unsigned), nothing signed yet."""
+    return Protected.build(
         repo,
-        {"a/x.py": "x = 1\n", "b/y.py": "y = 1\n", "c/z.md": "z\n", ".qeguard/policy.toml": POLICY},
+        [keypair("alice"), keypair("bob")],
+        files={"a/x.py": "x = 1\n", "b/y.py": "y = 1\n", "c/z.md": "z\n"},
+        policy=POLICY,
+        tiers="a,b",
+        sign=False,
+        commit=False,
     )
-    alice, bob = keypair("alice"), keypair("bob")
-    for k in (alice, bob):
-        assert run_cli("trust", "add", k.name, k.public, "--tiers", "a,b", cwd=repo).code == 0
-
-    class P:
-        root = repo
-
-        @staticmethod
-        def sign(key: Any, *extra: str) -> Any:
-            return run_cli("sign", "--key", key.private, *extra, cwd=repo)
-
-        @staticmethod
-        def envelope(tier: str) -> Envelope:
-            return Envelope.from_bytes((repo / envelope_path(tier)).read_bytes(), source="e")
-
-        @staticmethod
-        def payload(tier: str) -> Payload:
-            return Payload.from_bytes(P.envelope(tier).payload, source="p")
-
-        @staticmethod
-        def commit() -> None:
-            git(repo, "add", "-A")
-            git(repo, "commit", "-q", "-m", "c")
-
-        @staticmethod
-        def verify() -> Any:
-            return run_verify(repo, local=False)
-
-    P.alice, P.bob = alice, bob  # type: ignore[attr-defined]
-    return P
 
 
-def test_sign_every_tier_then_one(project: Any) -> None:
-    r = project.sign(project.alice)
+def sign(project: Protected, key: KeyPair, *extra: str) -> Run:
+    """`qeguard sign --key KEY EXTRA`, whatever it exits with."""
+    return project.cli("sign", "--key", key.private, *extra)
+
+
+def test_sign_every_tier_then_one(project: Protected) -> None:
+    r = sign(project, project.signer("alice"))
     assert r.code == 0, r.err
     assert "a: new payload (sequence 1" in r.out and "b: new payload" in r.out
     assert "c: unsigned (sequence 1, 1 files)" in r.out
     assert len(project.envelope("c").signatures) == 0
     (project.root / "b/y.py").write_text("y = 2\n")
-    r = project.sign(project.alice, "--tier", "b")
+    r = sign(project, project.signer("alice"), "--tier", "b")
     assert r.code == 0 and r.out.startswith("b: new payload (sequence 2")
     assert "a:" not in r.out
     assert project.payload("a").sequence == 1 and project.payload("b").sequence == 2
 
 
-def test_cosign_adds_to_the_same_payload(project: Any) -> None:
-    project.sign(project.alice)
+def test_cosign_adds_to_the_same_payload(project: Protected) -> None:
+    sign(project, project.signer("alice"))
     before = project.envelope("a")
-    r = project.sign(project.bob)
+    r = sign(project, project.signer("bob"))
     assert "a: co-signed (sequence 1" in r.out
     after = project.envelope("a")
     assert after.payload == before.payload and len(after.signatures) == 2
-    r = project.sign(project.bob)
+    r = sign(project, project.signer("bob"))
     assert "a: already signed" in r.out
     assert len(project.envelope("a").signatures) == 2
 
 
-def test_changed_content_starts_a_new_payload(project: Any) -> None:
-    project.sign(project.alice)
-    project.sign(project.bob)
+def test_changed_content_starts_a_new_payload(project: Protected) -> None:
+    sign(project, project.signer("alice"))
+    sign(project, project.signer("bob"))
     (project.root / "a/x.py").write_text("x = 2\n")
-    r = project.sign(project.bob)
+    r = sign(project, project.signer("bob"))
     assert "a: new payload (sequence 2" in r.out
     env = project.envelope("a")
     assert len(env.signatures) == 1  # alice signed other content; her signature is gone
     assert "b: already signed" in r.out
 
 
-def test_untrusted_key_warns_and_signs_nothing(project: Any, keypair: Any) -> None:
-    project.sign(project.alice)
+def test_untrusted_key_warns_and_signs_nothing(project: Protected, keypair: Any) -> None:
+    sign(project, project.signer("alice"))
     mallory = keypair("mallory")
     (project.root / "a/x.py").write_text("x = 666\n")
-    r = project.sign(mallory)
+    r = sign(project, mallory)
     assert "is not in .qeguard/trust.toml" in r.err
     assert "a: unsigned" in r.out and r.code == 0
     assert project.envelope("a").signatures == ()
-    r = project.sign(mallory, "--tier", "a")
+    r = sign(project, mallory, "--tier", "a")
     assert r.code == 2  # asked for a tier explicitly and could not sign it
 
 
-def test_sequence_advances_over_head(project: Any) -> None:
-    project.sign(project.alice)
+def test_sequence_advances_over_head(project: Protected) -> None:
+    sign(project, project.signer("alice"))
     project.commit()
     (project.root / "b/y.py").write_text("y = 2\n")
-    project.sign(project.alice)
+    sign(project, project.signer("alice"))
     project.commit()
     # The working copy of b's manifest is lost (e.g. checked out from an old branch):
     # signing again must still move past HEAD's sequence, never back to 1.
     (project.root / envelope_path("b")).unlink()
     (project.root / list_path("b")).unlink()
     (project.root / "b/y.py").write_text("y = 3\n")
-    project.sign(project.alice)
+    sign(project, project.signer("alice"))
     assert project.payload("b").sequence == 3
 
 
-def test_loose_key_permissions_exit_2(project: Any) -> None:
-    os.chmod(project.alice.private, 0o644)
-    r = project.sign(project.alice)
+def test_loose_key_permissions_exit_2(project: Protected) -> None:
+    os.chmod(project.signer("alice").private, 0o644)
+    r = sign(project, project.signer("alice"))
     assert r.code == 2
-    assert str(project.alice.private) in r.err and "chmod 600" in r.err
+    assert str(project.signer("alice").private) in r.err and "chmod 600" in r.err
     assert "Traceback" not in r.err
     assert not (project.root / envelope_path("a")).exists()
 
 
-def test_unreadable_key_exit_2(project: Any, tmp_path: Path, run_cli: Any) -> None:
+def test_unreadable_key_exit_2(project: Protected, tmp_path: Path, run_cli: Any) -> None:
     r = run_cli("sign", "--key", tmp_path / "nope", cwd=project.root)
     assert r.code == 2 and "nope" in r.err and "cannot read the key" in r.err
     r = run_cli("sign", cwd=project.root)
@@ -164,7 +136,7 @@ def test_unreadable_key_exit_2(project: Any, tmp_path: Path, run_cli: Any) -> No
 
 
 def test_key_from_env_with_passphrase(
-    project: Any, keypair: Any, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+    project: Protected, keypair: Any, run_cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     carol = keypair("carol", passphrase=b"secret")
     run_cli("trust", "add", "carol", carol.public, "--tiers", "a,b", cwd=project.root)
@@ -180,7 +152,7 @@ def test_key_from_env_with_passphrase(
 @needs_ssh_keygen
 @pytest.mark.parametrize("use_ssh", [False, True])
 def test_openssh_key_made_by_ssh_keygen(
-    project: Any, tmp_path: Path, run_cli: Any, use_ssh: bool
+    project: Protected, tmp_path: Path, run_cli: Any, use_ssh: bool
 ) -> None:
     key = tmp_path / "ssh" / "id_ed25519"
     key.parent.mkdir()
@@ -200,7 +172,7 @@ def test_openssh_key_made_by_ssh_keygen(
 
 @needs_ssh_keygen
 def test_passphrase_ssh_keygen_key(
-    project: Any, tmp_path: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+    project: Protected, tmp_path: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = tmp_path / "id_locked"
     subprocess.run(
@@ -241,9 +213,9 @@ def _crash_on_call(monkeypatch: pytest.MonkeyPatch, n: int) -> list[Path]:
 
 
 def test_crash_on_envelope_write_never_verifies_new_content(
-    project: Any, monkeypatch: pytest.MonkeyPatch
+    project: Protected, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project.sign(project.alice)
+    sign(project, project.signer("alice"))
     project.commit()
     (project.root / "a/x.py").write_text("x = 'unsigned'\n")
 
@@ -253,7 +225,7 @@ def test_crash_on_envelope_write_never_verifies_new_content(
         qeguard.fsutil.atomic_write(path, data, **kw)
 
     monkeypatch.setattr(qeguard.integrity.sign, "atomic_write", crash_on_envelope)
-    r = project.sign(project.alice)
+    r = sign(project, project.signer("alice"))
     monkeypatch.undo()
     assert r.code == 3 and "power cut" in r.err
     # The new list is on disk, but no envelope binds it: that must not verify.
@@ -261,15 +233,15 @@ def test_crash_on_envelope_write_never_verifies_new_content(
     assert report.exit_code == 1
     assert "QG-SIG-BINDING" in {f.rule for f in report.findings if f.tier == "a"}
     assert _temp_files(project.root) == []
-    r = project.sign(project.alice)
+    r = sign(project, project.signer("alice"))
     assert r.code == 0, r.err
     assert project.verify().exit_code == 0
 
 
 def test_crash_at_any_write_never_verifies_unsigned_content(
-    project: Any, monkeypatch: pytest.MonkeyPatch
+    project: Protected, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project.sign(project.alice)
+    sign(project, project.signer("alice"))
     project.commit()
     assert project.verify().exit_code == 0
     # Writes in a fresh sign: a.list, a.dsse.json, b.list, b.dsse.json, then c.list.
@@ -277,7 +249,7 @@ def test_crash_at_any_write_never_verifies_unsigned_content(
         (project.root / "a/x.py").write_text(f"x = 'change {n}'\n")
         (project.root / "b/y.py").write_text(f"y = 'change {n}'\n")
         calls = _crash_on_call(monkeypatch, n)
-        r = project.sign(project.alice)
+        r = sign(project, project.signer("alice"))
         monkeypatch.undo()
         assert r.code == 3 and "Crash" in r.err, (n, r)
         assert len(calls) == n + 1
@@ -287,16 +259,16 @@ def test_crash_at_any_write_never_verifies_unsigned_content(
         assert failing & {"a", "b"}, (n, report.findings)
         assert _temp_files(project.root) == []
         # Running sign again recovers.
-        r = project.sign(project.alice)
+        r = sign(project, project.signer("alice"))
         assert r.code == 0, r.err
         assert project.verify().exit_code == 0, project.verify().findings
         project.commit()
 
 
 def test_crash_inside_the_rename_leaves_no_temp_file(
-    project: Any, monkeypatch: pytest.MonkeyPatch
+    project: Protected, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project.sign(project.alice)
+    sign(project, project.signer("alice"))
     project.commit()
     (project.root / "a/x.py").write_text("x = 'unsigned'\n")
     real_replace = os.replace
@@ -307,21 +279,21 @@ def test_crash_inside_the_rename_leaves_no_temp_file(
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)  # the os module guard.fsutil uses
-    r = project.sign(project.alice)
+    r = sign(project, project.signer("alice"))
     monkeypatch.undo()
     assert r.code == 3
     assert _temp_files(project.root) == []
     report = project.verify()
     assert report.exit_code == 1
     assert "QG-SIG-BINDING" in {f.rule for f in report.findings}
-    assert project.sign(project.alice).code == 0
+    assert sign(project, project.signer("alice")).code == 0
     assert project.verify().exit_code == 0
 
 
-def test_ctrl_c_during_sign_is_130(project: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_during_sign_is_130(project: Protected, monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(path: Path, data: bytes, **kw: Any) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(qeguard.integrity.sign, "atomic_write", interrupted)
-    r = project.sign(project.alice)
+    r = sign(project, project.signer("alice"))
     assert r.code == 130 and "interrupted" in r.err

@@ -10,19 +10,17 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import CliResult, KeyPair, git_run, write_files
+from helpers import DATA, KeyPair, Run, git_run, write_files
 from qeguard.render.json import schema
 
-SARIF_SCHEMA = json.loads(
-    (Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text("utf-8")
-)
+SARIF_SCHEMA = json.loads((DATA / "sarif-schema-2.1.0.json").read_text("utf-8"))
 # requests 2.19.1 is affected by PYSEC-2018-28 / CVE-2018-18074 in the bundled snapshot.
 VULNERABLE = "requests==2.19.1\n"
 
 
 @pytest.fixture
 def branch_with_findings(
-    repo: Path, keypair: Callable[..., KeyPair], run_cli: Callable[..., CliResult]
+    repo: Path, keypair: Callable[..., KeyPair], run_cli: Callable[..., Run]
 ) -> Path:
     """main: protected (middle tier threshold 1) and clean; branch: a tampered file and a
     vulnerable pin, committed without re-signing."""
@@ -55,7 +53,7 @@ def branch_with_findings(
 
 
 def test_one_run_all_formats_agree(
-    branch_with_findings: Path, run_cli: Callable[..., CliResult], tmp_path: Path
+    branch_with_findings: Path, run_cli: Callable[..., Run], tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     result = run_cli(
@@ -119,7 +117,7 @@ def test_one_run_all_formats_agree(
 
 def test_github_actions_annotations_and_summary(
     branch_with_findings: Path,
-    run_cli: Callable[..., CliResult],
+    run_cli: Callable[..., Run],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -138,7 +136,7 @@ def test_github_actions_annotations_and_summary(
 
 
 def test_clean_branch_passes_and_no_deps_skips_the_scan(
-    branch_with_findings: Path, run_cli: Callable[..., CliResult]
+    branch_with_findings: Path, run_cli: Callable[..., Run]
 ) -> None:
     git_run(branch_with_findings, "checkout", "-q", "main")
     result = run_cli(

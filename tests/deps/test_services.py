@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import DATA
 from qeguard.deps.database import open_database
 from qeguard.deps.model import Dependency
 from qeguard.deps.services import lookup
@@ -77,7 +78,7 @@ def test_offline_lookup_does_not_import_pip_audit():
         "import sys; from qeguard.deps.audit import run_scan; from pathlib import Path; "
         "run_scan(Path(sys.argv[1]), None); print('pip_audit' in sys.modules)"
     )
-    repo = Path(__file__).parent / "data" / "deps" / "includes"
+    repo = DATA / "deps" / "includes"
     out = subprocess.run(
         [sys.executable, "-c", code, str(repo)], capture_output=True, text=True, check=True
     )

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import KeyPair, git_run
-from guarded import cli, integrity_findings, protect
+from helpers import KeyPair, git_run, integrity_findings, protect, run_qeguard
 from qeguard.cli.console import Console
 from qeguard.cli.main import main
 from qeguard.integrity.gate import open_context, work_tree
@@ -23,7 +22,7 @@ ORIGINAL = "def predict(x):\n    return 2 * x\n"
 
 @pytest.fixture
 def guarded(repo: Path, keypair: Callable[..., KeyPair]) -> Path:
-    protect(repo, keypair("alice"))
+    protect(repo, keypair("alice"), special=True)
     return repo
 
 
@@ -38,7 +37,7 @@ def quarantined(root: Path) -> list[str]:
 
 def test_restore_modified_file_keeps_tampered_copy(guarded: Path) -> None:
     (guarded / MODEL).write_text("def predict(x):\n    return 0\n")
-    code, out, _ = cli(guarded, "restore", MODEL)
+    code, out, _ = run_qeguard("restore", MODEL, cwd=guarded)
     assert code == 0, out
     assert "restored" in out and "HEAD:" in out
     assert (guarded / MODEL).read_text() == ORIGINAL
@@ -62,7 +61,7 @@ def test_restore_all_brings_back_exec_bit_symlink_and_deleted_file(guarded: Path
         "QG-INT-MISSING src/pkg/core/run.sh",
         "QG-INT-SYMLINK src/pkg/core/link.py",
     ]
-    code, out, _ = cli(guarded, "restore", "--all")
+    code, out, _ = run_qeguard("restore", "--all", cwd=guarded)
     assert code == 0, out
     assert os.access(guarded / "src/pkg/core/run.sh", os.X_OK)
     assert os.readlink(link) == "model.py"
@@ -87,7 +86,7 @@ def test_restore_folder_argument_and_dry_run(guarded: Path, chdir: Callable[[Pat
 def test_source_order_index_then_history_then_any_blob(
     repo: Path, keypair: Callable[..., KeyPair]
 ) -> None:
-    protect(repo, keypair("alice"))
+    protect(repo, keypair("alice"), special=True)
     ctx = open_context(repo)
     signed = load_signed(ctx, work_tree(ctx)).entries[MODEL]
     restorer = restorer_for(ctx)
@@ -139,11 +138,11 @@ def test_source_order_index_then_history_then_any_blob(
 def test_content_never_in_git_is_not_found_and_nothing_is_written(
     repo: Path, keypair: Callable[..., KeyPair]
 ) -> None:
-    protect(repo, keypair("alice"))
+    protect(repo, keypair("alice"), special=True)
     (repo / "src/pkg/core/extra.py").write_text("signed but never added to git\n")
-    assert cli(repo, "sign", "--key", repo.parent / "keys/alice")[0] == 0
+    assert run_qeguard("sign", "--key", repo.parent / "keys/alice", cwd=repo).code == 0
     (repo / "src/pkg/core/extra.py").write_text("tampered\n")
-    code, out, _ = cli(repo, "restore", "src/pkg/core/extra.py")
+    code, out, _ = run_qeguard("restore", "src/pkg/core/extra.py", cwd=repo)
     assert code == 1
     assert "not found" in out and "nothing written" in out
     assert (repo / "src/pkg/core/extra.py").read_text() == "tampered\n"
@@ -160,19 +159,19 @@ def test_tampered_manifest_cannot_steer_a_restore(guarded: Path) -> None:
     good = hashlib.sha256(ORIGINAL.encode()).hexdigest()
     lst.write_text(lst.read_text().replace(good, hashlib.sha256(evil.encode()).hexdigest()))
     (guarded / MODEL).write_text("tampered\n")
-    code, _, err = cli(guarded, "restore", MODEL)
+    code, _, err = run_qeguard("restore", MODEL, cwd=guarded)
     assert code == 2
     assert "not trusted" in err
     assert (guarded / MODEL).read_text() == "tampered\n"
 
 
 def test_usage_errors(guarded: Path) -> None:
-    assert cli(guarded, "restore")[0] == 2
-    code, _, err = cli(guarded, "restore", "notes.txt")
+    assert run_qeguard("restore", cwd=guarded).code == 2
+    code, _, err = run_qeguard("restore", "notes.txt", cwd=guarded)
     assert code == 2 and "not a protected file" in err
-    code, _, err = cli(guarded, "restore", "/etc/passwd")
+    code, _, err = run_qeguard("restore", "/etc/passwd", cwd=guarded)
     assert code == 2 and "outside the repository" in err
-    code, _, err = cli(guarded, "restore", "--all")
+    code, _, err = run_qeguard("restore", "--all", cwd=guarded)
     assert code == 0 and "nothing to restore" in err
 
 
@@ -182,7 +181,7 @@ def test_parent_symlink_blocks_the_write(guarded: Path, tmp_path: Path) -> None:
     core = guarded / "src/pkg/core"
     os.rename(core, tmp_path / "moved-core")
     os.symlink(outside, core)
-    code, out, _ = cli(guarded, "restore", MODEL)
+    code, out, _ = run_qeguard("restore", MODEL, cwd=guarded)
     assert code == 1
     assert "blocked" in out and "symlink" in out
     assert list(outside.iterdir()) == []

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from helpers import DATA
 from qeguard.deps.audit import evaluate, run_scan, scan_repository
 from qeguard.deps.config import DepsPolicy
 from qeguard.deps.database import open_database
@@ -16,7 +17,7 @@ from qeguard.errors import ConfigError
 from qeguard.integrity.policy import parse_policy
 from qeguard.report import Report, Severity
 
-DATA = Path(__file__).parent / "data" / "deps"
+DEPS_DATA = DATA / "deps"
 LINUX = TargetEnvironment.for_target("3.11", "linux")
 TODAY = date(2024, 11, 1)
 
@@ -156,7 +157,7 @@ def test_require_pins_hashes_and_licenses():
     ],
 )
 def test_real_inputs_scan_end_to_end(rel):
-    result = run_scan(DATA, None, paths=[DATA / rel], target=LINUX, today=TODAY)
+    result = run_scan(DEPS_DATA, None, paths=[DEPS_DATA / rel], target=LINUX, today=TODAY)
     report = result.report
     assert report.database is not None and report.database.records == 2661
     assert report.database.date == "2024-10-10" and report.database.age_days == 22
@@ -169,7 +170,7 @@ def test_real_inputs_scan_end_to_end(rel):
 
 def test_poetry_lock_known_findings():
     report = scan_repository(
-        DATA, None, paths=[DATA / "poetry/poetry.lock"], target=LINUX, today=TODAY
+        DEPS_DATA, None, paths=[DEPS_DATA / "poetry/poetry.lock"], target=LINUX, today=TODAY
     )
     found = {(f.package, f.details.get("id")) for f in report.findings}
     assert ("certifi", "PYSEC-2023-135") in found
@@ -177,7 +178,7 @@ def test_poetry_lock_known_findings():
 
 
 def test_stale_database_warning_and_fail_on_from_policy(tmp_path: Path):
-    shutil.copy(DATA / "hashed/requirements.txt", tmp_path / "requirements.txt")
+    shutil.copy(DEPS_DATA / "hashed/requirements.txt", tmp_path / "requirements.txt")
     policy = parse_policy(
         '[[tiers]]\nname = "core"\npatterns = ["src/**"]\n[deps]\nfail_on = "critical"\n'
     )

@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import jsonschema
 import pytest
+from helpers import DATA
+from helpers.report_samples import HOSTILE_PATH, clean_report, sample_report
 from qeguard.render import FORMATS, render
 from qeguard.render.json import schema
 from qeguard.report import Finding, Report, Severity
 from qeguard.rules import RULES
-from report_samples import HOSTILE_PATH, clean_report, sample_report
 
-SARIF_SCHEMA = json.loads(
-    (Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text("utf-8")
-)
+SARIF_SCHEMA = json.loads((DATA / "sarif-schema-2.1.0.json").read_text("utf-8"))
 
 
 def _fingerprints(report: Report, *, active: bool | None = None) -> set[str]:

