@@ -262,6 +262,34 @@ class DatabaseInfo:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Inputs:
+    """What a dependency scan read and checked, so a report says what was checked and not
+    only what was found ("nothing was checked" is then visible)."""
+
+    files: tuple[str, ...] = ()  # dependency files read, relative POSIX paths
+    packages: int = 0  # distinct (name, version) pairs looked up
+    dependencies: int = 0  # dependency declarations read (one package may be declared twice)
+    services: tuple[str, ...] = ()  # what answered: "offline", "osv", "pypi", "bandit"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files": list(self.files),
+            "packages": self.packages,
+            "dependencies": self.dependencies,
+            "services": list(self.services),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Inputs:
+        return cls(
+            files=tuple(d.get("files") or ()),
+            packages=int(d.get("packages", 0)),
+            dependencies=int(d.get("dependencies", 0)),
+            services=tuple(d.get("services") or ()),
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Override:
     """An emergency override: who let a blocked change through, when and why."""
 
@@ -292,6 +320,7 @@ class Report:
     trust_source: str | None = None
     tiers: tuple[TierSummary, ...] = ()
     database: DatabaseInfo | None = None
+    inputs: Inputs | None = None
     overrides: tuple[Override, ...] = ()
     findings: tuple[Finding, ...] = ()
 
@@ -338,6 +367,7 @@ class Report:
             duration_s=self.duration_s + other.duration_s,
             tiers=self.tiers or other.tiers,
             database=self.database or other.database,
+            inputs=self.inputs or other.inputs,
             overrides=self.overrides + other.overrides,
             findings=self.findings + other.findings,
             commit=self.commit or other.commit,
@@ -359,6 +389,7 @@ class Report:
             "counts": self.counts,
             "tiers": [t.to_dict() for t in self.tiers],
             "database": self.database.to_dict() if self.database else None,
+            "inputs": self.inputs.to_dict() if self.inputs else None,
             "overrides": [o.to_dict() for o in self.overrides],
             "findings": [f.to_dict() for f in self.sorted_findings()],
         }
@@ -382,6 +413,7 @@ class Report:
             fail_on=Severity(d["fail_on"]),
             tiers=tuple(TierSummary.from_dict(t) for t in d.get("tiers", ())),
             database=DatabaseInfo.from_dict(d["database"]) if d.get("database") else None,
+            inputs=Inputs.from_dict(d["inputs"]) if d.get("inputs") else None,
             overrides=tuple(Override.from_dict(o) for o in d.get("overrides", ())),
             findings=tuple(Finding.from_dict(f) for f in d.get("findings", ())),
         )

@@ -17,6 +17,8 @@ import qeguard
 from qeguard.errors import ConfigError, EnvelopeError, UsageError
 from qeguard.git import GitRepo, open_repo
 from qeguard.integrity import override
+from qeguard.integrity.checks.envelope import Options
+from qeguard.integrity.config import Config, parse_config
 from qeguard.integrity.dsse import Envelope
 from qeguard.integrity.layout import (
     POLICY_PATH,
@@ -30,7 +32,7 @@ from qeguard.integrity.trees.base import Tree
 from qeguard.integrity.trees.commit import CommitTree
 from qeguard.integrity.trees.index import IndexTree
 from qeguard.integrity.trees.work import WorkTree
-from qeguard.integrity.verifier import Config, Options, parse_config, verify
+from qeguard.integrity.verifier import verify
 from qeguard.report import Finding, Location, Override, Report, Severity
 from qeguard.rules import RuleId
 
@@ -284,15 +286,3 @@ def run_verify(
         report, claims, local=is_local, matcher=result.effective.policy.matcher()
     )
     return replace(report, duration_s=time.monotonic() - clock)
-
-
-__all__ = [
-    "POLICY_PATH",
-    "Context",
-    "open_context",
-    "run_verify",
-    "select_tree",
-    "staged_scope",
-    "trusted_config",
-    "work_tree",
-]

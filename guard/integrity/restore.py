@@ -26,13 +26,14 @@ from pathlib import Path
 from git.exc import GitCommandError
 from qeguard.fsutil import atomic_write
 from qeguard.git import GitRepo
+from qeguard.integrity.checks.envelope import Options, TierCheck, check_tier
+from qeguard.integrity.config import Config
 from qeguard.integrity.gate import Context, base_payloads, in_ci, trusted_config
 from qeguard.integrity.layout import QUARANTINE_DIR, envelope_path, list_path
 from qeguard.integrity.manifest import MODE_EXEC, Entry, Kind, unsafe_path_reason
 from qeguard.integrity.policy import Tier
 from qeguard.integrity.trees.base import Observed, Seen, Tree, hash_bytes
 from qeguard.integrity.trees.work import observe_path
-from qeguard.integrity.verifier import Config, Options, TierCheck, check_tier
 from qeguard.report import Finding
 from qeguard.rules import RuleId
 

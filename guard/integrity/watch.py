@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from qeguard.integrity.checks.entries import compare
 from qeguard.integrity.gate import Context, open_context, work_tree
 from qeguard.integrity.layout import MANIFEST_DIR, QUARANTINE_DIR
 from qeguard.integrity.manifest import Entry
@@ -38,7 +39,6 @@ from qeguard.integrity.restore import (
 )
 from qeguard.integrity.trees.base import Seen
 from qeguard.integrity.trees.work import WorkTree
-from qeguard.integrity.verifier import compare
 from qeguard.report import Finding
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 

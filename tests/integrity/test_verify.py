@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from helpers import KeyPair, Protected
 from qeguard.fsutil import atomic_write
+from qeguard.integrity.checks.entries import compare
 from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
 from qeguard.integrity.keys import SigningKey, load_signing_key
 from qeguard.integrity.layout import envelope_path, list_path
 from qeguard.integrity.manifest import MODE_FILE, Entry, Kind, format_list, new_payload, parse_list
 from qeguard.integrity.policy import parse_policy
 from qeguard.integrity.trees.base import Observed, Seen
-from qeguard.integrity.verifier import compare
 from qeguard.report import Finding, Report, Severity
 
 FILES: dict[str, str | bytes] = {

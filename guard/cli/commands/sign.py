@@ -11,13 +11,13 @@ from typing import Any
 from qeguard.cli.console import Console
 from qeguard.cli.progress import Progress
 from qeguard.errors import ExitCode, UsageError
+from qeguard.integrity.config import parse_config
 from qeguard.integrity.gate import base_payloads, open_context, trusted_config, work_tree
 from qeguard.integrity.keys import SigningKey, load_signing_key
 from qeguard.integrity.layout import POLICY_PATH, find_workspace
 from qeguard.integrity.manifest import Payload
 from qeguard.integrity.sign import build_tiers, sign_tier
 from qeguard.integrity.trust import tiers_list
-from qeguard.integrity.verifier import parse_config
 
 KEY_ENV = "QEGUARD_KEY"
 
