@@ -106,6 +106,7 @@ def verify(
                     assigned[c.tier.name],
                     observed,
                     exec_bit_meaningful=tree.exec_bit_meaningful,
+                    hints=opts.hints,
                 )
             )
         summaries.append(

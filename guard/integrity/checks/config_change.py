@@ -59,6 +59,6 @@ def approve_config_change(
             path=TRUST_PATH,
             severity=Severity.CRITICAL,
             fix=f"signers trusted at {trusted.label} for tier {tier.name!r} run: "
-            f"{sign_hint(tier.name)}",
+            f"{sign_hint(tier.name, opts.hints)}",
         )
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity.checks.findings import sign_hint, tier_finding
 from qeguard.integrity.layout import list_path
 from qeguard.integrity.manifest import Entry, Kind, parse_list, quote_path, unsafe_path_reason
@@ -46,11 +47,12 @@ def compare(
     observed: Mapping[str, Observed],
     *,
     exec_bit_meaningful: bool,
+    hints: Hints = DEFAULT,
 ) -> list[Finding]:
     """Entries against what the tree holds. `assigned` = tree paths the policy gives this tier."""
     findings: list[Finding] = []
     listed: set[str] = set()
-    restore = "qeguard restore {path}  (or re-sign: " + sign_hint(tier.name) + ")"
+    resign = sign_hint(tier.name, hints)
     for e in entries:
         listed.add(e.path)
         reason = unsafe_path_reason(e.path)
@@ -63,7 +65,7 @@ def compare(
                     title="Unsafe manifest path",
                     path=list_path(tier.name),
                     severity=Severity.CRITICAL,
-                    fix=sign_hint(tier.name),
+                    fix=resign,
                     details={"entry": e.path},
                 )
             )
@@ -74,7 +76,14 @@ def compare(
         if seen.sha256 == e.sha256 and seen.mode == e.mode and seen.seen is SEEN_AS[e.kind]:
             continue  # unchanged, the usual case: no attribute can differ
         findings.extend(
-            _compare_one(tier, e, seen, exec_bit_meaningful, restore.format(path=e.path))
+            _compare_one(
+                tier,
+                e,
+                seen,
+                exec_bit_meaningful,
+                f"{hints.restore(e.path)}  (or re-sign: {resign})",
+                hints,
+            )
         )
     for path in assigned:
         if path in listed:
@@ -89,14 +98,14 @@ def compare(
                 f"{path} matches tier {tier.name!r} but is not in its manifest",
                 title="Unsigned protected file",
                 path=path,
-                fix=sign_hint(tier.name),
+                fix=resign,
             )
         )
     return findings
 
 
 def _compare_one(
-    tier: Tier, e: Entry, seen: Observed, exec_meaningful: bool, fix: str
+    tier: Tier, e: Entry, seen: Observed, exec_meaningful: bool, fix: str, hints: Hints
 ) -> list[Finding]:
     attrs = tier.attributes
     path = e.path
@@ -181,8 +190,8 @@ def _compare_one(
                 f"{path}'s mode is {seen.mode}, signed {e.mode}",
                 title="Executable bit changed",
                 path=path,
-                fix=f"chmod {'+x' if e.executable else '-x'} {path}  (or re-sign: "
-                f"{sign_hint(tier.name)})",
+                fix=f"{hints.chmod(path, executable=e.executable)}  (or re-sign: "
+                f"{sign_hint(tier.name, hints)})",
             )
         )
     return out

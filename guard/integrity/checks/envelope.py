@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from qeguard.errors import EnvelopeError
+from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity.checks.entries import PARTIAL_MAX, entries_for
 from qeguard.integrity.checks.findings import sign_hint, tier_finding
 from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope
@@ -42,6 +43,8 @@ class Options:
     base_payloads: Mapping[str, bytes] = field(default_factory=dict)
     # Restrict the comparison to these paths (the staged ones); None = every path.
     only_paths: frozenset[str] | None = None
+    # How fix hints are worded for where the user is (folder, hook mode).
+    hints: Hints = DEFAULT
 
 
 def check_tier(
@@ -57,7 +60,7 @@ def check_tier(
     findings: list[Finding] = []
 
     def problem(rule: str, message: str, *, title: str, path: str, **kw: Any) -> Finding:
-        kw.setdefault("fix", sign_hint(tier.name))
+        kw.setdefault("fix", sign_hint(tier.name, opts.hints))
         return tier_finding(rule, tier, message, title=title, path=path, **kw)
 
     def rejected(finding: Finding, payload: Payload | None = None) -> TierCheck:
@@ -136,7 +139,8 @@ def check_tier(
                 f"{len(signers)} ({who}){uncounted}",
                 title="Not enough signers",
                 path=epath,
-                fix=f"another signer of tier {tier.name!r} runs: {sign_hint(tier.name)}",
+                fix=f"another signer of tier {tier.name!r} runs: "
+                f"{sign_hint(tier.name, opts.hints)}",
                 severity=Severity.LOW if local_warning else None,
                 details={"signers": list(signers.signers), "threshold": tier.threshold},
             )

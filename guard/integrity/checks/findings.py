@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity.policy import Tier
 from qeguard.report import Finding, Location, Severity
 
@@ -31,5 +32,5 @@ def tier_finding(
     )
 
 
-def sign_hint(tier: str) -> str:
-    return f"qeguard sign --tier {tier} --key KEY && git add .qeguard"
+def sign_hint(tier: str, hints: Hints = DEFAULT) -> str:
+    return hints.sign(tier)
