@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,23 +133,28 @@ class GitRepo:
         """Tracked and untracked files that git does not ignore (deleted tracked ones too)."""
         return _split_paths(self._run(*_LS_FILES))
 
-    def start_list_paths(self) -> Callable[[], list[str]]:
-        """Start `list_paths` now; the returned function waits for it. On a large tree git
-        walks every folder for untracked files, so the caller works meanwhile."""
-        # Files, not pipes: git would stall on a full pipe until the caller reads it.
+    def start_index_listing(self) -> Callable[[], bytes]:
+        """Start `git ls-files -z` (the index's paths, NUL-separated and sorted; a
+        conflicted path once per stage); the returned function waits for its output."""
+        # A file, not a pipe: git would stall on a full pipe until the caller reads it.
         # `collect` closes them.
         out = tempfile.TemporaryFile()  # noqa: SIM115
         err = tempfile.TemporaryFile()  # noqa: SIM115
         try:
             proc = subprocess.Popen(
-                ["git", *_LS_FILES], cwd=self.root, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+                ["git", "ls-files", "-z"],
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
             )
         except OSError:
             out.close()
             err.close()
-            return self.list_paths
+            data = self._run("ls-files", "-z")
+            return lambda: data
 
-        def collect() -> list[str]:
+        def collect() -> bytes:
             with out, err:
                 if proc.wait() != 0:
                     err.seek(0)
@@ -158,9 +163,27 @@ class GitRepo:
                         where=str(self.root),
                     )
                 out.seek(0)
-                return _split_paths(out.read())
+                return out.read()
 
         return collect
+
+    def ignored(self, paths: Sequence[str]) -> set[str]:
+        """Which of `paths` (untracked ones; a folder ends with "/") git's ignore rules
+        exclude. The rules alone (`--no-index`): with the index, git would scan all of
+        it once per path, and tracked paths are never asked about."""
+        proc = subprocess.run(
+            ["git", "check-ignore", "-z", "--stdin", "--no-index"],
+            cwd=self.root,
+            input=b"".join(os.fsencode(p) + b"\0" for p in paths),
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode not in (0, 1):  # 1: none of them is ignored
+            raise GitError(
+                f"git check-ignore failed: {proc.stderr.decode('utf-8', 'replace').strip()}",
+                where=str(self.root),
+            )
+        return {os.fsdecode(p) for p in proc.stdout.split(b"\0") if p}
 
     def head(self) -> str | None:
         try:

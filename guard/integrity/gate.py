@@ -55,7 +55,8 @@ def work_tree(ctx: Context) -> WorkTree:
     return WorkTree(
         ctx.root,
         list_paths=ctx.repo.list_paths,
-        start_listing=ctx.repo.start_list_paths,
+        start_index=ctx.repo.start_index_listing,
+        ignored=ctx.repo.ignored,
         normalize_eol=ctx.repo.normalize_eol,
         exec_bit_meaningful=ctx.repo.filemode,
     )

@@ -12,9 +12,10 @@ import enum
 import gc
 import hashlib
 import itertools
+import operator
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -157,6 +158,11 @@ def _sort_key(entry: Entry) -> bytes:
     return entry.path.encode("utf-8", "surrogateescape")
 
 
+def path_key(path: str) -> bytes:
+    """The bytes a list is sorted by: the path as the file system spells it."""
+    return path.encode("utf-8", "surrogateescape")
+
+
 def format_list(entries: Iterable[Entry]) -> bytes:
     lines = [e.line() for e in sorted(entries, key=_sort_key)]
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape") if lines else b""
@@ -164,27 +170,150 @@ def format_list(entries: Iterable[Entry]) -> bytes:
 
 def parse_list(data: bytes, *, source: str) -> list[Entry]:
     """Parse strictly: every malformed line is an error naming the line number."""
-    try:
-        text = data.decode("utf-8", "surrogateescape")
-    except UnicodeDecodeError:  # pragma: no cover - surrogateescape never fails
-        raise EnvelopeError("not UTF-8", where=source) from None
-    if text and not text.endswith("\n"):
+    with cycle_collection_paused():
+        return list(read_list(data, source=source))
+
+
+def read_list(data: bytes, *, source: str) -> EntryList:
+    """Check a whole list as strictly as `parse_list` and keep it as bytes: its entries
+    are parsed only when asked for, so a 1,000,000-line list costs its bytes, not a
+    million objects."""
+    if data and not data.endswith(b"\n"):
         raise EnvelopeError(
             "the last line has no line end", where=source, hint="re-create it with `qeguard sign`"
         )
-    if "\r" in text:
+    if b"\r" in data:
         raise EnvelopeError(
             "CR characters found; the list uses LF line ends",
             where=source,
             hint="add `.qeguard/manifests/* -text` to .gitattributes",
         )
-    entries = _parse_fast(text)
-    return entries if entries is not None else _parse_strict(text, source)
+    count = _check_fast(data)
+    if count is None:
+        # Something is wrong (or unusual): the line-by-line parser says what and where.
+        count = len(_parse_strict(data.decode("utf-8", "surrogateescape"), source))
+    return EntryList(data, count=count)
 
 
-# A whole list of well-formed lines; lines are then split without further checks.
-_WELL_FORMED = re.compile(r"(?:[0-9a-f]{64} (?:100644 file|100755 file|120000 symlink) [^\n]*\n)*")
-_KINDS = {k.value: k for k in Kind}
+# What may stand between a line's hash and its path, cut to 13 bytes (from the space
+# after the hash); the path then starts at the offset given (a symlink's head is longer).
+_HEADS = {b" 100644 file ": 77, b" 100755 file ": 77, b" 120000 symli": 80}
+_LONG_HEAD = b"nk "  # the rest of " 120000 symlink "
+_HEX = b"0123456789abcdef"
+_KINDS_B = {k.value.encode(): k for k in Kind}
+_SEGMENT = 1 << 22  # bytes checked at a time: bounds the temporary objects
+
+
+def _check_fast(data: bytes) -> int | None:
+    """The number of entries of a valid list, or None when any line is malformed, out of
+    order or repeated (the strict parser then names it). Works on the bytes, a few MiB
+    at a time, with whole-segment operations: no regular expression runs per line."""
+    count = 0
+    previous: bytes | None = None
+    pos = 0
+    while pos < len(data):
+        end = data.find(b"\n", min(pos + _SEGMENT, len(data)) - 1) + 1 or len(data)
+        lines = data[pos:end].split(b"\n")
+        lines.pop()  # after the last line end
+        digests = b"".join([line[:64] for line in lines])
+        if len(digests) != 64 * len(lines) or digests.translate(None, _HEX):
+            return None
+        heads = {line[64:77] for line in lines}
+        if not heads <= _HEADS.keys():
+            return None
+        long_head = [h for h, cut in _HEADS.items() if cut != 77]
+        if heads.intersection(long_head) and any(
+            line[77:80] != _LONG_HEAD for line in lines if line[64:77] in long_head
+        ):
+            return None
+        keys = [line[_HEADS[line[64:77]] :] for line in lines]
+        if any(k[:1] == b'"' for k in keys):
+            try:
+                keys = [_quoted_key(k) if k[:1] == b'"' else k for k in keys]
+            except ValueError:
+                return None
+        if previous is not None and not previous < keys[0]:
+            return None
+        if not all(map(operator.lt, keys, itertools.islice(keys, 1, None))):
+            return None
+        previous = keys[-1]
+        count += len(keys)
+        pos = end
+    return count
+
+
+def _quoted_key(quoted: bytes) -> bytes:
+    return path_key(unquote_path(quoted.decode("utf-8", "surrogateescape")))
+
+
+def line_key(line: bytes) -> bytes:
+    """The sort key of a well-formed list line (without its line end)."""
+    quoted = line[line.index(b" ", 72) + 1 :]
+    return _quoted_key(quoted) if quoted[:1] == b'"' else quoted
+
+
+def entry_of_line(line: bytes) -> Entry:
+    """The entry of a well-formed list line (without its line end)."""
+    digest, mode, kind, quoted = line.split(b" ", 3)
+    path = quoted.decode("utf-8", "surrogateescape")
+    if path[:1] == '"':
+        path = unquote_path(path)
+    return Entry(path=path, sha256=digest.decode(), mode=mode.decode(), kind=_KINDS_B[kind])
+
+
+class EntryList(Collection[Entry]):
+    """A checked list held as its bytes, sorted by path: iterating parses each line as it
+    goes, `get` finds one path by bisection, and `entries(start, end)` reads the lines
+    of a byte range (offsets are line starts)."""
+
+    __slots__ = ("_count", "data")
+
+    def __init__(self, data: bytes, *, count: int):
+        self.data = data
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Entry]:
+        for _, entry in self.entries():
+            yield entry
+
+    def __contains__(self, item: object) -> bool:
+        return isinstance(item, Entry) and self.get(item.path) == item
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, Entry]]:
+        """(offset, entry) for every line that starts in [start, end)."""
+        data = self.data
+        stop = len(data) if end is None else end
+        pos = start
+        while pos < stop:
+            nl = data.index(b"\n", pos)
+            yield pos, entry_of_line(data[pos:nl])
+            pos = nl + 1
+
+    def find(self, key: bytes, lo: int = 0) -> int:
+        """The offset of the first line at or after `lo` whose key is >= `key` (the end
+        of the data when there is none). `lo` must be a line start."""
+        data = self.data
+        hi = len(data)
+        while lo < hi:
+            begin = data.rfind(b"\n", lo, (lo + hi) // 2) + 1 or lo
+            nl = data.index(b"\n", begin)
+            if line_key(data[begin:nl]) < key:
+                lo = nl + 1
+            else:
+                hi = begin
+        return lo
+
+    def get(self, path: str) -> Entry | None:
+        data = self.data
+        key = path_key(path)
+        at = self.find(key)
+        if at >= len(data):
+            return None
+        line = data[at : data.index(b"\n", at)]
+        return entry_of_line(line) if line_key(line) == key else None
 
 
 @contextlib.contextmanager
@@ -199,31 +328,6 @@ def cycle_collection_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _parse_fast(text: str) -> list[Entry] | None:
-    """The entries of a valid list, or None when anything is wrong: `_parse_strict` then
-    finds the first bad line and says why. Same result, a few times faster on long lists.
-    """
-    if not text or _WELL_FORMED.fullmatch(text) is None:
-        return None
-    entries: list[Entry] = []
-    append = entries.append
-    try:
-        with cycle_collection_paused():
-            for line in text.split("\n")[:-1]:
-                digest, mode, kind_text, quoted = line.split(" ", 3)
-                append(
-                    Entry(
-                        path=unquote_path(quoted), sha256=digest, mode=mode, kind=_KINDS[kind_text]
-                    )
-                )
-    except ValueError:
-        return None
-    keys = [e.path.encode("utf-8", "surrogateescape") for e in entries]
-    if any(b <= a for a, b in itertools.pairwise(keys)):
-        return None
-    return entries
 
 
 def _parse_strict(text: str, source: str) -> list[Entry]:

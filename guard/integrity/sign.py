@@ -18,72 +18,30 @@ from qeguard.fsutil import atomic_write
 from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
 from qeguard.integrity.keys import SigningKey
 from qeguard.integrity.layout import envelope_path, list_path
-from qeguard.integrity.manifest import (
-    Entry,
-    Payload,
-    cycle_collection_paused,
-    format_list,
-    new_payload,
-    unsafe_path_reason,
-)
+from qeguard.integrity.manifest import Payload, new_payload
 from qeguard.integrity.policy import Policy, Tier
-from qeguard.integrity.trees.base import Tree
+from qeguard.integrity.trees.work import WorkTree
 from qeguard.integrity.trust import Trust
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TierBuild:
     tier: Tier
-    entries: list[Entry]
     list_bytes: bytes
+    count: int  # entries (lines) in the list
 
 
 def build_tiers(
-    tree: Tree, policy: Policy, tiers: Sequence[Tier], progress: Callable[[int], None] | None = None
+    tree: WorkTree,
+    policy: Policy,
+    tiers: Sequence[Tier],
+    progress: Callable[[int], None] | None = None,
 ) -> list[TierBuild]:
-    """Entries for each tier from what the tree holds now."""
-    if list_ahead := getattr(tree, "list_ahead", None):
-        list_ahead()  # git walks a working tree for untracked files while lists are parsed
-    # Most paths stay between two signatures: on a large tree the last signed ones are
-    # hashed in the background while git lists the tree.
-    observe_ahead = getattr(tree, "observe_ahead", None)
-    if observe_ahead is not None:
-        observe_ahead(sorted(_signed_paths(tree, tiers)), progress)
-    matcher = policy.matcher()
-    names = {t.name for t in tiers}
-    assigned: dict[str, list[str]] = {t.name: [] for t in tiers}
-    for path in tree.candidates():
-        name = matcher.tier_of(path)
-        if name in names:
-            assigned[name].append(path)
-    everything = sorted(p for paths in assigned.values() for p in paths)
-    if progress is not None:
-        observed = tree.observe(everything, progress)  # type: ignore[call-arg]
-    else:
-        observed = tree.observe(everything)
-    out: list[TierBuild] = []
-    with cycle_collection_paused():
-        for t in tiers:
-            entries = [e for p in assigned[t.name] if (e := observed[p].as_entry(p)) is not None]
-            out.append(TierBuild(tier=t, entries=entries, list_bytes=format_list(entries)))
-    return out
-
-
-def _signed_paths(tree: Tree, tiers: Sequence[Tier]) -> set[str]:
-    """The plain, safe paths of the tiers' current lists, read loosely: they only choose
-    what to hash early (a wrong one costs a wasted read, never a wrong entry), and a
-    full parse would delay the hashing by a quarter second on 100,000 lines."""
-    out: set[str] = set()
-    for t in tiers:
-        data = tree.read(list_path(t.name))
-        if data is None:
-            continue
-        for line in data.decode("utf-8", "surrogateescape").split("\n"):
-            # `<64 hex> <6-digit mode> <kind> <path>`; quoted paths are left for later.
-            path = line[72:].partition(" ")[2]
-            if path and path[0] != '"' and unsafe_path_reason(path) is None:
-                out.add(path)
-    return out
+    """Each tier's list from what the tree holds now: one walk of the tree (see
+    `WorkTree.build`), every candidate file read and hashed."""
+    tree.prepare(whole=True)
+    built = tree.build([t.name for t in tiers], policy.matcher().tier_of, progress)
+    return [TierBuild(tier=t, list_bytes=built[t.name][0], count=built[t.name][1]) for t in tiers]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -124,7 +82,7 @@ def sign_tier(
         tier=tier.name,
         sequence=1,
         list_bytes=build.list_bytes,
-        count=len(build.entries),
+        count=build.count,
         policy_sha256=policy.sha256,
         now=now,
         expires_days=policy.expires_days,
@@ -144,7 +102,7 @@ def sign_tier(
                 tier=tier.name,
                 action="unchanged",
                 sequence=current_payload.sequence,
-                count=len(build.entries),
+                count=build.count,
                 # A threshold-0 tier needs no signature: nothing to tell the signer.
                 note=_not_trusted(key, tier) if key and tier.threshold > 0 else "",
             )
@@ -154,7 +112,7 @@ def sign_tier(
                 tier=tier.name,
                 action="already signed",
                 sequence=current_payload.sequence,
-                count=len(build.entries),
+                count=build.count,
             )
         signed = current.with_signature(Signature(keyid=key.public.keyid, sig=key.sign(message)))
         atomic_write(env_file, signed.to_bytes())
@@ -162,14 +120,14 @@ def sign_tier(
             tier=tier.name,
             action="co-signed",
             sequence=current_payload.sequence,
-            count=len(build.entries),
+            count=build.count,
         )
     sequence = max(base_sequence, current_payload.sequence if current_payload else 0) + 1
     payload = new_payload(
         tier=tier.name,
         sequence=sequence,
         list_bytes=build.list_bytes,
-        count=len(build.entries),
+        count=build.count,
         policy_sha256=policy.sha256,
         now=now,
         expires_days=policy.expires_days,
@@ -190,7 +148,7 @@ def sign_tier(
     atomic_write(root / list_path(tier.name), build.list_bytes)
     atomic_write(env_file, envelope.to_bytes())
     return SignOutcome(
-        tier=tier.name, action=action, sequence=sequence, count=len(build.entries), note=note
+        tier=tier.name, action=action, sequence=sequence, count=build.count, note=note
     )
 
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from qeguard.integrity.checks.config_change import approve_config_change
-from qeguard.integrity.checks.entries import compare
+from qeguard.integrity.checks.entries import compare_block, compare_unlisted
 from qeguard.integrity.checks.envelope import Options, check_tier
 from qeguard.integrity.config import Config
 from qeguard.integrity.layout import envelope_path, list_path
-from qeguard.integrity.manifest import unsafe_path_reason
 from qeguard.integrity.trees.base import Tree
 from qeguard.report import Finding, TierSummary
 
@@ -42,8 +40,7 @@ def verify(
     `candidate` is the config found in the tree itself; it replaces `trusted` only when
     the old trust approved it.
     """
-    if opts.only_paths is None and (list_ahead := getattr(tree, "list_ahead", None)):
-        list_ahead()  # git walks a working tree for untracked files while lists are parsed
+    tree.prepare(whole=opts.only_paths is None)  # e.g. git lists its index meanwhile
     findings: list[Finding] = []
     effective = trusted
     if candidate is not None and (candidate.policy_bytes, candidate.trust_bytes) != (
@@ -65,50 +62,23 @@ def verify(
     for c in checks:
         findings.extend(c.findings)
 
-    signed: set[str] = set()
-    for c in checks:
-        if c.entries is None:
-            continue
-        for e in c.entries:
-            if unsafe_path_reason(e.path) is None and (
-                opts.only_paths is None or e.path in opts.only_paths
-            ):
-                signed.add(e.path)
-    # A working tree can hash the signed files in the background (large trees), while
-    # git lists the candidates and the policy assigns their tiers.
-    signed_sorted = sorted(signed)
-    observe_ahead = getattr(tree, "observe_ahead", None)
-    if observe_ahead is not None:
-        observe_ahead(signed_sorted, progress)
-
-    matcher = policy.matcher()
-    assigned: dict[str, list[str]] = {t.name: [] for t in policy.tiers}
-    paths = tree.candidates() if opts.only_paths is None else sorted(opts.only_paths)
-    for path in paths:
-        name = matcher.tier_of(path)
-        if name is not None:
-            assigned[name].append(path)
-    wanted = set(signed)
-    for c in checks:
-        if c.entries is not None:
-            wanted.update(assigned[c.tier.name])
-    # Usually every protected path is signed: then the sorted list is already at hand.
-    to_observe = signed_sorted if len(wanted) == len(signed) else sorted(wanted)
-    observe: Any = tree.observe  # WorkTree.observe also takes a progress callback
-    observed = observe(to_observe, progress) if progress is not None else observe(to_observe)
+    # The tree scans every list as a stream, block by block, and gives the policy's
+    # unsigned candidates last; nothing holds an object per entry.
+    lists = {c.tier.name: c.entries for c in checks if c.entries is not None}
+    tiers = {c.tier.name: c.tier for c in checks}
+    scan = tree.scan(lists, policy.matcher().tier_of, only=opts.only_paths, progress=progress)
+    found: dict[str, list[Finding]] = {name: [] for name in lists}
+    exec_bit = tree.exec_bit_meaningful
+    for name, block in scan.blocks():
+        found[name] += compare_block(
+            tiers[name], lists[name], block, exec_bit_meaningful=exec_bit, hints=opts.hints
+        )
+    for name, unlisted in scan.unlisted().items():
+        found[name] += compare_unlisted(tiers[name], lists[name], unlisted, hints=opts.hints)
     summaries: list[TierSummary] = []
     for c in checks:
         if c.entries is not None:
-            findings.extend(
-                compare(
-                    c.tier,
-                    c.entries,
-                    assigned[c.tier.name],
-                    observed,
-                    exec_bit_meaningful=tree.exec_bit_meaningful,
-                    hints=opts.hints,
-                )
-            )
+            findings.extend(found[c.tier.name])
         summaries.append(
             TierSummary(
                 name=c.tier.name,

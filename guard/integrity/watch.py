@@ -229,8 +229,8 @@ class Watcher:
                 found += compare(
                     tier,
                     [entry] if entry else [],
+                    [(path, observed[path])],
                     assigned,
-                    {path: observed[path]},
                     exec_bit_meaningful=self.tree.exec_bit_meaningful,
                 )
             out[path] = found

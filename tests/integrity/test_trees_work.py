@@ -1,7 +1,11 @@
-"""The fast paths of guard.scan and guard.manifest give the same answers as the plain ones.
+"""The working tree's fast paths give the same answers as the plain ones.
 
-Large scans hash in forked workers that open files relative to folder descriptors;
-small ones use threads and `observe_path`. Both must agree on every kind of path.
+A whole-tree scan walks the tree in forked workers (large trees on Linux), in threads
+(elsewhere, or while other threads run) or in-process (small trees): all three must
+agree with each other and with the plain path-by-path scan (`scan_paths` over git's
+listing of candidates and `observe_path`), on every kind of entry: files, executables,
+symlinks, missing paths, folders, fifos, paths through a symlinked folder, hostile
+names, empty files, a submodule, files that are tracked, untracked or ignored.
 """
 
 from __future__ import annotations
@@ -9,95 +13,334 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from qeguard.errors import EnvelopeError
-from qeguard.integrity.manifest import Entry, Kind, format_list, parse_list
-from qeguard.integrity.trees import work as scan
-from qeguard.integrity.trees.base import Observed, Seen, hash_bytes
+from qeguard.git import GitRepo
+from qeguard.integrity.manifest import (
+    MODE_EXEC,
+    MODE_FILE,
+    MODE_LINK,
+    Entry,
+    EntryList,
+    Kind,
+    format_list,
+    parse_list,
+    path_key,
+    read_list,
+)
+from qeguard.integrity.policy import parse_policy
+from qeguard.integrity.trees import work
+from qeguard.integrity.trees.base import Observed, Seen, hash_bytes, scan_paths
 from qeguard.integrity.trees.work import FolderCheck, WorkTree, digest_fd, observe_path
 
+# Two tiers over everything: `top` (the odd cases at the root and `p0/`), `rest` the bulk.
+POLICY = """
+[[tiers]]
+name = "top"
+threshold = 1
+patterns = ["/*", "p0/**", "*.sh"]
 
-def _tree(root: Path) -> list[str]:
-    """Enough files for the forked path, plus every odd case next to them."""
+[[tiers]]
+name = "rest"
+threshold = 1
+patterns = ["**"]
+"""
+HOSTILE = [
+    "new\nline.py",
+    'q"uote.py',
+    "tab\there.py",
+    "sp ace.py",
+    "-dash.py",
+    "\u00e9t\u00e9.py",
+    "line\u2028sep.py",
+    "bad\udcff.py",  # invalid UTF-8 on disk
+    "back\\slash.py",  # a legal POSIX name that the manifest rejects as unsafe
+]
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+def _make_tree(root: Path, files: int) -> None:
+    """A git work tree with `files` plain files in small folders, and every odd case."""
     rng = random.Random(7)
-    paths = []
-    for i in range(scan._FORK_MIN + 300):
-        rel = f"p{i % 7}/m{i % 13}/f{i}.py"
-        full = root / rel
-        full.parent.mkdir(parents=True, exist_ok=True)
-        full.write_bytes(rng.randbytes(rng.randint(0, 3000)))
+    _git(root, "init", "-q", "-b", "main")
+    for i in range(files):
+        rel = root / f"p{i % 7}" / f"m{i % 13}" / f"f{i}.py"
+        rel.parent.mkdir(parents=True, exist_ok=True)
+        rel.write_bytes(rng.randbytes(rng.randint(0, 3000)))
         if i % 50 == 0:
-            full.chmod(0o755)
-        paths.append(rel)
+            rel.chmod(0o755)
+    (root / ".gitignore").write_text("*.log\nbuild/\n")
+    for name in HOSTILE:
+        (root / os.fsencode(name).decode("utf-8", "surrogateescape")).write_bytes(b"x\n")
+    (root / "empty.py").write_bytes(b"")
     (root / "real").mkdir()
     (root / "real" / "inside.txt").write_bytes(b"in\n")
     (root / "linkdir").symlink_to("real")
     (root / "p0" / "link.py").symlink_to("m0")
+    (root / "dangling").symlink_to("nowhere")
     (root / "crlf.txt").write_bytes(b"a\r\nb\r\n")
     (root / "big.bin").write_bytes(rng.randbytes(3 << 20))
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "gone.txt").write_text("deleted after commit\n")
+    (root / "becomes_dir").write_text("a file when signed\n")
+    (root / "tracked_ignored.log").write_text("added with -f\n")
+    (root / "build").mkdir()
+    (root / "build" / "kept.txt").write_text("tracked inside an ignored folder\n")
+    _git(root, "add", "-A")
+    _git(root, "add", "-f", "tracked_ignored.log", "build/kept.txt")
+    sub = root / "vendor" / "sub"
+    sub.mkdir(parents=True)
+    _git(sub, "init", "-q", "-b", "main")
+    (sub / "lib.py").write_text("x = 1\n")
+    _git(sub, "add", "-A")
+    _git(sub, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qm", "sub")
+    _git(root, "add", "vendor/sub")  # a gitlink in the index
+    _git(root, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qm", "tree")
+    # After the commit: what the signed lists will not match.
+    (root / "gone.txt").unlink()
+    (root / "becomes_dir").unlink()
+    (root / "becomes_dir").mkdir()
+    (root / "p1" / "m1" / "f1.py").write_bytes(b"changed")
+    (root / "untracked.py").write_text("new, not added\n")
+    (root / "p2" / "fresh").mkdir()
+    (root / "p2" / "fresh" / "deep.py").write_text("new folder\n")
+    (root / "p2" / "fresh" / "skip.log").write_text("ignored\n")
+    (root / "build" / "out.o").write_bytes(b"ignored folder\n")
+    (root / "other.log").write_text("ignored\n")
+    (root / "nested").mkdir()  # an untracked repository of its own
+    _git(root / "nested", "init", "-q")
+    (root / "nested" / "n.py").write_text("y = 2\n")
     if hasattr(os, "mkfifo"):
         os.mkfifo(root / "fifo")
-        paths.append("fifo")
-    paths += [
-        "real/inside.txt",
-        "linkdir/inside.txt",
-        "linkdir",
-        "p0/link.py",
-        "crlf.txt",
-        "big.bin",
-        "real",
-        "gone.txt",
-        "p0/gone/x.py",
-        "big.bin/x",
-    ]
-    return sorted(paths)
+        os.mkfifo(root / "p3" / "pipe.py")
+
+
+def _tree(root: Path) -> WorkTree:
+    repo = GitRepo(root)
+    return WorkTree(
+        root,
+        list_paths=repo.list_paths,
+        start_index=repo.start_index_listing,
+        ignored=repo.ignored,
+    )
+
+
+# Candidates left off the lists: untracked ones and a tracked one.
+UNSIGNED = ("untracked.py", "p2/fresh/deep.py", "p3/m3/f3.py")
+
+
+def _lists(root: Path, extra: list[str]) -> dict[str, EntryList]:
+    """Signed lists as `sign` would make them from the tree, without `UNSIGNED`, plus
+    `extra` paths (listed though missing, unsafe or not files) in tier `top`."""
+    matcher = parse_policy(POLICY).matcher()
+    tree = _tree(root)
+    paths = tree.candidates()
+    seen = tree.observe(paths)
+    by_tier: dict[str, list[Entry]] = {"top": [], "rest": []}
+    for p in paths:
+        entry = seen[p].as_entry(p)
+        tier = matcher.tier_of(p)
+        if entry is not None and tier is not None and p not in UNSIGNED:
+            by_tier[tier].append(entry)
+    digest = "ab" * 32
+    for p in extra:
+        by_tier["top"].append(Entry(path=p, sha256=digest, mode=MODE_FILE, kind=Kind.FILE))
+    # A path signed in the wrong tier: `rest` lists a file the policy gives `top`.
+    by_tier["rest"].append(Entry(path="run.sh", sha256=digest, mode=MODE_EXEC, kind=Kind.FILE))
+    return {t: read_list(format_list(e), source=t) for t, e in by_tier.items()}
+
+
+EXTRA = [
+    "gone.txt",
+    "becomes_dir",
+    "linkdir/inside.txt",
+    "fifo",
+    "big.bin/x",
+    "p0/gone/x.py",
+    "../escape.py",
+    "a//b.py",
+    "sub/back\\slash.py",
+    "real",
+]
+
+
+def _flatten(scan: work.WorkScan | object) -> tuple[dict[str, list[tuple[str, Observed]]], ...]:
+    """Every observation of every block, by tier, and the unlisted candidates (missing
+    and folder ones dropped: they are never findings)."""
+    observed: dict[str, list[tuple[str, Observed]]] = {}
+    for tier, block in scan.blocks():  # type: ignore[attr-defined]
+        observed.setdefault(tier, []).extend(block.observed())
+    unlisted = {
+        tier: [(p, o) for p, o in items if o.seen not in (Seen.MISSING, Seen.DIRECTORY)]
+        for tier, items in scan.unlisted().items()  # type: ignore[attr-defined]
+    }
+    return observed, unlisted
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("big")
+    _make_tree(root, work._FORK_MIN + 300)
+    yield root
+
+
+def _scan(
+    root: Path, lists: dict[str, EntryList]
+) -> tuple[dict[str, list[tuple[str, Observed]]], ...]:
+    tier_of = parse_policy(POLICY).matcher().tier_of
+    return _flatten(_tree(root).scan(lists, tier_of))
+
+
+def test_forked_threaded_serial_and_plain_scans_agree(
+    big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lists = _lists(big, EXTRA)
+    tier_of = parse_policy(POLICY).matcher().tier_of
+    assert work._use_processes(sum(len(e) for e in lists.values())) or work._FORK is None
+    forked = _scan(big, lists)
+    plain = _flatten(scan_paths(_tree(big), lists, tier_of))
+    monkeypatch.setattr(work, "_FORK", None)
+    threaded = _scan(big, lists)
+    monkeypatch.setattr(work, "_FORK_MIN", 10**9)
+    serial = _scan(big, lists)
+    monkeypatch.setattr(work, "_CHUNK_PATHS", 7)  # many chunk edges, folders split across
+    small_chunks = _scan(big, lists)
+    assert forked == threaded == serial == small_chunks
+    assert forked == plain
+    observed, unlisted = forked
+    top = dict(observed["top"])
+    assert top["gone.txt"].seen is Seen.MISSING
+    assert top["becomes_dir"].seen is Seen.DIRECTORY
+    assert top["real"].seen is Seen.DIRECTORY
+    assert top["linkdir/inside.txt"] == Observed(
+        seen=Seen.OTHER, error="a parent folder is a symlink"
+    )
+    assert top["big.bin/x"].seen is Seen.MISSING
+    assert top["p0/gone/x.py"].seen is Seen.MISSING
+    assert top["linkdir"].seen is Seen.SYMLINK and top["linkdir"].target == "real"
+    assert top["dangling"].target == "nowhere"
+    assert top["crlf.txt"].sha256 == hashlib.sha256(b"a\r\nb\r\n").hexdigest()
+    assert top["empty.py"].sha256 == hashlib.sha256(b"").hexdigest()
+    assert top["run.sh"].mode == MODE_EXEC
+    for unsafe in ("../escape.py", "a//b.py", "back\\slash.py", "sub/back\\slash.py"):
+        assert unsafe not in top  # never looked at
+    for name in HOSTILE[:-1]:
+        path = os.fsencode(name).decode("utf-8", "surrogateescape")
+        assert top[path].seen is Seen.FILE, name
+    if hasattr(os, "mkfifo"):
+        assert top["fifo"].seen is Seen.OTHER
+    rest = dict(observed["rest"])
+    assert rest["p1/m1/f1.py"].sha256 == hashlib.sha256(b"changed").hexdigest()
+    assert rest["build/kept.txt"].seen is Seen.FILE
+    # Unsigned candidates: untracked and not ignored, or tracked; never ignored ones.
+    assert [p for p, _ in unlisted["top"]] == ["untracked.py"]
+    assert [p for p, _ in unlisted["rest"]] == ["p2/fresh/deep.py", "p3/m3/f3.py"]
+
+
+def test_signed_in_the_wrong_tier_is_a_candidate_of_its_own(big: Path) -> None:
+    lists = _lists(big, [])
+    observed, unlisted = _scan(big, lists)
+    # `run.sh` is on `top`'s list (where the policy puts it) and on `rest`'s: no finding
+    # for `top`; taken off `top`'s list, it is an unsigned `top` file.
+    assert "run.sh" not in dict(unlisted["top"])
+    top = [e for e in lists["top"] if e.path != "run.sh"]
+    lists["top"] = read_list(format_list(top), source="top")
+    observed, unlisted = _scan(big, lists)
+    assert dict(unlisted["top"])["run.sh"].seen is Seen.FILE
+
+
+def test_build_lists_equal_the_plain_ones(big: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    matcher = parse_policy(POLICY).matcher()
+    tree = _tree(big)
+    paths = tree.candidates()
+    seen = tree.observe(paths)
+    want: dict[str, list[Entry]] = {"top": [], "rest": []}
+    for p in paths:
+        entry = seen[p].as_entry(p)
+        tier = matcher.tier_of(p)
+        if entry is not None and tier is not None:
+            want[tier].append(entry)
+    expected = {t: (format_list(e), len(e)) for t, e in want.items()}
+    tree = _tree(big)
+    tree.prepare(whole=True)
+    assert tree.build(["top", "rest"], matcher.tier_of) == expected
+    monkeypatch.setattr(work, "_FORK", None)
+    monkeypatch.setattr(work, "_FORK_MIN", 10**9)
+    monkeypatch.setattr(work, "_CHUNK_PATHS", 5)
+    assert _tree(big).build(["top", "rest"], matcher.tier_of) == expected
+
+
+def test_no_git_every_file_is_a_candidate(tmp_path: Path) -> None:
+    for rel in ("a.py", "d/b.py", "d/e/c.txt", ".git/config"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    tree = WorkTree(tmp_path)
+    tier_of = parse_policy(POLICY).matcher().tier_of
+    listed = read_list(format_list([]), source="x")
+    _, unlisted = _flatten(tree.scan({"top": listed, "rest": listed}, tier_of))
+    assert [p for p, _ in unlisted["top"]] == ["a.py"]
+    assert [p for p, _ in unlisted["rest"]] == ["d/b.py", "d/e/c.txt"]
+    built = tree.build(["top", "rest"], tier_of)
+    assert [e.path for e in parse_list(built["rest"][0], source="x")] == ["d/b.py", "d/e/c.txt"]
+
+
+def test_no_fork_while_other_threads_run(big: Path) -> None:
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not work._use_processes(10**6)
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_read_file_of_a_file_that_grows_after_fstat() -> None:
+    # /proc files say size 0 and hold more: the one-read path must notice and read on.
+    fd = os.open("/proc/self", os.O_RDONLY) if os.path.isdir("/proc/self") else None
+    if fd is None:
+        pytest.skip("no /proc")
+    try:
+        buffer = bytearray(1 << 20)
+        got = work._read_file(fd, b"cmdline", False, memoryview(buffer), buffer)
+    finally:
+        os.close(fd)
+    with open("/proc/self/cmdline", "rb") as f:
+        assert got is not None and got[0] == hashlib.sha256(f.read()).hexdigest()
 
 
 @pytest.mark.parametrize("normalize_eol", [False, True])
-def test_forked_and_threaded_scans_agree(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, normalize_eol: bool
-) -> None:
-    paths = _tree(tmp_path)
-    forked = WorkTree(tmp_path, normalize_eol=normalize_eol).observe(paths)
-    monkeypatch.setattr(scan, "_FORK", None)
-    threaded = WorkTree(tmp_path, normalize_eol=normalize_eol).observe(paths)
-    assert forked == threaded
+def test_threaded_observe_agrees_with_observe_path(big: Path, normalize_eol: bool) -> None:
+    paths = sorted(_tree(big).candidates() + EXTRA[:6])
+    tree = WorkTree(big, normalize_eol=normalize_eol)
+    threaded = tree.observe(paths)
     one_by_one = {
-        p: observe_path(
-            str(tmp_path), p, normalize_eol=normalize_eol, dir_ok=FolderCheck(str(tmp_path))
-        )
+        p: observe_path(str(big), p, normalize_eol=normalize_eol, dir_ok=FolderCheck(str(big)))
         for p in paths
     }
     assert threaded == one_by_one
-    assert forked["linkdir/inside.txt"] == Observed(
-        seen=Seen.OTHER, error="a parent folder is a symlink"
-    )
-    assert forked["real/inside.txt"].sha256 == hashlib.sha256(b"in\n").hexdigest()
-    assert forked["p0/link.py"].seen is Seen.SYMLINK
-    assert forked["linkdir"].seen is Seen.SYMLINK
-    assert forked["real"].seen is Seen.DIRECTORY
-    assert forked["gone.txt"].seen is Seen.MISSING
-    assert forked["p0/gone/x.py"].seen is Seen.MISSING
-    assert forked["big.bin/x"].seen is Seen.MISSING
-    assert forked["p0/m0/f0.py"].mode == "100755"
-    assert forked["crlf.txt"].sha256 == hash_bytes(b"a\r\nb\r\n", normalize_eol=normalize_eol)
-    if "fifo" in forked:
-        assert forked["fifo"].seen is Seen.OTHER
+    assert threaded["crlf.txt"].sha256 == hash_bytes(b"a\r\nb\r\n", normalize_eol=normalize_eol)
 
 
-def test_observe_ahead_then_observe(tmp_path: Path) -> None:
-    paths = _tree(tmp_path)
-    plain = WorkTree(tmp_path).observe(paths)
-    tree = WorkTree(tmp_path)
-    ahead = [*paths[100:], "not/asked.py"]
-    assert len(ahead) >= scan._FORK_MIN  # large enough to run in the background
-    tree.observe_ahead(ahead)
-    assert tree._ahead is not None or scan._FORK is None
-    asked = paths[:200]  # half observed ahead, half not
-    assert tree.observe(asked) == {p: plain[p] for p in asked}
-    assert tree._ahead is None
+def test_normalize_eol_per_path(big: Path) -> None:
+    lists = _lists(big, [])
+    tier_of = parse_policy(POLICY).matcher().tier_of
+    tree = _tree(big)
+    tree.normalize_eol = lambda path: path == "crlf.txt"
+    observed, _ = _flatten(tree.scan(lists, tier_of))
+    top = dict(observed["top"])
+    assert top["crlf.txt"].sha256 == hashlib.sha256(b"a\nb\n").hexdigest()
+    assert top["empty.py"].sha256 == hashlib.sha256(b"").hexdigest()
 
 
 @pytest.mark.parametrize("normalize_eol", [False, True])
@@ -127,23 +370,39 @@ def test_digest_fd_streams_like_hash_bytes(tmp_path: Path, normalize_eol: bool) 
             assert got == hash_bytes(data, normalize_eol=normalize_eol), (i, size, hint)
 
 
-def test_parse_list_fast_path_round_trips_odd_paths() -> None:
+def test_index_listing_and_ignored(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("*.log\nout/\n")
+    for rel in ("a.py", "d/b.py", "new.py", "skip.log", "keep.log", "out/x"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "a.py", "d"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "-f", "keep.log"], check=True)
+    repo = GitRepo(tmp_path)
+    assert repo.start_index_listing()() == b"a.py\0d/b.py\0keep.log\0"
+    assert repo.ignored(["new.py", "skip.log", "out/", "d/"]) == {"skip.log", "out/"}
+    assert repo.ignored([]) == set()
+
+
+# --- the list held as bytes ---------------------------------------------------------------
+
+
+def test_read_list_equals_parse_list_and_finds_paths() -> None:
     digest = "ab" * 32
-    paths = [
-        "a b",
-        'q"uote',
-        "back\\slash",
-        "tab\tx",
-        "\u00e9t\u00e9",
-        "line\u2028sep",
-        "bad\udcff",
-        "z/y",
-    ]
-    entries = [Entry(path=p, sha256=digest, mode="100644", kind=Kind.FILE) for p in paths]
+    paths = ["a b", 'q"uote', "tab\tx", "\u00e9t\u00e9", "line\u2028sep", "bad\udcff", "z/y", "z"]
+    entries = [Entry(path=p, sha256=digest, mode=MODE_FILE, kind=Kind.FILE) for p in paths]
+    entries.append(Entry(path="ln", sha256=digest, mode=MODE_LINK, kind=Kind.SYMLINK))
     data = format_list(entries)
-    assert sorted(parse_list(data, source="t"), key=lambda e: e.path) == sorted(
-        entries, key=lambda e: e.path
-    )
+    listed = read_list(data, source="t")
+    parsed = parse_list(data, source="t")
+    assert list(listed) == parsed and len(listed) == len(entries)
+    assert sorted(parsed, key=lambda e: path_key(e.path)) == parsed
+    for e in entries:
+        assert listed.get(e.path) == e and e in listed
+    assert listed.get("nope") is None and listed.get("") is None and listed.get("zz") is None
+    assert [o for o, _ in listed.entries()] == [
+        i for i in range(len(data)) if i == 0 or data[i - 1 : i] == b"\n"
+    ][: len(entries)]
 
 
 @pytest.mark.parametrize(
@@ -154,48 +413,30 @@ def test_parse_list_fast_path_round_trips_odd_paths() -> None:
         (b'D 100644 file a\nD 100644 file "bad\n', 2),
         (b"D 100644 file a\nnope\n", 2),
         (b"D 100644 file a\nD 100644 file a\n", 2),
+        (b"D 120000 symlinx a\n", 1),
+        (b"D 100644 file\n", 1),
+        (b"X" * 64 + b" 100644 file a\n", 1),
     ],
 )
-def test_parse_list_errors_name_the_line(body: bytes, line: int) -> None:
+def test_read_list_errors_name_the_line(body: bytes, line: int) -> None:
+    for read in (parse_list, read_list):
+        with pytest.raises(EnvelopeError) as err:
+            read(body.replace(b"D", b"cd" * 32), source="x.list")
+        assert err.value.where == f"x.list:{line}"
+
+
+def test_read_list_checks_order_across_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qeguard.integrity import manifest
+
+    digest = "cd" * 32
+    entries = [
+        Entry(path=f"f{i:04d}", sha256=digest, mode=MODE_FILE, kind=Kind.FILE) for i in range(50)
+    ]
+    data = format_list(entries)
+    monkeypatch.setattr(manifest, "_SEGMENT", 200)  # a few lines per segment
+    assert len(read_list(data, source="x")) == 50
+    lines = data.split(b"\n")
+    lines[20], lines[21] = lines[21], lines[20]
     with pytest.raises(EnvelopeError) as err:
-        parse_list(body.replace(b"D", b"cd" * 32), source="x.list")
-    assert err.value.where == f"x.list:{line}"
-
-
-def test_listing_ahead_equals_list_paths(tmp_path: Path) -> None:
-    import subprocess
-
-    from qeguard.git import GitRepo
-
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    (tmp_path / ".gitignore").write_text("*.log\n")
-    for rel in ("a.py", "d/b.py", "d/e/c.txt", "new.py", "skip.log", "d/e/x y.py"):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(rel)
-    subprocess.run(["git", "-C", str(tmp_path), "add", "a.py", "d"], check=True)
-    repo = GitRepo(tmp_path)
-    expected = repo.list_paths()
-    assert "new.py" in expected and "skip.log" not in expected
-    assert repo.start_list_paths()() == expected
-    tree = WorkTree(tmp_path, list_paths=repo.list_paths, start_listing=repo.start_list_paths)
-    tree.list_ahead()
-    assert tree.candidates() == expected
-    assert tree.candidates() == expected  # the next call lists again
-
-
-def test_no_fork_while_other_threads_run(tmp_path: Path) -> None:
-    import threading
-
-    paths = _tree(tmp_path)
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        assert not scan._use_processes(len(paths))
-        tree = WorkTree(tmp_path)
-        tree.observe_ahead(paths)
-        assert tree._ahead is None
-        assert tree.observe(paths)["real/inside.txt"].seen is Seen.FILE
-    finally:
-        stop.set()
-        other.join()
+        read_list(b"\n".join(lines), source="x")
+    assert err.value.where == "x:22"

@@ -198,8 +198,8 @@ def test_unreadable_is_a_finding_not_a_crash() -> None:
     out = compare(
         tier,
         [entry],
+        [("a.py", Observed(seen=Seen.UNREADABLE, error="Permission denied"))],
         ["a.py"],
-        {"a.py": Observed(seen=Seen.UNREADABLE, error="Permission denied")},
         exec_bit_meaningful=True,
     )
     assert [(f.rule, f.severity, f.location.path if f.location else None) for f in out] == [

@@ -16,7 +16,7 @@ from qeguard.integrity.checks.entries import PARTIAL_MAX, entries_for
 from qeguard.integrity.checks.findings import sign_hint, tier_finding
 from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope
 from qeguard.integrity.layout import envelope_path, list_path
-from qeguard.integrity.manifest import Entry, Payload, parse_list
+from qeguard.integrity.manifest import EntryList, Payload, read_list
 from qeguard.integrity.policy import Policy, Tier
 from qeguard.integrity.trust import SignatureCount, Trust, count_signers
 from qeguard.report import Finding, Severity
@@ -28,7 +28,7 @@ class TierCheck:
     """The signed state of one tier, before comparing with the tree."""
 
     tier: Tier
-    entries: list[Entry] | None  # None when the list cannot be trusted at all
+    entries: EntryList | None  # None when the list cannot be trusted at all
     payload: Payload | None
     signers: SignatureCount = field(default_factory=SignatureCount)
     findings: list[Finding] = field(default_factory=list)
@@ -93,7 +93,7 @@ def check_tier(
         entries = (
             entries_for(list_bytes, opts.only_paths or frozenset(), lpath)
             if partial
-            else parse_list(list_bytes, source=lpath)
+            else read_list(list_bytes, source=lpath)
         )
     except EnvelopeError as exc:
         return rejected(

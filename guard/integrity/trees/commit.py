@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from qeguard.git import GIT_EXEC, GIT_LINK, GitRepo
-from qeguard.integrity.manifest import MODE_EXEC, MODE_FILE, MODE_LINK
-from qeguard.integrity.trees.base import Observed, Seen, hash_bytes
+from qeguard.integrity.manifest import MODE_EXEC, MODE_FILE, MODE_LINK, EntryList
+from qeguard.integrity.trees.base import Observed, PathScan, Seen, hash_bytes, scan_paths
 
 
 class CommitTree:
@@ -29,6 +29,19 @@ class CommitTree:
 
     def read(self, path: str) -> bytes | None:
         return self.repo.read_at(self.rev, path)
+
+    def prepare(self, *, whole: bool) -> None:
+        pass  # git's objects are read when asked for
+
+    def scan(
+        self,
+        lists: Mapping[str, EntryList],
+        tier_of: Callable[[str], str | None],
+        *,
+        only: frozenset[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> PathScan:
+        return scan_paths(self, lists, tier_of, only=only)
 
     def observe(self, paths: Sequence[str]) -> dict[str, Observed]:
         out: dict[str, Observed] = {}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from qeguard.git import GIT_EXEC, GIT_FILE, GIT_SUBMODULE, GitRepo, IndexEntry
-from qeguard.integrity.trees.base import Observed, Seen
+from qeguard.integrity.manifest import EntryList
+from qeguard.integrity.trees.base import Observed, PathScan, Seen, scan_paths
 from qeguard.integrity.trees.commit import observe_blob
 
 
@@ -56,6 +57,19 @@ class IndexTree:
         if entry is None or entry.stage != 0 or entry.mode not in (GIT_FILE, GIT_EXEC):
             return None
         return self.repo.read_blob(entry.hexsha)
+
+    def prepare(self, *, whole: bool) -> None:
+        pass  # git's objects are read when asked for
+
+    def scan(
+        self,
+        lists: Mapping[str, EntryList],
+        tier_of: Callable[[str], str | None],
+        *,
+        only: frozenset[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> PathScan:
+        return scan_paths(self, lists, tier_of, only=only)
 
     def observe(self, paths: Sequence[str]) -> dict[str, Observed]:
         self._lookup(paths)

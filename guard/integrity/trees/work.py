@@ -1,8 +1,15 @@
 """The working tree: walking and hashing the files on disk, as the manifest sees them.
 
-Every speed trick of the integrity check lives here (forked hashing workers, folder
-descriptors, one read per small file), behind the same `Tree` interface as the index and
-commit trees.
+Every speed trick of the integrity check lives here, behind the same `Tree` interface as
+the index and commit trees. A scan of the whole tree is one walk that both hashes and
+lists: worker processes (forked, so they share the signed lists and git's index without
+copying them) each take a run of paths in sorted order, open every file relative to its
+folder's descriptor, hash it with one read when it is small, and list each folder they
+pass through once, so the files that no list and no index entry name are noticed in
+the same walk. A worker sends back, per list, the lines the tree would sign for the same
+paths: the verifier compares them with the signed bytes, so an unchanged block costs
+one comparison and no object per entry. Only the few files absent from both the lists
+and the index are put to git's ignore rules.
 """
 
 from __future__ import annotations
@@ -11,20 +18,36 @@ import gc
 import hashlib
 import multiprocessing
 import os
+import signal
 import stat
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qeguard.integrity.manifest import (
     MODE_EXEC,
     MODE_FILE,
     MODE_LINK,
+    EntryList,
     cycle_collection_paused,
+    line_key,
+    path_key,
+    quote_path,
+    unquote_path,
+    unsafe_path_reason,
 )
-from qeguard.integrity.trees.base import Observed, Seen, hash_bytes, looks_binary
+from qeguard.integrity.trees.base import (
+    Block,
+    Observed,
+    PathScan,
+    Seen,
+    hash_bytes,
+    looks_binary,
+    scan_paths,
+)
 
 _CHUNK = 1 << 20  # read size, and the most one file adds to memory per worker
 _BATCH = 64
@@ -35,6 +58,7 @@ _OPEN_FLAGS = (
     | getattr(os, "O_NOCTTY", 0)
     | getattr(os, "O_BINARY", 0)
 )
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 _MISSING = Observed(seen=Seen.MISSING)
@@ -175,30 +199,45 @@ class WorkTree:
         root: Path,
         *,
         list_paths: Callable[[], list[str]] | None = None,
-        start_listing: Callable[[], Callable[[], list[str]]] | None = None,
-        normalize_eol: bool = False,
+        start_index: Callable[[], Callable[[], bytes]] | None = None,
+        ignored: Callable[[Sequence[str]], Collection[str]] | None = None,
+        normalize_eol: bool | Callable[[str], bool] = False,
         exec_bit_meaningful: bool = True,
         workers: int | None = None,
     ):
+        """In a git work tree: `list_paths` lists the candidates (tracked, and untracked
+        but not ignored), `start_index` starts listing the index (`git ls-files -z`) and
+        returns a function that waits for its bytes, and `ignored` says which of some
+        untracked paths git ignores. Without them every file is a candidate.
+        `normalize_eol` says which files are hashed with CRLF read as LF (git's clean
+        form): none, every text file (True), or a predicate on the path."""
         self.root = root
         self._list_paths = list_paths
-        self._start_listing = start_listing
-        self._listing: Callable[[], list[str]] | None = None
+        self._start_index = start_index
+        self._index: Callable[[], bytes] | None = None
+        self._ignored = ignored
         self.normalize_eol = normalize_eol
         self.exec_bit_meaningful = exec_bit_meaningful and os.name == "posix"
         self.workers = workers or min(16, (os.cpu_count() or 2) * 4)
         self._dir_ok = FolderCheck(str(root))
-        self._ahead: _Forked | None = None
 
-    def list_ahead(self) -> None:
-        """Start listing the candidates in the background; `candidates` collects them."""
-        if self._start_listing is not None and self._listing is None:
-            self._listing = self._start_listing()
+    def normalizes(self, path: str) -> bool:
+        rule = self.normalize_eol
+        return rule if isinstance(rule, bool) else rule(path)
+
+    def prepare(self, *, whole: bool) -> None:
+        if whole and self._start_index is not None and self._index is None:
+            self._index = self._start_index()
+
+    def _index_bytes(self) -> bytes | None:
+        """git's index as NUL-separated paths (sorted; a conflicted path repeats), or
+        None outside a git work tree."""
+        if self._start_index is None:
+            return None
+        collect, self._index = self._index or self._start_index(), None
+        return collect()
 
     def candidates(self) -> list[str]:
-        if self._listing is not None:
-            listing, self._listing = self._listing, None
-            return listing()
         if self._list_paths is not None:
             return self._list_paths()
         return walk_files(self.root)
@@ -210,40 +249,29 @@ class WorkTree:
         data = full.read_bytes()
         # Policy, trust and manifests as git stores them: a CRLF checkout (autocrlf) of
         # a clean tree must not look like a changed policy or a malformed list.
-        if self.normalize_eol and b"\r\n" in data and not looks_binary(data):
+        if self.normalizes(path) and b"\r\n" in data and not looks_binary(data):
             data = data.replace(b"\r\n", b"\n")
         return data
-
-    def observe_ahead(
-        self, paths: Sequence[str], progress: Callable[[int], None] | None = None
-    ) -> None:
-        """Start observing `paths` in worker processes and return at once, so the caller
-        can work meanwhile; `observe` takes what it asks for from them. Small sets, or
-        platforms without fork, are left to `observe`."""
-        if self._ahead is None and _use_processes(len(paths)):
-            self._ahead = _Forked(str(self.root), paths, self.normalize_eol, progress)
 
     def observe(
         self, paths: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> dict[str, Observed]:
         root = str(self.root)
         result: dict[str, Observed] = {}
-        if self._ahead is not None:
-            ahead, self._ahead = self._ahead, None
-            done = ahead.result()
-            if paths is ahead.paths or paths == ahead.paths:
-                return done
-            result = {p: o for p in paths if (o := done.get(p)) is not None}
-            paths = [p for p in paths if p not in done]
-        if _use_processes(len(paths)):
-            result.update(_Forked(root, paths, self.normalize_eol, progress).result())
-            return result
-        norm = self.normalize_eol
 
         def batch(chunk: Sequence[str]) -> list[tuple[str, Observed]]:
             buffer = bytearray(_CHUNK)
             out = [
-                (p, observe_path(root, p, normalize_eol=norm, dir_ok=self._dir_ok, buffer=buffer))
+                (
+                    p,
+                    observe_path(
+                        root,
+                        p,
+                        normalize_eol=self.normalizes(p),
+                        dir_ok=self._dir_ok,
+                        buffer=buffer,
+                    ),
+                )
                 for p in chunk
             ]
             if progress:
@@ -260,6 +288,772 @@ class WorkTree:
             for part in pool.map(batch, chunks):
                 result.update(part)
         return result
+
+    def scan(
+        self,
+        lists: Mapping[str, EntryList],
+        tier_of: Callable[[str], str | None],
+        *,
+        only: frozenset[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> WorkScan | PathScan:
+        if only is not None:  # a few named paths: no walk
+            return scan_paths(self, lists, tier_of, only=only)
+        sources = [_Source(tier=name, data=e.data) for name, e in lists.items() if len(e)]
+        return WorkScan(self, sources, tier_of, set(lists), progress)
+
+    def build(
+        self,
+        tiers: Collection[str],
+        tier_of: Callable[[str], str | None],
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, tuple[bytes, int]]:
+        """The list the tree holds now for each of `tiers`: its bytes and line count (what
+        `qeguard sign` writes). One walk: git's index names the tracked files, and the
+        walk the untracked ones that git does not ignore."""
+        scan = WorkScan(self, [], tier_of, set(tiers), progress, build=True)
+        for _ in scan.blocks():
+            pass  # building yields no blocks; the walk's lines are gathered as it goes
+        return scan.built()
+
+
+def _plain_observation(seen: Observed) -> bool:
+    return seen.seen is Seen.FILE or seen.seen is Seen.SYMLINK
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Source:
+    """A sorted run of paths a scan walks: a tier's list (one line per entry) or, with
+    `tier` None, git's index (NUL-separated paths)."""
+
+    tier: str | None
+    data: bytes
+
+    @property
+    def sep(self) -> bytes:
+        return b"\0" if self.tier is None else b"\n"
+
+    def key_at(self, offset: int) -> bytes:
+        end = self.data.index(self.sep, offset)
+        item = self.data[offset:end]
+        return item if self.tier is None else line_key(item)
+
+    def find(self, key: bytes, lo: int = 0) -> int:
+        """The offset of the first item at or after `lo` (an item start) whose key is
+        >= `key`, or the end of the data."""
+        data, sep = self.data, self.sep
+        hi = len(data)
+        while lo < hi:
+            begin = data.rfind(sep, lo, (lo + hi) // 2) + 1 or lo
+            end = data.index(sep, begin)
+            item = data[begin:end]
+            if (item if self.tier is None else line_key(item)) < key:
+                lo = end + 1
+            else:
+                hi = begin
+        return lo
+
+    def before(self, offset: int) -> bytes | None:
+        """The key of the last safe path before `offset` (an item start), if any."""
+        data, sep = self.data, self.sep
+        while offset > 0:
+            begin = data.rfind(sep, 0, offset - 1) + 1
+            key = self.key_at(begin)
+            if unsafe_path_reason(key.decode("utf-8", "surrogateescape")) is None:
+                return key
+            offset = begin
+        return None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Plan:
+    """Everything a worker needs; forked workers inherit it instead of receiving it."""
+
+    root: str
+    sources: tuple[_Source, ...]
+    chunks: tuple[tuple[tuple[int, int], ...], ...]  # per chunk, per source: byte range
+    tier_of: Callable[[str], str | None]
+    tiers: frozenset[str]  # the tiers scanned: other assignments do not matter
+    normalize_eol: bool | Callable[[str], bool]
+    has_index: bool  # the last source is git's index; else every file is a candidate
+    build: bool  # `sign`: lines per tier of every candidate, not blocks per list
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Chunk:
+    """What a worker found in one run of paths."""
+
+    blocks: tuple[Block | None, ...] = ()  # per list source
+    built: Mapping[str, bytes] = field(default_factory=dict)  # build: lines by tier
+    unlisted: tuple[tuple[str, str, Observed], ...] = ()  # (tier, path, seen): candidates
+    untracked: tuple[tuple[str, str], ...] = ()  # (tier, path): candidates unless ignored
+    folders: tuple[str, ...] = ()  # untracked folders no source reaches: walked later
+    listed: int = 0  # list lines covered, for progress
+
+
+class WorkScan:
+    """A scan of the working tree in worker processes (see the module docstring), read
+    as it goes: blocks first, then the unsigned candidates."""
+
+    def __init__(
+        self,
+        tree: WorkTree,
+        lists: Sequence[_Source],
+        tier_of: Callable[[str], str | None],
+        tiers: Collection[str],
+        progress: Callable[[int], None] | None,
+        *,
+        build: bool = False,
+    ):
+        self._tree = tree
+        self._tier_of = tier_of
+        self._progress = progress
+        index = tree._index_bytes()
+        sources = list(lists)
+        if index is not None:  # last: what is tracked, and where to walk
+            sources.append(_Source(tier=None, data=index))
+        self._plan = _Plan(
+            root=str(tree.root),
+            sources=tuple(sources),
+            chunks=_plan_chunks(sources),
+            tier_of=tier_of,
+            tiers=frozenset(tiers),
+            normalize_eol=tree.normalize_eol,
+            has_index=index is not None,
+            build=build,
+        )
+        self._unlisted: list[tuple[str, str, Observed]] = []
+        self._untracked: list[tuple[str, str]] = []
+        self._folders: list[str] = []
+        self._built: dict[str, list[bytes]] = {t: [] for t in tiers}
+
+    def blocks(self) -> Iterator[tuple[str, Block]]:
+        plan = self._plan
+        for chunk in _run(plan, self._tree.workers):
+            self._unlisted += chunk.unlisted
+            self._untracked += chunk.untracked
+            self._folders += chunk.folders
+            for tier, lines in chunk.built.items():
+                self._built[tier].append(lines)
+            for source, block in zip(plan.sources, chunk.blocks, strict=False):
+                if block is not None and source.tier is not None:
+                    yield source.tier, block
+            if self._progress is not None and chunk.listed:
+                self._progress(chunk.listed)
+
+    def unlisted(self) -> dict[str, list[tuple[str, Observed]]]:
+        out: dict[str, list[tuple[str, Observed]]] = {t: [] for t in self._plan.tiers}
+        for tier, path, seen in self._unlisted:
+            out[tier].append((path, seen))
+        for tier, path, seen in self._untracked_candidates():
+            out[tier].append((path, seen))
+        for items in out.values():
+            items.sort(key=lambda item: path_key(item[0]))
+        return out
+
+    def built(self) -> dict[str, tuple[bytes, int]]:
+        extra: dict[str, list[bytes]] = {t: [] for t in self._plan.tiers}
+        for tier, path, seen in self._untracked_candidates():
+            entry = seen.as_entry(path)
+            if entry is not None:
+                extra[tier].append((entry.line() + "\n").encode("utf-8", "surrogateescape"))
+        out: dict[str, tuple[bytes, int]] = {}
+        for tier, parts in self._built.items():
+            data = _insert_lines(b"".join(parts), extra[tier])
+            out[tier] = data, data.count(b"\n")
+        return out
+
+    def _untracked_candidates(self) -> list[tuple[str, str, Observed]]:
+        """The untracked files the walk found that git does not ignore, observed; then
+        the same for the untracked folders, one level per round of git's ignore rules
+        (an ignored folder is never entered)."""
+        pending, folders = self._untracked, self._folders
+        self._untracked, self._folders = [], []
+        found: list[tuple[str, str]] = []
+        tier_of, tiers = self._tier_of, self._plan.tiers
+        while pending or folders:
+            ignored = self._ignored([p for _, p in pending] + [f + "/" for f in folders])
+            found += [(t, p) for t, p in pending if p not in ignored]
+            pending, below = [], []
+            for folder in folders:
+                if folder + "/" in ignored or (self._tree.root / folder / ".git").exists():
+                    continue  # ignored, or a repository of its own (git lists it as one)
+                for name, is_dir in _list_untracked(self._tree.root, folder):
+                    rel = f"{folder}/{name}"
+                    if is_dir:
+                        below.append(rel)
+                    elif (tier := tier_of(rel)) in tiers:
+                        pending.append((tier, rel))
+            folders = below
+        seen = self._tree.observe(sorted({p for _, p in found}))
+        return [(t, p, seen[p]) for t, p in found if seen[p].seen is not Seen.MISSING]
+
+    def _ignored(self, paths: list[str]) -> Collection[str]:
+        if not paths or self._tree._ignored is None:
+            return ()
+        return self._tree._ignored(paths)
+
+
+def _list_untracked(root: Path, folder: str) -> list[tuple[str, bool]]:
+    """(name, is a folder) for the files, symlinks and folders in an untracked folder
+    (fifos and the like are never candidates, as for git)."""
+    out: list[tuple[str, bool]] = []
+    try:
+        with os.scandir(root / folder) as it:
+            for entry in it:
+                if entry.name == ".git":
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    out.append((entry.name, True))
+                elif entry.is_file(follow_symlinks=False) or entry.is_symlink():
+                    out.append((entry.name, False))
+    except OSError:
+        pass  # gone or unreadable meanwhile: nothing to list
+    return out
+
+
+def _insert_lines(data: bytes, lines: list[bytes]) -> bytes:
+    """`data` (sorted list lines) with `lines` (sorted or not) merged in by key."""
+    if not lines:
+        return data
+    lines.sort(key=lambda line: line_key(line[:-1]))
+    source = _Source(tier="", data=data)
+    parts: list[bytes] = []
+    at = 0
+    for line in lines:
+        cut = source.find(line_key(line[:-1]), at)
+        parts += (data[at:cut], line)
+        at = cut
+    parts.append(data[at:])
+    return b"".join(parts)
+
+
+# Large scans hash in forked processes: per-file work in Python (open, read, hash,
+# lines) holds the GIL for small files, so threads cannot use a second core. Only where
+# fork is the platform's own way (Linux); elsewhere threads.
+_FORK = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+_FORK_MIN = 4096  # paths below which starting processes costs more than it saves
+_CHUNK_PATHS = 2048  # paths per chunk: enough to spread the work, few enough results
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _use_processes(count: int) -> bool:
+    # Forking while other threads run (the watcher's) could copy a lock one of them
+    # holds into the child; then threads it is.
+    return (
+        count >= _FORK_MIN and _FORK is not None and _cpus() > 1 and threading.active_count() == 1
+    )
+
+
+def _plan_chunks(sources: Sequence[_Source]) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Cut the sources at the same paths into runs of about `_CHUNK_PATHS` paths of the
+    largest one. There is always one chunk: the first one lists the root folder."""
+    if not sources:
+        return ((),)
+    lead = max(sources, key=lambda s: len(s.data))
+    count = lead.data.count(lead.sep)
+    step = max(1, len(lead.data) * _CHUNK_PATHS // max(count, 1))
+    cuts = [0]
+    while (at := lead.data.find(lead.sep, cuts[-1] + step) + 1) and at < len(lead.data):
+        cuts.append(at)
+    keys = [lead.key_at(c) for c in cuts[1:]]
+    starts = [[0, *(s.find(k) for k in keys)] for s in sources]
+    chunks = []
+    for i in range(len(cuts)):
+        chunks.append(
+            tuple(
+                (at[i], at[i + 1] if i + 1 < len(at) else len(s.data))
+                for s, at in zip(sources, starts, strict=True)
+            )
+        )
+    return tuple(chunks)
+
+
+def _run(plan: _Plan, threads: int) -> Iterator[_Chunk]:
+    """Every chunk's result, in order, as soon as it is ready."""
+    count = sum(s.data.count(s.sep) for s in plan.sources)
+    indexes = range(len(plan.chunks))
+    if _use_processes(count):
+        assert _FORK is not None
+        # Workers fork here, before the pool starts its own threads, and inherit the
+        # plan (the lists and the index) instead of receiving a copy of it.
+        with _FORK.Pool(_cpus(), initializer=_start_worker, initargs=(plan,)) as pool:
+            yield from pool.imap(_chunk_in_worker, indexes)
+        return
+    if count >= _FORK_MIN:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            yield from pool.map(lambda i: _scan_chunk(plan, i), indexes)
+        return
+    for i in indexes:
+        yield _scan_chunk(plan, i)
+
+
+_WORKER_PLAN: list[_Plan] = []
+
+
+def _start_worker(plan: _Plan) -> None:
+    # Ctrl-C is the parent's to handle; a short-lived worker makes only acyclic objects.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.disable()
+    _WORKER_PLAN.append(plan)
+
+
+def _chunk_in_worker(index: int) -> _Chunk:
+    return _scan_chunk(_WORKER_PLAN[0], index)
+
+
+# A list line's path starts after the space that ends its kind (`manifest.line_key`);
+# the lines were checked by `manifest.read_list`.
+_HEAD_OF = {
+    (MODE_FILE, "file"): b" 100644 file ",
+    (MODE_EXEC, "file"): b" 100755 file ",
+    (MODE_LINK, "symlink"): b" 120000 symlink ",
+}
+
+
+def _keys(source: _Source, items: list[bytes]) -> list[bytes]:
+    if source.tier is None:
+        return list(dict.fromkeys(items))  # a conflicted path has one entry per stage
+    keys = [line[line.index(b" ", 72) + 1 :] for line in items]
+    if any(k[:1] == b'"' for k in keys):
+        keys = [_quoted(k) if k[:1] == b'"' else k for k in keys]
+    return keys
+
+
+def _quoted(quoted: bytes) -> bytes:
+    return path_key(unquote_path(quoted.decode("utf-8", "surrogateescape")))
+
+
+def _scan_chunk(plan: _Plan, index: int) -> _Chunk:
+    """Walk one chunk: observe each listed path (and each tracked one the policy gives
+    a scanned tier), list the folders this chunk is the first to enter, and sort what
+    it finds into blocks, candidates and untracked leftovers."""
+    ranges = plan.chunks[index]
+    sources = plan.sources
+    items: list[list[bytes]] = []
+    keys: list[list[bytes]] = []
+    for source, (start, end) in zip(sources, ranges, strict=True):
+        part = source.data[start:end].split(source.sep)
+        part.pop()
+        items.append(part)
+        keys.append(_keys(source, part))
+    lists = [j for j, s in enumerate(sources) if s.tier is not None]
+    previous = [k for s, (start, _) in zip(sources, ranges, strict=True) if (k := s.before(start))]
+    out = _Output(plan, [sources[j].tier or "" for j in lists])
+    walker = _Walker(
+        plan,
+        out,
+        owns_root=index == 0,
+        previous=max(previous, default=None),
+        ends=[end for _, end in ranges],
+    )
+    try:
+        with cycle_collection_paused():
+            if plan.build:
+                walker.walk_index(keys[0] if keys else [])
+            elif len(lists) == 1 and (len(keys) == 1 or keys[1] == keys[0]):
+                # The usual case: one list, and an index that holds the same paths.
+                j = lists[0]
+                quoted = items[j] if any(k[:1] == b'"' for k in items[j]) else None
+                walker.walk_list(keys[j], quoted, tracked=not plan.has_index or len(keys) == 2)
+            else:
+                walker.walk_merged(keys, [items[j] for j in lists], lists, plan.has_index)
+    finally:
+        walker.close()
+    return _Chunk(
+        blocks=tuple(
+            None if s.tier is None else out.block(lists.index(j), *ranges[j])
+            for j, s in enumerate(sources)
+        ),
+        built={t: b"".join(parts) for t, parts in out.built.items() if parts},
+        unlisted=tuple(out.unlisted),
+        untracked=tuple(out.untracked),
+        folders=tuple(out.folders),
+        listed=sum(len(items[j]) for j in lists),
+    )
+
+
+def _portion(line: bytes) -> bytes:
+    """A list line's path as written (quoted or not)."""
+    return line[line.index(b" ", 72) + 1 :]
+
+
+class _Output:
+    """What one chunk found, gathered as the walk goes."""
+
+    def __init__(self, plan: _Plan, list_tiers: list[str]):
+        self.list_tiers = list_tiers
+        self.parts: list[list[bytes]] = [[] for _ in list_tiers]
+        self.others: list[list[tuple[str, Observed]]] = [[] for _ in list_tiers]
+        self.targets: list[dict[str, str]] = [{} for _ in list_tiers]
+        self.built: dict[str, list[bytes]] = {t: [] for t in plan.tiers} if plan.build else {}
+        self.unlisted: list[tuple[str, str, Observed]] = []
+        self.untracked: list[tuple[str, str]] = []
+        self.folders: list[str] = []
+
+    def block(self, n: int, start: int, end: int) -> Block:
+        return Block(
+            start=start,
+            end=end,
+            lines=b"".join(self.parts[n]),
+            others=tuple(self.others[n]),
+            targets=self.targets[n],
+        )
+
+    def line(self, n: int, path: str, portion: bytes, seen: tuple[str, int] | Observed) -> None:
+        """The tree's line for a path of list `n` (or what the path is instead)."""
+        if isinstance(seen, tuple):
+            head = _EXEC_HEAD if seen[1] else _FILE_HEAD
+            self.parts[n] += (seen[0].encode(), head, portion, _NL)
+        elif _plain_observation(seen):
+            head = _HEAD_OF[(seen.mode or "", seen.seen.value)]
+            self.parts[n] += ((seen.sha256 or "").encode(), head, portion, _NL)
+            if seen.target is not None:
+                self.targets[n][path] = seen.target
+        else:
+            self.others[n].append((path, seen))
+
+
+_FILE_HEAD = b" 100644 file "
+_EXEC_HEAD = b" 100755 file "
+_NL = b"\n"
+# A chunk of paths none of which `unsafe_path_reason` could object to: checked on the
+# chunk's joined keys at once (an empty path, one starting "/", "." or "X:", ending "/",
+# or holding "//", "/.", a backslash or NUL; see `manifest._maybe_unsafe`).
+_UNSAFE_BITS = (b"\n\n", b"\n/", b"\n.", b"/\n", b"//", b"/.", b"\\", b"\0")
+
+
+def _all_safe(keys: list[bytes]) -> bool:
+    joined = b"\n" + b"\n".join(keys) + b"\n"
+    if any(bit in joined for bit in _UNSAFE_BITS):
+        return False
+    return not any(k[1:2] == b":" for k in keys) if b":" in joined else True
+
+
+def _safe(path: str) -> bool:
+    return unsafe_path_reason(path) is None
+
+
+def _walkable(path: str) -> bool:
+    """A path that stays inside the tree (no empty, "." or ".." part, not absolute). An
+    unsafe list entry is never looked at, but one unsafe only for its name (a backslash)
+    still names a file of its folder, which is then no leftover."""
+    parts = path.split("/")
+    return bool(path) and path[0] != "/" and not any(p in ("", ".", "..") for p in parts)
+
+
+class _Walker:
+    """The folders down to the current path, each opened relative to its parent with
+    O_NOFOLLOW (a symlinked folder fails to open), and the names of those this chunk
+    lists that no path has claimed yet: when the walk leaves such a folder, they are
+    the files and folders no source names."""
+
+    def __init__(
+        self,
+        plan: _Plan,
+        out: _Output,
+        *,
+        owns_root: bool,
+        previous: bytes | None,
+        ends: list[int],
+    ):
+        self._plan = plan
+        self._out = out
+        self._previous = previous  # the last safe path before this chunk
+        self._ends = ends
+        self._first = True
+        self._tier_of = plan.tier_of
+        self._tiers = plan.tiers
+        self._eol = plan.normalize_eol
+        self._buffer = bytearray(_CHUNK)
+        self._view = memoryview(self._buffer)
+        self._dir_ok = FolderCheck(plan.root)
+        try:
+            root_fd: int | None = os.open(plan.root, os.O_RDONLY)
+        except OSError:
+            root_fd = None
+        # (relative path, descriptor or None, unclaimed names of a listed folder or None)
+        self._stack: list[tuple[bytes, int | None, set[str] | None]] = [
+            (b"", root_fd, _names(root_fd) if owns_root else None)
+        ]
+
+    def walk_list(self, keys: list[bytes], quoted: list[bytes] | None, *, tracked: bool) -> None:
+        """The paths of one list, in order (`quoted`: the lines, when some path in them
+        is quoted, else each key is the path as written); `tracked`: all in the index."""
+        out = self._out
+        tier = out.list_tiers[0]
+        parts = out.parts[0]
+        tier_of, tiers = self._tier_of, self._tiers
+        eol = self._eol
+        view, buffer = self._view, self._buffer
+        safe = _all_safe(keys)
+        current: bytes | None = None
+        folder: int | None = None
+        names: set[str] | None = None
+        for i, key in enumerate(keys):
+            path = key.decode("utf-8", "surrogateescape")
+            if not safe and not _safe(path):
+                self._claim(key, path)  # never looked at; the list's line stays unmatched
+                current = None
+                continue
+            parent, _, name = key.rpartition(b"/")
+            if parent != current:
+                folder = self._enter(parent)
+                names = self._stack[-1][2]
+                current = parent
+            if names is not None:
+                names.discard(name.decode("utf-8", "surrogateescape"))
+            norm = eol if eol.__class__ is bool else eol(path)  # type: ignore[operator]
+            read = _read_file(folder, name, norm, view, buffer) if folder is not None else None
+            portion = key if quoted is None else _portion(quoted[i])
+            seen: tuple[str, int] | Observed
+            if read is not None:
+                parts += (read[0].encode(), _EXEC_HEAD if read[1] else _FILE_HEAD, portion, _NL)
+                seen = read
+            else:
+                seen = self._observe_path(path, norm)
+                out.line(0, path, portion, seen)
+            assigned = tier_of(path)
+            if assigned is not None and assigned != tier and assigned in tiers:
+                self._assigned(assigned, path, seen, tracked)
+
+    def walk_index(self, keys: list[bytes]) -> None:
+        """Building lists: every tracked path the policy gives a tier, observed."""
+        built = self._out.built
+        tier_of, tiers = self._tier_of, self._tiers
+        eol = self._eol
+        view, buffer = self._view, self._buffer
+        safe = _all_safe(keys)
+        current: bytes | None = None
+        folder: int | None = None
+        names: set[str] | None = None
+        for key in keys:
+            path = key.decode("utf-8", "surrogateescape")
+            if not safe and not _walkable(path):
+                continue  # git never indexes such a path; a forged index could
+            parent, _, name = key.rpartition(b"/")
+            if parent != current:
+                folder = self._enter(parent)
+                names = self._stack[-1][2]
+                current = parent
+            if names is not None:
+                names.discard(name.decode("utf-8", "surrogateescape"))
+            tier = tier_of(path)
+            if tier is None or tier not in tiers:
+                continue
+            norm = eol if eol.__class__ is bool else eol(path)  # type: ignore[operator]
+            seen = _read_file(folder, name, norm, view, buffer) if folder is not None else None
+            if seen is not None:
+                quoted = quote_path(path)
+                portion = key if quoted is path else quoted.encode("utf-8", "surrogateescape")
+                built[tier] += (
+                    seen[0].encode(),
+                    _EXEC_HEAD if seen[1] else _FILE_HEAD,
+                    portion,
+                    _NL,
+                )
+                continue
+            entry = self._observe_path(path, norm).as_entry(path)
+            if entry is not None:
+                built[tier].append((entry.line() + "\n").encode("utf-8", "surrogateescape"))
+
+    def walk_merged(
+        self,
+        keys: list[list[bytes]],
+        lines: list[list[bytes]],
+        lists: list[int],
+        has_index: bool,
+    ) -> None:
+        """Several lists (and the index): every path of any, in order, with the lists
+        that hold it."""
+        out = self._out
+        tier_of, tiers = self._tier_of, self._tiers
+        eol = self._eol
+        where = [dict(zip(k, range(len(k)), strict=True)) for k in keys]
+        index = where[-1] if has_index else None
+        for key in sorted(set().union(*keys)):
+            path = key.decode("utf-8", "surrogateescape")
+            if not _walkable(path):
+                continue
+            listed = [
+                (n, lines[n][at])
+                for n, j in enumerate(lists)
+                if (at := where[j].get(key)) is not None
+            ]
+            if listed and not _safe(path):
+                self._claim(key, path)  # an unsafe entry is never looked at
+                continue
+            tracked = index is None or key in index
+            parent, _, name = key.rpartition(b"/")
+            folder = self._enter(parent)
+            names = self._stack[-1][2]
+            if names is not None:
+                names.discard(name.decode("utf-8", "surrogateescape"))
+            assigned = tier_of(path)
+            elsewhere = (
+                assigned is not None
+                and assigned in tiers
+                and all(out.list_tiers[n] != assigned for n, _ in listed)
+            )
+            if not listed and not (elsewhere and tracked):
+                continue  # a tracked path nothing asks about
+            norm = eol if eol.__class__ is bool else eol(path)  # type: ignore[operator]
+            seen: tuple[str, int] | Observed | None = None
+            if folder is not None:
+                seen = _read_file(folder, name, norm, self._view, self._buffer)
+            if seen is None:
+                seen = self._observe_path(path, norm)
+            for n, line in listed:
+                out.line(n, path, _portion(line), seen)
+            if elsewhere and assigned is not None:
+                self._assigned(assigned, path, seen, tracked)
+
+    def _assigned(
+        self, tier: str, path: str, seen: tuple[str, int] | Observed, tracked: bool
+    ) -> None:
+        """A path the policy gives `tier` that is not on that tier's list."""
+        if not tracked:
+            # Untracked: a candidate if git's own walk would list it (a file or symlink
+            # in real folders) and does not ignore it.
+            if isinstance(seen, tuple) or _plain_observation(seen):
+                self._out.untracked.append((tier, path))
+        else:
+            self._out.unlisted.append(
+                (tier, path, seen if isinstance(seen, Observed) else _file(seen))
+            )
+
+    def _claim(self, key: bytes, path: str) -> None:
+        """Enter the folder of a path that is not looked at, and take its name off the
+        folder's leftovers (when the path stays inside the tree at all)."""
+        if _walkable(path):
+            parent, _, name = key.rpartition(b"/")
+            self._enter(parent)
+            names = self._stack[-1][2]
+            if names is not None:
+                names.discard(name.decode("utf-8", "surrogateescape"))
+
+    def _observe_path(self, path: str, norm: bool) -> Observed:
+        return observe_path(
+            self._plan.root, path, normalize_eol=norm, dir_ok=self._dir_ok, buffer=self._buffer
+        )
+
+    def _enter(self, parent: bytes) -> int | None:
+        """Walk to the folder `parent`, opening and listing what is new on the way."""
+        stack = self._stack
+        while len(stack) > 1 and not (
+            parent == stack[-1][0] or parent.startswith(stack[-1][0] + b"/")
+        ):
+            self._leave(*stack.pop(), final=True)
+        top, top_fd, top_names = stack[-1]
+        if parent != top:
+            rest = parent[len(top) + 1 :] if top else parent
+            for name in rest.split(b"/"):
+                rel = top + b"/" + name if top else name
+                fd = None
+                if top_fd is not None and name not in (b"", b".", b".."):
+                    try:
+                        fd = os.open(name, _DIR_FLAGS, dir_fd=top_fd)
+                    except OSError:
+                        fd = None  # a file, symlink or nothing there: stays a leftover
+                if fd is not None and top_names is not None:
+                    top_names.discard(name.decode("utf-8", "surrogateescape"))
+                # A folder is listed by the chunk that reaches it first.
+                new = not self._first or self._previous is None
+                new = new or not self._previous.startswith(rel + b"/")  # type: ignore[union-attr]
+                top, top_fd, top_names = rel, fd, _names(fd) if new else None
+                stack.append((top, top_fd, top_names))
+        self._first = False
+        return top_fd
+
+    def _leave(self, rel: bytes, fd: int | None, names: set[str] | None, *, final: bool) -> None:
+        try:
+            if not names or fd is None:
+                return
+            prefix = rel.decode("utf-8", "surrogateescape") + "/" if rel else ""
+            for name in names:
+                if not final and self._later(path_key(prefix + name)):
+                    continue  # a later chunk's path or folder
+                try:
+                    mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+                except OSError:
+                    continue  # gone since listed
+                if stat.S_ISDIR(mode):
+                    self._out.folders.append(prefix + name)  # the parent asks: ignored?
+                elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                    tier = self._tier_of(prefix + name)
+                    if tier is not None and tier in self._tiers:
+                        self._out.untracked.append((tier, prefix + name))
+        finally:
+            if fd is not None and rel:
+                os.close(fd)
+
+    def _later(self, key: bytes) -> bool:
+        """Whether a source names `key`, or a path below it, after this chunk."""
+        for source, end in zip(self._plan.sources, self._ends, strict=True):
+            at = source.find(key, end)
+            if at < len(source.data):
+                found = source.key_at(at)
+                if found == key or found.startswith(key + b"/"):
+                    return True
+        return False
+
+    def close(self) -> None:
+        """Leave every folder still open: the chunk ends inside them."""
+        while self._stack:
+            rel, fd, names = self._stack.pop()
+            self._leave(rel, fd, names, final=False)
+            if fd is not None and not rel:
+                os.close(fd)
+
+
+def _names(fd: int | None) -> set[str] | None:
+    """The names in an open folder (not `.git`: git's own, never a candidate)."""
+    if fd is None:
+        return None
+    try:
+        with os.scandir(fd) as it:
+            names = {e.name for e in it}
+    except OSError:
+        return None
+    names.discard(".git")
+    return names
+
+
+def _read_file(
+    folder: int, name: bytes, norm: bool, view: memoryview, buffer: bytearray
+) -> tuple[str, int] | None:
+    """(hex digest, exec bit) of a regular file opened in its folder: the usual case.
+    None for anything else, or any error: `observe_path` then says what it is."""
+    try:
+        fd = os.open(name, _OPEN_FLAGS, dir_fd=folder)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        size = st.st_size
+        if size < _CHUNK and not norm:  # most files: one read, one hash
+            n = _read_into(fd, view[: size + 1])
+            if n <= size:
+                return hashlib.sha256(view[:n]).hexdigest(), st.st_mode & stat.S_IXUSR
+            os.lseek(fd, 0, os.SEEK_SET)  # it grew since fstat
+        digest = digest_fd(fd, size, normalize_eol=norm, buffer=buffer)
+        return digest, st.st_mode & stat.S_IXUSR
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _file(seen: tuple[str, int]) -> Observed:
+    return Observed(seen=Seen.FILE, sha256=seen[0], mode=MODE_EXEC if seen[1] else MODE_FILE)
 
 
 class FolderCheck:
@@ -298,175 +1092,6 @@ _FORK = multiprocessing.get_context("fork") if sys.platform.startswith("linux") 
 _FORK_MIN = 4096  # below this, starting processes costs more than it saves
 _FORK_CHUNK = 2048
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
-_SEEN = {s.value: s for s in Seen}
-# Observed as a plain tuple (seen, sha256, mode, target, error): pickles several times faster.
-_Row = tuple[str, str | None, str | None, str | None, str | None]
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _use_processes(count: int) -> bool:
-    # Forking while other threads run (the watcher's) could copy a lock one of them
-    # holds into the child; then threads it is.
-    return (
-        count >= _FORK_MIN and _FORK is not None and _cpus() > 1 and threading.active_count() == 1
-    )
-
-
-class _Forked:
-    """Paths being observed by worker processes, started when this is made."""
-
-    def __init__(
-        self,
-        root: str,
-        paths: Sequence[str],
-        normalize_eol: bool,
-        progress: Callable[[int], None] | None,
-    ):
-        assert _FORK is not None
-        self.paths = paths
-        self._chunks = [paths[i : i + _FORK_CHUNK] for i in range(0, len(paths), _FORK_CHUNK)]
-        self._progress = progress
-        self._pool = ProcessPoolExecutor(max_workers=_cpus(), mp_context=_FORK)
-        # The first submit forks every worker, here in the calling thread and before the
-        # pool starts its own thread: forking a process that runs threads can deadlock.
-        self._futures = [
-            self._pool.submit(_observe_rows, root, chunk, normalize_eol) for chunk in self._chunks
-        ]
-
-    def result(self) -> dict[str, Observed]:
-        out: dict[str, Observed] = {}
-        try:
-            with cycle_collection_paused():
-                self._collect(out)
-        finally:
-            self._pool.shutdown(cancel_futures=True)
-        return out
-
-    def _collect(self, out: dict[str, Observed]) -> None:
-        for chunk, future in zip(self._chunks, self._futures, strict=True):
-            for path, (seen, sha256, mode, target, error) in zip(
-                chunk, future.result(), strict=True
-            ):
-                out[path] = Observed(
-                    seen=_SEEN[seen], sha256=sha256, mode=mode, target=target, error=error
-                )
-            if self._progress:
-                self._progress(len(chunk))
-
-
-def _observe_rows(root: str, paths: Sequence[str], normalize_eol: bool) -> list[_Row]:
-    """What `observe_path` says about each of `paths` (sorted), in a worker process.
-
-    The usual case, a regular file in real folders, is opened relative to its folder's
-    descriptor: one path component to look up instead of the whole path, and the
-    folders opened with O_NOFOLLOW prove that none of them is a symlink. Anything else
-    goes through `observe_path`.
-    """
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
-    dir_ok = FolderCheck(root)
-    folders = _Folders.at(root) if os.open in os.supports_dir_fd else None
-    rows: list[_Row] = []
-    gc.disable()  # a short-lived worker process: only acyclic rows are made here
-    last_parent, folder = None, None
-    try:
-        for rel in paths:
-            row = None
-            if folders is not None:
-                parent, _, name = rel.rpartition("/")
-                if parent != last_parent:  # sorted: a folder's files come together
-                    last_parent, folder = parent, folders.fd(parent)
-                if folder is not None:
-                    row = _file_row(folder, name, normalize_eol, buffer, view)
-            if row is None:
-                o = observe_path(
-                    root, rel, normalize_eol=normalize_eol, dir_ok=dir_ok, buffer=buffer
-                )
-                row = (o.seen.value, o.sha256, o.mode, o.target, o.error)
-            rows.append(row)
-    finally:
-        if folders is not None:
-            folders.close()
-    return rows
-
-
-def _file_row(
-    folder: int, name: str, normalize_eol: bool, buffer: bytearray, view: memoryview
-) -> _Row | None:
-    """A regular file's row, or None for anything else (or any error). `view` is
-    `memoryview(buffer)`."""
-    try:
-        fd = os.open(name, _OPEN_FLAGS, dir_fd=folder)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        size = st.st_size
-        digest = None
-        if size < len(view) and not normalize_eol:  # most files: one read, one hash
-            n = _read_into(fd, view[: size + 1])
-            if n <= size:
-                digest = hashlib.sha256(view[:n]).hexdigest()
-            else:  # it grew since fstat
-                os.lseek(fd, 0, os.SEEK_SET)
-        if digest is None:
-            digest = digest_fd(fd, size, normalize_eol=normalize_eol, buffer=buffer)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return ("file", digest, MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE, None, None)
-
-
-class _Folders:
-    """Open descriptors of the folders down to the current one, each opened relative to
-    its parent with O_NOFOLLOW, so a symlinked folder fails to open. Sorted paths keep
-    a folder's files together: a folder is closed once the walk leaves it."""
-
-    def __init__(self, root_fd: int):
-        self._open: list[tuple[str, int]] = [("", root_fd)]
-
-    @classmethod
-    def at(cls, root: str) -> _Folders | None:
-        try:
-            return cls(os.open(root, os.O_RDONLY))
-        except OSError:
-            return None
-
-    def fd(self, rel_dir: str) -> int | None:
-        """The folder's descriptor, or None when it is missing, a symlink or unreadable."""
-        stack = self._open
-        while (
-            len(stack) > 1
-            and rel_dir != stack[-1][0]
-            and not rel_dir.startswith(stack[-1][0] + "/")
-        ):
-            os.close(stack.pop()[1])
-        top = stack[-1][0]
-        if rel_dir == top:
-            return stack[-1][1]
-        for name in (rel_dir[len(top) + 1 :] if top else rel_dir).split("/"):
-            if name in ("", ".", ".."):
-                return None
-            try:
-                fd = os.open(name, _DIR_FLAGS, dir_fd=stack[-1][1])
-            except OSError:
-                return None
-            stack.append((f"{stack[-1][0]}/{name}" if stack[-1][0] else name, fd))
-        return stack[-1][1]
-
-    def close(self) -> None:
-        for _, fd in self._open:
-            os.close(fd)
-        self._open = []
 
 
 def walk_files(root: Path) -> list[str]:
