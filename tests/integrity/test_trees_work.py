@@ -247,13 +247,13 @@ def test_forked_threaded_serial_and_plain_scans_agree(
 
 def test_signed_in_the_wrong_tier_is_a_candidate_of_its_own(big: Path) -> None:
     lists = _lists(big, [])
-    observed, unlisted = _scan(big, lists)
+    _, unlisted = _scan(big, lists)
     # `run.sh` is on `top`'s list (where the policy puts it) and on `rest`'s: no finding
     # for `top`; taken off `top`'s list, it is an unsigned `top` file.
     assert "run.sh" not in dict(unlisted["top"])
     top = [e for e in lists["top"] if e.path != "run.sh"]
     lists["top"] = read_list(format_list(top), source="top")
-    observed, unlisted = _scan(big, lists)
+    _, unlisted = _scan(big, lists)
     assert dict(unlisted["top"])["run.sh"].seen is Seen.FILE
 
 
