@@ -1,7 +1,12 @@
-"""Everything that touches git, through gitpython: files at a commit, the index, config.
+"""Everything that touches git: files at a commit, the index, config.
 
 Trust is read from commits (HEAD or `--trust-ref`), never from the change under test,
 so this module is where "where trust comes from" is implemented.
+
+What the hooks and `verify` need runs git directly (one `cat-file --batch` process
+serves every object read); gitpython, which costs a pre-commit hook about 50 ms just to
+import, is loaded only by what walks history or commits (`commits_between`, `resolve`,
+`CommitTree`, restore, status).
 """
 
 from __future__ import annotations
@@ -9,13 +14,17 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
-import git
-from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from qeguard.errors import GitError
+
+if TYPE_CHECKING:
+    import git
 
 GIT_FILE = 0o100644
 GIT_EXEC = 0o100755
@@ -42,27 +51,42 @@ class GitRepo:
     """A git work tree."""
 
     def __init__(self, root: Path):
+        self.root = Path(os.path.abspath(root))
+        self._objects = _CatFile(self.root, "--batch")
+        self._ids = _CatFile(self.root, "--batch-check")
+
+    @cached_property
+    def repo(self) -> git.Repo:
+        """gitpython's view of the repository, for history and commits (imported here:
+        the hooks never need it)."""
+        import git
+        from git.exc import InvalidGitRepositoryError, NoSuchPathError
+
         try:
-            self.repo = git.Repo(root, search_parent_directories=False)
+            repo = git.Repo(self.root, search_parent_directories=False)
         except (InvalidGitRepositoryError, NoSuchPathError):
             raise GitError(
                 "not a git repository",
-                where=str(root),
+                where=str(self.root),
                 hint="run `git init`, or pass -C with the repository root",
             ) from None
-        if self.repo.working_tree_dir is None:
-            raise GitError("a bare repository has no working tree", where=str(root))
-        self.root = Path(self.repo.working_tree_dir)
+        if repo.working_tree_dir is None:
+            raise GitError("a bare repository has no working tree", where=str(self.root))
+        return repo
 
-    def _run(self, *args: str) -> bytes:
+    def _run(self, *args: str, ok: tuple[int, ...] = (0,)) -> bytes:
         # Literal pathspecs: a protected file named `*.py` or `:(top)x` means itself.
-        env = {"GIT_LITERAL_PATHSPECS": "1"}
+        env = {**os.environ, "GIT_LITERAL_PATHSPECS": "1"}
         try:
-            out: bytes = self.repo.git.execute(["git", *args], stdout_as_string=False, env=env)
-        except GitCommandError as exc:
-            err = exc.stderr.strip() if isinstance(exc.stderr, str) else str(exc)
-            raise GitError(f"git {args[0]} failed: {err}", where=str(self.root)) from None
-        return out
+            proc = subprocess.run(
+                ["git", *args], cwd=self.root, env=env, capture_output=True, check=False
+            )
+        except OSError as exc:
+            raise GitError(f"cannot run git: {exc}", where=str(self.root)) from None
+        if proc.returncode not in ok:
+            err = proc.stderr.decode("utf-8", "replace").strip()
+            raise GitError(f"git {args[0]} failed: {err}", where=str(self.root))
+        return proc.stdout
 
     def staged_paths(self) -> list[str]:
         """Paths whose index entry differs from HEAD (added, changed, deleted, mode).
@@ -104,12 +128,16 @@ class GitRepo:
         return out
 
     def read_blob(self, hexsha: str) -> bytes:
-        """An object's bytes through gitpython's object database (one `cat-file` process)."""
-        data: bytes = self.repo.odb.stream(bytes.fromhex(hexsha)).read()
-        return data
+        """An object's bytes (through one `git cat-file --batch` process for all reads)."""
+        found = self._objects.read(hexsha)
+        if found is None:
+            raise GitError(f"object {hexsha} is missing", where=str(self.root))
+        return found[2]
 
     def commits_between(self, base: str, tip: str) -> list[CommitInfo]:
         """Commits reachable from `tip` but not from `base`, oldest first."""
+        import git
+
         out: list[CommitInfo] = []
         for c in reversed(list(self.repo.iter_commits(f"{base}..{tip}"))):
             author = f"{c.author.name} <{c.author.email}>" if c.author.email else c.author.name
@@ -186,12 +214,13 @@ class GitRepo:
         return {os.fsdecode(p) for p in proc.stdout.split(b"\0") if p}
 
     def head(self) -> str | None:
-        try:
-            return self.repo.head.commit.hexsha
-        except ValueError:  # unborn branch: no commit yet
-            return None
+        """HEAD's commit, or None on an unborn branch (no commit yet)."""
+        found = self._ids.read("HEAD^{commit}")
+        return found[0] if found is not None else None
 
     def resolve(self, rev: str) -> str:
+        from git.exc import BadName, GitCommandError
+
         try:
             return self.repo.commit(rev).hexsha
         except (BadName, ValueError, GitCommandError):
@@ -204,31 +233,27 @@ class GitRepo:
 
     def read_at(self, rev: str, path: str) -> bytes | None:
         """The blob at `rev:path`, or None when the commit has no such file."""
-        commit = self.repo.commit(rev)
-        try:
-            blob = commit.tree / path
-        except KeyError:
-            return None
-        if blob.type != "blob":
-            return None
-        data: bytes = blob.data_stream.read()
-        return data
+        found = self._objects.read(f"{rev}:{path}")
+        return found[2] if found is not None and found[1] == "blob" else None
 
     def blob_id_at(self, rev: str, path: str) -> str | None:
         """The object id of `rev:path` without reading the object."""
-        try:
-            item = self.repo.commit(rev).tree / path
-        except KeyError:
-            return None
-        return str(item.hexsha)
+        found = self._ids.read(f"{rev}:{path}")
+        return found[0] if found is not None else None
+
+    @cached_property
+    def _config(self) -> dict[str, str]:
+        """Every config value git sees here, by lower-cased `section.key` (last wins)."""
+        out = self._run("config", "--null", "--list", ok=(0, 1))
+        values: dict[str, str] = {}
+        for record in out.split(b"\0"):
+            key, _, value = record.partition(b"\n")
+            if key:
+                values[key.decode("utf-8", "replace").lower()] = value.decode("utf-8", "replace")
+        return values
 
     def config(self, section: str, option: str, default: str | None = None) -> str | None:
-        reader = self.repo.config_reader()
-        try:
-            value = reader.get_value(section, option)
-        except Exception:  # gitpython raises configparser's NoOptionError/NoSectionError
-            return default
-        return str(value)
+        return self._config.get(f"{section}.{option}".lower(), default)
 
     @property
     def normalize_eol(self) -> bool:
@@ -282,6 +307,69 @@ def iter_ls_files(raw: bytes) -> Iterable[tuple[str, IndexEntry]]:
             os.fsdecode(path),
             IndexEntry(mode=int(mode, 8), hexsha=sha.decode("ascii"), stage=int(stage)),
         )
+
+
+class _CatFile:
+    """One `git cat-file --batch` (objects) or `--batch-check` (ids and types only)
+    process, started on the first request, for every object a run asks about: policy,
+    trust and manifests at HEAD, staged blobs, HEAD itself."""
+
+    def __init__(self, root: Path, mode: str):
+        self._root = root
+        self._mode = mode
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def read(self, spec: str) -> tuple[str, str, bytes] | None:
+        """(id, type, bytes) of the object `spec` names (an id, `rev:path`, `HEAD`), or
+        None when there is none; the bytes are empty for `--batch-check`."""
+        if "\n" in spec:  # one request per line: such a path cannot be asked this way
+            return None
+        proc = self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(os.fsencode(spec) + b"\n")
+        proc.stdin.flush()
+        header = proc.stdout.readline().split()
+        if not header or header[-1] in (b"missing", b"ambiguous") or len(header) != 3:
+            return None  # "<spec> missing": the spec itself may hold spaces
+        oid, kind = header[0].decode("ascii"), header[1].decode("ascii")
+        if self._mode != "--batch":
+            return oid, kind, b""
+        size = int(header[2])
+        return oid, kind, _read_exactly(proc.stdout, size + 1)[:size]  # the object, then LF
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._proc is None:
+            try:
+                self._proc = subprocess.Popen(
+                    ["git", "cat-file", self._mode],
+                    cwd=self._root,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
+            except OSError as exc:
+                raise GitError(f"cannot run git: {exc}", where=str(self._root)) from None
+            weakref.finalize(self, _stop, self._proc)
+        return self._proc
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    parts: list[bytes] = []
+    while size > 0:
+        part = stream.read(size)
+        if not part:
+            raise GitError("git cat-file stopped before the end of an object")
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def open_repo(root: Path) -> GitRepo | None:

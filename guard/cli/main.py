@@ -10,7 +10,6 @@ import argparse
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +76,8 @@ def _modules_for(argv: Sequence[str] | None) -> Sequence[str]:
 
 
 def _log_internal_error(exc: BaseException) -> Path | None:
+    import traceback
+
     try:
         from platformdirs import user_log_path
 
@@ -114,6 +115,8 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
         where = f"; details in {log}" if log else ""
         console.error(f"internal error: {type(exc).__name__}: {exc}{where}")
         if os.environ.get("QEGUARD_DEBUG"):
+            import traceback
+
             traceback.print_exc()
         return ExitCode.INTERNAL
 

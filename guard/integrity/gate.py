@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import qeguard
 from qeguard.errors import ConfigError, EnvelopeError, UsageError
@@ -31,8 +32,10 @@ from qeguard.integrity.manifest import parse_list
 from qeguard.integrity.trees.base import Tree
 from qeguard.integrity.trees.commit import CommitTree
 from qeguard.integrity.trees.index import IndexTree
-from qeguard.integrity.trees.work import WorkTree
 from qeguard.integrity.verifier import verify
+
+if TYPE_CHECKING:
+    from qeguard.integrity.trees.work import WorkTree
 from qeguard.report import Finding, Location, Override, Report, Severity
 from qeguard.rules import RuleId
 
@@ -50,6 +53,9 @@ def open_context(root: Path) -> Context:
 
 
 def work_tree(ctx: Context) -> WorkTree:
+    # Imported here: the hooks (the staged index) never walk the working tree.
+    from qeguard.integrity.trees.work import WorkTree
+
     if ctx.repo is None:
         return WorkTree(ctx.root)
     return WorkTree(

@@ -204,10 +204,10 @@ def test_forked_threaded_serial_and_plain_scans_agree(
 ) -> None:
     lists = _lists(big, EXTRA)
     tier_of = parse_policy(POLICY).matcher().tier_of
-    assert work._use_processes(sum(len(e) for e in lists.values())) or work._FORK is None
+    assert work._use_processes(sum(len(e) for e in lists.values())) or not work._FORK
     forked = _scan(big, lists)
     plain = _flatten(scan_paths(_tree(big), lists, tier_of))
-    monkeypatch.setattr(work, "_FORK", None)
+    monkeypatch.setattr(work, "_FORK", False)
     threaded = _scan(big, lists)
     monkeypatch.setattr(work, "_FORK_MIN", 10**9)
     serial = _scan(big, lists)
@@ -272,7 +272,7 @@ def test_build_lists_equal_the_plain_ones(big: Path, monkeypatch: pytest.MonkeyP
     tree = _tree(big)
     tree.prepare(whole=True)
     assert tree.build(["top", "rest"], matcher.tier_of) == expected
-    monkeypatch.setattr(work, "_FORK", None)
+    monkeypatch.setattr(work, "_FORK", False)
     monkeypatch.setattr(work, "_FORK_MIN", 10**9)
     monkeypatch.setattr(work, "_CHUNK_PATHS", 5)
     assert _tree(big).build(["top", "rest"], matcher.tier_of) == expected

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import multiprocessing
 import os
-import signal
 import stat
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -283,6 +280,8 @@ class WorkTree:
             for chunk in chunks:
                 result.update(batch(chunk))
             return result
+        from concurrent.futures import ThreadPoolExecutor
+
         # hashlib and os.read release the GIL, so threads hash in parallel.
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             for part in pool.map(batch, chunks):
@@ -531,7 +530,7 @@ def _insert_lines(data: bytes, lines: list[bytes]) -> bytes:
 # Large scans hash in forked processes: per-file work in Python (open, read, hash,
 # lines) holds the GIL for small files, so threads cannot use a second core. Only where
 # fork is the platform's own way (Linux); elsewhere threads.
-_FORK = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+_FORK = sys.platform.startswith("linux")
 _FORK_MIN = 4096  # paths below which starting processes costs more than it saves
 _CHUNK_PATHS = 2048  # paths per chunk: enough to spread the work, few enough results
 
@@ -546,9 +545,7 @@ def _cpus() -> int:
 def _use_processes(count: int) -> bool:
     # Forking while other threads run (the watcher's) could copy a lock one of them
     # holds into the child; then threads it is.
-    return (
-        count >= _FORK_MIN and _FORK is not None and _cpus() > 1 and threading.active_count() == 1
-    )
+    return count >= _FORK_MIN and _FORK and _cpus() > 1 and threading.active_count() == 1
 
 
 def _plan_chunks(sources: Sequence[_Source]) -> tuple[tuple[tuple[int, int], ...], ...]:
@@ -580,13 +577,17 @@ def _run(plan: _Plan, threads: int) -> Iterator[_Chunk]:
     count = sum(s.data.count(s.sep) for s in plan.sources)
     indexes = range(len(plan.chunks))
     if _use_processes(count):
-        assert _FORK is not None
+        import multiprocessing
+
         # Workers fork here, before the pool starts its own threads, and inherit the
         # plan (the lists and the index) instead of receiving a copy of it.
-        with _FORK.Pool(_cpus(), initializer=_start_worker, initargs=(plan,)) as pool:
+        fork = multiprocessing.get_context("fork")
+        with fork.Pool(_cpus(), initializer=_start_worker, initargs=(plan,)) as pool:
             yield from pool.imap(_chunk_in_worker, indexes)
         return
     if count >= _FORK_MIN:
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=threads) as pool:
             yield from pool.map(lambda i: _scan_chunk(plan, i), indexes)
         return
@@ -598,6 +599,8 @@ _WORKER_PLAN: list[_Plan] = []
 
 
 def _start_worker(plan: _Plan) -> None:
+    import signal
+
     # Ctrl-C is the parent's to handle; a short-lived worker makes only acyclic objects.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()
@@ -1083,15 +1086,6 @@ class FolderCheck:
                 ok = real == os.path.join(self._root_real, *rel_dir.split("/"))
             self._ok[rel_dir] = ok
         return ok
-
-
-# Large scans hash in forked processes: per-file work in Python (open, read, hash,
-# result objects) holds the GIL for small files, so threads cannot use a second core.
-# Only where fork is the platform's own way (Linux); elsewhere threads.
-_FORK = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
-_FORK_MIN = 4096  # below this, starting processes costs more than it saves
-_FORK_CHUNK = 2048
-_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 def walk_files(root: Path) -> list[str]:
