@@ -207,6 +207,9 @@ def test_forked_threaded_serial_and_plain_scans_agree(
     assert work._use_processes(sum(len(e) for e in lists.values())) or not work._FORK
     forked = _scan(big, lists)
     plain = _flatten(scan_paths(_tree(big), lists, tier_of))
+    with monkeypatch.context() as m:
+        m.setattr(work, "_walk", None)  # the pure-Python walk, without the accelerator
+        assert _scan(big, lists) == forked
     monkeypatch.setattr(work, "_FORK", False)
     threaded = _scan(big, lists)
     monkeypatch.setattr(work, "_FORK_MIN", 10**9)
@@ -257,6 +260,52 @@ def test_signed_in_the_wrong_tier_is_a_candidate_of_its_own(big: Path) -> None:
     assert dict(unlisted["top"])["run.sh"].seen is Seen.FILE
 
 
+@pytest.mark.skipif(work._walk is None, reason="built without the accelerator")
+@pytest.mark.parametrize("chunk_paths", [5, 300, 100_000])
+def test_accelerator_walks_like_the_pure_walk(
+    big: Path, monkeypatch: pytest.MonkeyPatch, chunk_paths: int
+) -> None:
+    """`_walk.c` and `_walk_pure` give the same records and leftovers for every chunk,
+    with every action, including paths that lead nowhere or out of the tree."""
+    assert work._walk is not None
+    monkeypatch.setattr(work, "_CHUNK_PATHS", chunk_paths)
+    tree = _tree(big)
+    tree.prepare(whole=True)
+    index = tree._index_bytes()
+    assert index is not None
+    lists = _lists(big, EXTRA)
+    sources = [work._Source(tier=t, data=e.data) for t, e in lists.items()]
+    sources.append(work._Source(tier=None, data=index))
+    rng = random.Random(5)
+    for i, ranges in enumerate(work._plan_chunks(sources)):
+        keys = sorted(
+            {
+                k
+                for s, (a, b) in zip(sources, ranges, strict=True)
+                for k in work._keys(s, s.data[a:b].split(s.sep)[:-1])
+            }
+        )
+        keys += [b"zz/../up", b"/abs", b"a\0b", b"x" * 300, b"p0/" + b"y" * 256 + b"/f"]
+        keys.sort()
+        actions = bytes(rng.choice(b"\0\1\2\2\2\3") for _ in keys)
+        previous = None if i == 0 else keys[0][:-1]
+        fast = work._walk(str(big), keys, actions, i == 0, previous)
+        pure = work._walk_pure(str(big), keys, actions, i == 0, previous)
+        assert fast[0] == pure[0], i
+        assert sorted(fast[1]) == sorted(pure[1]), i
+
+
+@pytest.mark.skipif(work._walk is None, reason="built without the accelerator")
+def test_accelerator_rejects_bad_arguments(tmp_path: Path) -> None:
+    assert work._walk is not None
+    with pytest.raises(ValueError):
+        work._walk(str(tmp_path), [b"a"], b"", True, None)
+    with pytest.raises(TypeError):
+        work._walk(str(tmp_path), ["a"], b"\2", True, None)  # type: ignore[list-item]
+    records, leftovers = work._walk(str(tmp_path / "gone"), [b"a", b"b/c"], b"\2\2", True, None)
+    assert records[0] == records[33] == 3 and leftovers == []  # no root: Python looks
+
+
 def test_build_lists_equal_the_plain_ones(big: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     matcher = parse_policy(POLICY).matcher()
     tree = _tree(big)
@@ -272,6 +321,8 @@ def test_build_lists_equal_the_plain_ones(big: Path, monkeypatch: pytest.MonkeyP
     tree = _tree(big)
     tree.prepare(whole=True)
     assert tree.build(["top", "rest"], matcher.tier_of) == expected
+    monkeypatch.setattr(work, "_walk", None)
+    assert _tree(big).build(["top", "rest"], matcher.tier_of) == expected
     monkeypatch.setattr(work, "_FORK", False)
     monkeypatch.setattr(work, "_FORK_MIN", 10**9)
     monkeypatch.setattr(work, "_CHUNK_PATHS", 5)
@@ -312,11 +363,11 @@ def test_read_file_of_a_file_that_grows_after_fstat() -> None:
         pytest.skip("no /proc")
     try:
         buffer = bytearray(1 << 20)
-        got = work._read_file(fd, b"cmdline", False, memoryview(buffer), buffer)
+        got = work._read_file(fd, b"cmdline", memoryview(buffer), buffer)
     finally:
         os.close(fd)
     with open("/proc/self/cmdline", "rb") as f:
-        assert got is not None and got[0] == hashlib.sha256(f.read()).hexdigest()
+        assert got is not None and got[0] == hashlib.sha256(f.read()).digest()
 
 
 @pytest.mark.parametrize("normalize_eol", [False, True])

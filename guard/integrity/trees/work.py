@@ -14,6 +14,7 @@ and the index are put to git's ignore rules.
 
 from __future__ import annotations
 
+import binascii
 import gc
 import hashlib
 import os
@@ -29,7 +30,6 @@ from qeguard.integrity.manifest import (
     MODE_FILE,
     MODE_LINK,
     EntryList,
-    cycle_collection_paused,
     line_key,
     path_key,
     quote_path,
@@ -45,6 +45,15 @@ from qeguard.integrity.trees.base import (
     looks_binary,
     scan_paths,
 )
+
+try:  # the optional accelerator (`_walk.c`); `_walk_pure` does the same without it
+    from qeguard.integrity.trees import _walk as _walk_module
+
+    _walk: Callable[..., tuple[bytes, list[tuple[bool, bytes, bytes, bytes]]]] | None = (
+        _walk_module.walk
+    )
+except ImportError:
+    _walk = None
 
 _CHUNK = 1 << 20  # read size, and the most one file adds to memory per worker
 _BATCH = 64
@@ -636,7 +645,11 @@ def _quoted(quoted: bytes) -> bytes:
 def _scan_chunk(plan: _Plan, index: int) -> _Chunk:
     """Walk one chunk: observe each listed path (and each tracked one the policy gives
     a scanned tier), list the folders this chunk is the first to enter, and sort what
-    it finds into blocks, candidates and untracked leftovers."""
+    it finds into blocks, candidates and untracked leftovers.
+
+    In three steps: what to do with each path (`actions`), the walk itself (`_walk`, or
+    `_walk_pure` without the accelerator: folders, names, hashes), and sorting out what
+    the walk found."""
     ranges = plan.chunks[index]
     sources = plan.sources
     items: list[list[bytes]] = []
@@ -647,28 +660,80 @@ def _scan_chunk(plan: _Plan, index: int) -> _Chunk:
         items.append(part)
         keys.append(_keys(source, part))
     lists = [j for j, s in enumerate(sources) if s.tier is not None]
+    list_tiers = [sources[j].tier or "" for j in lists]
+    index_at = len(sources) - 1 if plan.has_index else None
+    # The paths in order, and for each: which lists hold it (list number, line).
+    if len(keys) <= 1 or all(k == keys[0] for k in keys[1:]):
+        order = keys[0] if keys else []
+        listed: list[list[tuple[int, bytes]]] | None = None  # every list holds every path
+        tracked_all = index_at is not None or not plan.has_index
+        tracked: list[bool] | None = None
+    else:
+        order = sorted(set().union(*keys))
+        where = [dict(zip(k, range(len(k)), strict=True)) for k in keys]
+        listed = [
+            [
+                (n, items[j][at])
+                for n, j in enumerate(lists)
+                if (at := where[j].get(key)) is not None
+            ]
+            for key in order
+        ]
+        in_index = where[index_at] if index_at is not None else None
+        tracked = [in_index is None or key in in_index for key in order] if plan.has_index else None
+        tracked_all = not plan.has_index
+    paths = [key.decode("utf-8", "surrogateescape") for key in order]
+    tiers = list(map(plan.tier_of, paths))
+    safe = _all_safe(order)
+    actions = bytearray(len(order))
+    wanted = plan.tiers
+    for i, path in enumerate(paths):
+        if not safe and not _walkable(path):
+            actions[i] = _SKIP  # would lead out of the tree: never looked at
+            continue
+        in_lists = (listed is None and bool(lists)) or (listed is not None and bool(listed[i]))
+        if in_lists and not safe and not _safe(path):
+            # An unsafe entry is never looked at (its line stays unmatched), but it
+            # still names a file of its folder, which is then no leftover.
+            actions[i] = _CLAIM
+            continue
+        is_tracked = tracked_all if tracked is None else tracked[i]
+        tier = tiers[i]
+        if in_lists or (tier in wanted and is_tracked):
+            actions[i] = _HASH
+        else:
+            actions[i] = _CLAIM
+    norm = plan.normalize_eol
+    if norm is not False:
+        # The accelerator hashes bytes as they are: normalised paths are Python's.
+        for i, path in enumerate(paths):
+            if actions[i] == _HASH and (norm is True or (callable(norm) and norm(path))):
+                actions[i] = _HASH_IN_PYTHON
     previous = [k for s, (start, _) in zip(sources, ranges, strict=True) if (k := s.before(start))]
-    out = _Output(plan, [sources[j].tier or "" for j in lists])
-    walker = _Walker(
-        plan,
-        out,
-        owns_root=index == 0,
-        previous=max(previous, default=None),
-        ends=[end for _, end in ranges],
+    walk = _walk if _walk is not None else _walk_pure
+    records, leftovers = walk(
+        plan.root, order, bytes(actions), index == 0, max(previous, default=None)
     )
-    try:
-        with cycle_collection_paused():
-            if plan.build:
-                walker.walk_index(keys[0] if keys else [])
-            elif len(lists) == 1 and (len(keys) == 1 or keys[1] == keys[0]):
-                # The usual case: one list, and an index that holds the same paths.
-                j = lists[0]
-                quoted = items[j] if any(k[:1] == b'"' for k in items[j]) else None
-                walker.walk_list(keys[j], quoted, tracked=not plan.has_index or len(keys) == 2)
-            else:
-                walker.walk_merged(keys, [items[j] for j in lists], lists, plan.has_index)
-    finally:
-        walker.close()
+    out = _Output(plan, list_tiers)
+    found = _Found(plan, order, paths, tiers, actions, records)
+    if plan.build:
+        found.build(out)
+    elif listed is None and len(lists) == 1:
+        quoted = any(b'"' in sources[j].data[slice(*ranges[j])] for j in lists)
+        found.one_list(out, items[lists[0]] if quoted else None, tracked_all)
+    else:
+        if listed is None:
+            listed = [[(n, items[j][i]) for n, j in enumerate(lists)] for i in range(len(order))]
+        found.lists(out, listed, tracked_all if tracked is None else tracked)
+    for final, rel, name, kind in leftovers:
+        leftover = rel + b"/" + name if rel else name
+        if not final and _later(sources, [end for _, end in ranges], leftover):
+            continue  # a later chunk's path or folder
+        path = leftover.decode("utf-8", "surrogateescape")
+        if kind == b"d":
+            out.folders.append(path)  # the parent asks git: ignored?
+        elif kind == b"f" and (tier := plan.tier_of(path)) is not None and tier in wanted:
+            out.untracked.append((tier, path))
     return _Chunk(
         blocks=tuple(
             None if s.tier is None else out.block(lists.index(j), *ranges[j])
@@ -682,13 +747,143 @@ def _scan_chunk(plan: _Plan, index: int) -> _Chunk:
     )
 
 
+def _later(sources: Sequence[_Source], ends: list[int], key: bytes) -> bool:
+    """Whether a source names `key`, or a path below it, after this chunk. The index
+    (last, when there is one) first: it holds most paths and its keys need no parsing."""
+    for source, end in reversed(list(zip(sources, ends, strict=True))):
+        at = source.find(key, end)
+        if at < len(source.data):
+            found = source.key_at(at)
+            if found == key or found.startswith(key + b"/"):
+                return True
+    return False
+
+
+class _Found:
+    """What a walk found for each path of a chunk, sorted into the chunk's output."""
+
+    def __init__(
+        self,
+        plan: _Plan,
+        keys: list[bytes],
+        paths: list[str],
+        tiers: list[str | None],
+        actions: bytearray,
+        records: bytes,
+    ):
+        self.plan = plan
+        self.keys, self.paths, self.tiers = keys, paths, tiers
+        self.actions = actions
+        self.records = records
+        self.hexed = binascii.hexlify(records)  # 66 hex digits per record: status, hash
+        self._look: tuple[FolderCheck, bytearray] | None = None  # for observe_path
+
+    def seen(self, i: int) -> tuple[bytes, int] | Observed:
+        """(hex digest, exec bit) of a regular file the walk hashed; else what
+        `observe_path` says the path is (and hashes it, line ends normalised if so)."""
+        status = self.records[i * _RECORD]
+        if status in (_ST_FILE, _ST_EXEC):
+            return self.hexed[i * 2 * _RECORD + 2 : (i + 1) * 2 * _RECORD], status == _ST_EXEC
+        rule = self.plan.normalize_eol
+        path = self.paths[i]
+        norm = rule if isinstance(rule, bool) else rule(path)
+        if self._look is None:
+            self._look = FolderCheck(self.plan.root), bytearray(_CHUNK)
+        dir_ok, buffer = self._look
+        return observe_path(self.plan.root, path, normalize_eol=norm, dir_ok=dir_ok, buffer=buffer)
+
+    def one_list(self, out: _Output, quoted: list[bytes] | None, tracked: bool) -> None:
+        """The usual case: one list, and every path on it (`quoted`: its lines, when a
+        path in them is quoted; else each key is the path as written)."""
+        parts = out.parts[0]
+        tier = out.list_tiers[0]
+        wanted = self.plan.tiers
+        actions, records, hexed, keys, tiers = (
+            self.actions,
+            self.records,
+            self.hexed,
+            self.keys,
+            self.tiers,
+        )
+        for i in range(len(keys)):
+            if actions[i] < _HASH:
+                continue
+            portion = keys[i] if quoted is None else _portion(quoted[i])
+            status = records[i * _RECORD]
+            seen: tuple[bytes, int] | Observed
+            if status in (_ST_FILE, _ST_EXEC):
+                digest = hexed[i * 2 * _RECORD + 2 : (i + 1) * 2 * _RECORD]
+                parts += (digest, _EXEC_HEAD if status == _ST_EXEC else _FILE_HEAD, portion, _NL)
+                seen = (digest, status == _ST_EXEC)
+            else:
+                seen = self.seen(i)
+                out.line(0, self.paths[i], portion, seen)
+            assigned = tiers[i]
+            if assigned is not None and assigned != tier and assigned in wanted:
+                self.assigned(out, i, assigned, seen, tracked)
+
+    def lists(
+        self, out: _Output, listed: list[list[tuple[int, bytes]]], tracked: bool | list[bool]
+    ) -> None:
+        """Several lists: each path on the lists that hold it."""
+        wanted = self.plan.tiers
+        for i in range(len(self.keys)):
+            if self.actions[i] < _HASH:
+                continue
+            seen = self.seen(i)
+            for n, line in listed[i]:
+                out.line(n, self.paths[i], _portion(line), seen)
+            assigned = self.tiers[i]
+            if (
+                assigned is not None
+                and assigned in wanted
+                and all(out.list_tiers[n] != assigned for n, _ in listed[i])
+            ):
+                self.assigned(
+                    out, i, assigned, seen, tracked if isinstance(tracked, bool) else tracked[i]
+                )
+
+    def build(self, out: _Output) -> None:
+        """Building lists (`sign`): each tracked path the policy gives a tier, its line."""
+        built = out.built
+        for i in range(len(self.keys)):
+            if self.actions[i] < _HASH:
+                continue
+            tier = self.tiers[i]
+            if tier is None:
+                continue
+            seen = self.seen(i)
+            if isinstance(seen, tuple):
+                path = self.paths[i]
+                quoted = quote_path(path)
+                portion = (
+                    self.keys[i] if quoted is path else quoted.encode("utf-8", "surrogateescape")
+                )
+                built[tier] += (seen[0], _EXEC_HEAD if seen[1] else _FILE_HEAD, portion, _NL)
+            elif (entry := seen.as_entry(self.paths[i])) is not None:
+                built[tier].append((entry.line() + "\n").encode("utf-8", "surrogateescape"))
+
+    def assigned(
+        self, out: _Output, i: int, tier: str, seen: tuple[bytes, int] | Observed, tracked: bool
+    ) -> None:
+        """A path the policy gives `tier` that is not on that tier's list."""
+        observed = seen if isinstance(seen, Observed) else _file(seen)
+        if not tracked:
+            # Untracked: a candidate if git's own walk would list it (a file or symlink
+            # in real folders) and does not ignore it.
+            if _plain_observation(observed):
+                out.untracked.append((tier, self.paths[i]))
+        else:
+            out.unlisted.append((tier, self.paths[i], observed))
+
+
 def _portion(line: bytes) -> bytes:
     """A list line's path as written (quoted or not)."""
     return line[line.index(b" ", 72) + 1 :]
 
 
 class _Output:
-    """What one chunk found, gathered as the walk goes."""
+    """What one chunk found, gathered as its results are sorted out."""
 
     def __init__(self, plan: _Plan, list_tiers: list[str]):
         self.list_tiers = list_tiers
@@ -709,11 +904,10 @@ class _Output:
             targets=self.targets[n],
         )
 
-    def line(self, n: int, path: str, portion: bytes, seen: tuple[str, int] | Observed) -> None:
+    def line(self, n: int, path: str, portion: bytes, seen: tuple[bytes, int] | Observed) -> None:
         """The tree's line for a path of list `n` (or what the path is instead)."""
         if isinstance(seen, tuple):
-            head = _EXEC_HEAD if seen[1] else _FILE_HEAD
-            self.parts[n] += (seen[0].encode(), head, portion, _NL)
+            self.parts[n] += (seen[0], _EXEC_HEAD if seen[1] else _FILE_HEAD, portion, _NL)
         elif _plain_observation(seen):
             head = _HEAD_OF[(seen.mode or "", seen.seen.value)]
             self.parts[n] += ((seen.sha256 or "").encode(), head, portion, _NL)
@@ -726,6 +920,11 @@ class _Output:
 _FILE_HEAD = b" 100644 file "
 _EXEC_HEAD = b" 100755 file "
 _NL = b"\n"
+# What a walk does with a path (its `actions`), and what it found (the status byte of
+# its 33-byte record, then the SHA-256).
+_SKIP, _CLAIM, _HASH, _HASH_IN_PYTHON = 0, 1, 2, 3
+_ST_NONE, _ST_FILE, _ST_EXEC, _ST_PYTHON = 0, 1, 2, 3
+_RECORD = 33
 # A chunk of paths none of which `unsafe_path_reason` could object to: checked on the
 # chunk's joined keys at once (an empty path, one starting "/", "." or "X:", ending "/",
 # or holding "//", "/.", a backslash or NUL; see `manifest._maybe_unsafe`).
@@ -744,294 +943,139 @@ def _safe(path: str) -> bool:
 
 
 def _walkable(path: str) -> bool:
-    """A path that stays inside the tree (no empty, "." or ".." part, not absolute). An
-    unsafe list entry is never looked at, but one unsafe only for its name (a backslash)
-    still names a file of its folder, which is then no leftover."""
+    """A path that stays inside the tree (no empty, "." or ".." part, not absolute)."""
     parts = path.split("/")
     return bool(path) and path[0] != "/" and not any(p in ("", ".", "..") for p in parts)
 
 
-class _Walker:
+def _walkable_key(key: bytes) -> bool:
+    return (
+        bool(key)
+        and key[:1] != b"/"
+        and b"\0" not in key
+        and _walkable(key.decode("utf-8", "surrogateescape"))
+    )
+
+
+def _walk_pure(
+    root: str, keys: list[bytes], actions: bytes, owns_root: bool, previous: bytes | None
+) -> tuple[bytes, list[tuple[bool, bytes, bytes, bytes]]]:
+    """The walk of a chunk: what `_walk.c` does, in Python (see there)."""
+    walker = _PureWalk(root, owns_root, previous)
+    records = bytearray(len(keys) * _RECORD)
+    checked = _all_safe(keys)  # else each path is checked: it must stay in the tree
+    try:
+        for i, key in enumerate(keys):
+            act = actions[i]
+            if act == _SKIP or not (checked or _walkable_key(key)):
+                continue
+            parent, _, name = key.rpartition(b"/")
+            folder, names = walker.enter(parent)
+            if names is not None:
+                names.discard(name)
+            if act == _CLAIM:
+                continue
+            at = i * _RECORD
+            found = None
+            if folder is not None and act == _HASH and len(name) <= 255:
+                found = _read_file(folder, name, walker.view, walker.buffer)
+            if found is None:
+                records[at] = _ST_PYTHON
+            else:
+                records[at] = _ST_EXEC if found[1] else _ST_FILE
+                records[at + 1 : at + _RECORD] = found[0]
+    finally:
+        walker.close()
+    return bytes(records), walker.leftovers
+
+
+class _PureWalk:
     """The folders down to the current path, each opened relative to its parent with
     O_NOFOLLOW (a symlinked folder fails to open), and the names of those this chunk
     lists that no path has claimed yet: when the walk leaves such a folder, they are
     the files and folders no source names."""
 
-    def __init__(
-        self,
-        plan: _Plan,
-        out: _Output,
-        *,
-        owns_root: bool,
-        previous: bytes | None,
-        ends: list[int],
-    ):
-        self._plan = plan
-        self._out = out
-        self._previous = previous  # the last safe path before this chunk
-        self._ends = ends
-        self._first = True
-        self._tier_of = plan.tier_of
-        self._tiers = plan.tiers
-        self._eol = plan.normalize_eol
-        self._buffer = bytearray(_CHUNK)
-        self._view = memoryview(self._buffer)
-        self._dir_ok = FolderCheck(plan.root)
+    def __init__(self, root: str, owns_root: bool, previous: bytes | None):
+        self.previous = previous  # the last safe path before this chunk
+        self.first = True
+        self.buffer = bytearray(_CHUNK)
+        self.view = memoryview(self.buffer)
+        self.leftovers: list[tuple[bool, bytes, bytes, bytes]] = []
         try:
-            root_fd: int | None = os.open(plan.root, os.O_RDONLY)
+            root_fd: int | None = os.open(root, os.O_RDONLY)
         except OSError:
             root_fd = None
         # (relative path, descriptor or None, unclaimed names of a listed folder or None)
-        self._stack: list[tuple[bytes, int | None, set[str] | None]] = [
+        self.stack: list[tuple[bytes, int | None, set[bytes] | None]] = [
             (b"", root_fd, _names(root_fd) if owns_root else None)
         ]
 
-    def walk_list(self, keys: list[bytes], quoted: list[bytes] | None, *, tracked: bool) -> None:
-        """The paths of one list, in order (`quoted`: the lines, when some path in them
-        is quoted, else each key is the path as written); `tracked`: all in the index."""
-        out = self._out
-        tier = out.list_tiers[0]
-        parts = out.parts[0]
-        tier_of, tiers = self._tier_of, self._tiers
-        eol = self._eol
-        view, buffer = self._view, self._buffer
-        safe = _all_safe(keys)
-        current: bytes | None = None
-        folder: int | None = None
-        names: set[str] | None = None
-        for i, key in enumerate(keys):
-            path = key.decode("utf-8", "surrogateescape")
-            if not safe and not _safe(path):
-                self._claim(key, path)  # never looked at; the list's line stays unmatched
-                current = None
-                continue
-            parent, _, name = key.rpartition(b"/")
-            if parent != current:
-                folder = self._enter(parent)
-                names = self._stack[-1][2]
-                current = parent
-            if names is not None:
-                names.discard(name.decode("utf-8", "surrogateescape"))
-            norm = eol if eol.__class__ is bool else eol(path)  # type: ignore[operator]
-            read = _read_file(folder, name, norm, view, buffer) if folder is not None else None
-            portion = key if quoted is None else _portion(quoted[i])
-            seen: tuple[str, int] | Observed
-            if read is not None:
-                parts += (read[0].encode(), _EXEC_HEAD if read[1] else _FILE_HEAD, portion, _NL)
-                seen = read
-            else:
-                seen = self._observe_path(path, norm)
-                out.line(0, path, portion, seen)
-            assigned = tier_of(path)
-            if assigned is not None and assigned != tier and assigned in tiers:
-                self._assigned(assigned, path, seen, tracked)
-
-    def walk_index(self, keys: list[bytes]) -> None:
-        """Building lists: every tracked path the policy gives a tier, observed."""
-        built = self._out.built
-        tier_of, tiers = self._tier_of, self._tiers
-        eol = self._eol
-        view, buffer = self._view, self._buffer
-        safe = _all_safe(keys)
-        current: bytes | None = None
-        folder: int | None = None
-        names: set[str] | None = None
-        for key in keys:
-            path = key.decode("utf-8", "surrogateescape")
-            if not safe and not _walkable(path):
-                continue  # git never indexes such a path; a forged index could
-            parent, _, name = key.rpartition(b"/")
-            if parent != current:
-                folder = self._enter(parent)
-                names = self._stack[-1][2]
-                current = parent
-            if names is not None:
-                names.discard(name.decode("utf-8", "surrogateescape"))
-            tier = tier_of(path)
-            if tier is None or tier not in tiers:
-                continue
-            norm = eol if eol.__class__ is bool else eol(path)  # type: ignore[operator]
-            seen = _read_file(folder, name, norm, view, buffer) if folder is not None else None
-            if seen is not None:
-                quoted = quote_path(path)
-                portion = key if quoted is path else quoted.encode("utf-8", "surrogateescape")
-                built[tier] += (
-                    seen[0].encode(),
-                    _EXEC_HEAD if seen[1] else _FILE_HEAD,
-                    portion,
-                    _NL,
-                )
-                continue
-            entry = self._observe_path(path, norm).as_entry(path)
-            if entry is not None:
-                built[tier].append((entry.line() + "\n").encode("utf-8", "surrogateescape"))
-
-    def walk_merged(
-        self,
-        keys: list[list[bytes]],
-        lines: list[list[bytes]],
-        lists: list[int],
-        has_index: bool,
-    ) -> None:
-        """Several lists (and the index): every path of any, in order, with the lists
-        that hold it."""
-        out = self._out
-        tier_of, tiers = self._tier_of, self._tiers
-        eol = self._eol
-        where = [dict(zip(k, range(len(k)), strict=True)) for k in keys]
-        index = where[-1] if has_index else None
-        for key in sorted(set().union(*keys)):
-            path = key.decode("utf-8", "surrogateescape")
-            if not _walkable(path):
-                continue
-            listed = [
-                (n, lines[n][at])
-                for n, j in enumerate(lists)
-                if (at := where[j].get(key)) is not None
-            ]
-            if listed and not _safe(path):
-                self._claim(key, path)  # an unsafe entry is never looked at
-                continue
-            tracked = index is None or key in index
-            parent, _, name = key.rpartition(b"/")
-            folder = self._enter(parent)
-            names = self._stack[-1][2]
-            if names is not None:
-                names.discard(name.decode("utf-8", "surrogateescape"))
-            assigned = tier_of(path)
-            elsewhere = (
-                assigned is not None
-                and assigned in tiers
-                and all(out.list_tiers[n] != assigned for n, _ in listed)
-            )
-            if not listed and not (elsewhere and tracked):
-                continue  # a tracked path nothing asks about
-            norm = eol if eol.__class__ is bool else eol(path)  # type: ignore[operator]
-            seen: tuple[str, int] | Observed | None = None
-            if folder is not None:
-                seen = _read_file(folder, name, norm, self._view, self._buffer)
-            if seen is None:
-                seen = self._observe_path(path, norm)
-            for n, line in listed:
-                out.line(n, path, _portion(line), seen)
-            if elsewhere and assigned is not None:
-                self._assigned(assigned, path, seen, tracked)
-
-    def _assigned(
-        self, tier: str, path: str, seen: tuple[str, int] | Observed, tracked: bool
-    ) -> None:
-        """A path the policy gives `tier` that is not on that tier's list."""
-        if not tracked:
-            # Untracked: a candidate if git's own walk would list it (a file or symlink
-            # in real folders) and does not ignore it.
-            if isinstance(seen, tuple) or _plain_observation(seen):
-                self._out.untracked.append((tier, path))
-        else:
-            self._out.unlisted.append(
-                (tier, path, seen if isinstance(seen, Observed) else _file(seen))
-            )
-
-    def _claim(self, key: bytes, path: str) -> None:
-        """Enter the folder of a path that is not looked at, and take its name off the
-        folder's leftovers (when the path stays inside the tree at all)."""
-        if _walkable(path):
-            parent, _, name = key.rpartition(b"/")
-            self._enter(parent)
-            names = self._stack[-1][2]
-            if names is not None:
-                names.discard(name.decode("utf-8", "surrogateescape"))
-
-    def _observe_path(self, path: str, norm: bool) -> Observed:
-        return observe_path(
-            self._plan.root, path, normalize_eol=norm, dir_ok=self._dir_ok, buffer=self._buffer
-        )
-
-    def _enter(self, parent: bytes) -> int | None:
+    def enter(self, parent: bytes) -> tuple[int | None, set[bytes] | None]:
         """Walk to the folder `parent`, opening and listing what is new on the way."""
-        stack = self._stack
+        stack = self.stack
         while len(stack) > 1 and not (
             parent == stack[-1][0] or parent.startswith(stack[-1][0] + b"/")
         ):
-            self._leave(*stack.pop(), final=True)
+            self.leave(*stack.pop(), final=True)
         top, top_fd, top_names = stack[-1]
         if parent != top:
             rest = parent[len(top) + 1 :] if top else parent
             for name in rest.split(b"/"):
                 rel = top + b"/" + name if top else name
                 fd = None
-                if top_fd is not None and name not in (b"", b".", b".."):
+                if top_fd is not None and len(name) <= 255:
                     try:
                         fd = os.open(name, _DIR_FLAGS, dir_fd=top_fd)
                     except OSError:
                         fd = None  # a file, symlink or nothing there: stays a leftover
                 if fd is not None and top_names is not None:
-                    top_names.discard(name.decode("utf-8", "surrogateescape"))
+                    top_names.discard(name)
                 # A folder is listed by the chunk that reaches it first.
-                new = not self._first or self._previous is None
-                new = new or not self._previous.startswith(rel + b"/")  # type: ignore[union-attr]
+                new = not self.first or self.previous is None
+                new = new or not self.previous.startswith(rel + b"/")  # type: ignore[union-attr]
                 top, top_fd, top_names = rel, fd, _names(fd) if new else None
                 stack.append((top, top_fd, top_names))
-        self._first = False
-        return top_fd
+        self.first = False
+        return top_fd, top_names
 
-    def _leave(self, rel: bytes, fd: int | None, names: set[str] | None, *, final: bool) -> None:
+    def leave(self, rel: bytes, fd: int | None, names: set[bytes] | None, *, final: bool) -> None:
         try:
-            if not names or fd is None:
-                return
-            prefix = rel.decode("utf-8", "surrogateescape") + "/" if rel else ""
-            for name in names:
-                if not final and self._later(path_key(prefix + name)):
-                    continue  # a later chunk's path or folder
+            for name in sorted(names or ()):
                 try:
                     mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
                 except OSError:
                     continue  # gone since listed
-                if stat.S_ISDIR(mode):
-                    self._out.folders.append(prefix + name)  # the parent asks: ignored?
-                elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-                    tier = self._tier_of(prefix + name)
-                    if tier is not None and tier in self._tiers:
-                        self._out.untracked.append((tier, prefix + name))
+                kind = b"d" if stat.S_ISDIR(mode) else b"o"
+                if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                    kind = b"f"
+                self.leftovers.append((final, rel, name, kind))
         finally:
-            if fd is not None and rel:
+            if fd is not None:
                 os.close(fd)
-
-    def _later(self, key: bytes) -> bool:
-        """Whether a source names `key`, or a path below it, after this chunk."""
-        for source, end in zip(self._plan.sources, self._ends, strict=True):
-            at = source.find(key, end)
-            if at < len(source.data):
-                found = source.key_at(at)
-                if found == key or found.startswith(key + b"/"):
-                    return True
-        return False
 
     def close(self) -> None:
         """Leave every folder still open: the chunk ends inside them."""
-        while self._stack:
-            rel, fd, names = self._stack.pop()
-            self._leave(rel, fd, names, final=False)
-            if fd is not None and not rel:
-                os.close(fd)
+        while self.stack:
+            self.leave(*self.stack.pop(), final=False)
 
 
-def _names(fd: int | None) -> set[str] | None:
+def _names(fd: int | None) -> set[bytes] | None:
     """The names in an open folder (not `.git`: git's own, never a candidate)."""
     if fd is None:
         return None
     try:
         with os.scandir(fd) as it:
-            names = {e.name for e in it}
+            names = {os.fsencode(e.name) for e in it}
     except OSError:
         return None
-    names.discard(".git")
+    names.discard(b".git")
     return names
 
 
 def _read_file(
-    folder: int, name: bytes, norm: bool, view: memoryview, buffer: bytearray
-) -> tuple[str, int] | None:
-    """(hex digest, exec bit) of a regular file opened in its folder: the usual case.
+    folder: int, name: bytes, view: memoryview, buffer: bytearray
+) -> tuple[bytes, int] | None:
+    """(SHA-256, exec bit) of a regular file opened in its folder: the usual case.
     None for anything else, or any error: `observe_path` then says what it is."""
     try:
         fd = os.open(name, _OPEN_FLAGS, dir_fd=folder)
@@ -1042,21 +1086,25 @@ def _read_file(
         if not stat.S_ISREG(st.st_mode):
             return None
         size = st.st_size
-        if size < _CHUNK and not norm:  # most files: one read, one hash
-            n = _read_into(fd, view[: size + 1])
-            if n <= size:
-                return hashlib.sha256(view[:n]).hexdigest(), st.st_mode & stat.S_IXUSR
-            os.lseek(fd, 0, os.SEEK_SET)  # it grew since fstat
-        digest = digest_fd(fd, size, normalize_eol=norm, buffer=buffer)
-        return digest, st.st_mode & stat.S_IXUSR
+        h = hashlib.sha256()
+        want = size + 1 if size < _CHUNK else _CHUNK  # one byte more proves the end
+        while True:
+            n = _read_into(fd, view[:want])
+            h.update(view[:n])
+            if n < want:
+                break
+            want = _CHUNK
+        return h.digest(), st.st_mode & stat.S_IXUSR
     except OSError:
         return None
     finally:
         os.close(fd)
 
 
-def _file(seen: tuple[str, int]) -> Observed:
-    return Observed(seen=Seen.FILE, sha256=seen[0], mode=MODE_EXEC if seen[1] else MODE_FILE)
+def _file(seen: tuple[bytes, int]) -> Observed:
+    return Observed(
+        seen=Seen.FILE, sha256=seen[0].decode(), mode=MODE_EXEC if seen[1] else MODE_FILE
+    )
 
 
 class FolderCheck:
