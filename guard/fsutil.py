@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -14,6 +13,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
     The temp file lives in the same folder (rename is atomic only within a file system)
     and is fsynced before the rename, so a crash cannot leave a truncated file behind.
     """
+    import tempfile  # imported by writers only: the hooks never write
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -52,8 +51,7 @@ class GitRepo:
 
     def __init__(self, root: Path):
         self.root = Path(os.path.abspath(root))
-        self._objects = _CatFile(self.root, "--batch")
-        self._ids = _CatFile(self.root, "--batch-check")
+        self._objects = _CatFile(self.root)
 
     @cached_property
     def repo(self) -> git.Repo:
@@ -164,6 +162,8 @@ class GitRepo:
     def start_index_listing(self) -> Callable[[], bytes]:
         """Start `git ls-files -z` (the index's paths, NUL-separated and sorted; a
         conflicted path once per stage); the returned function waits for its output."""
+        import tempfile
+
         # A file, not a pipe: git would stall on a full pipe until the caller reads it.
         # `collect` closes them.
         out = tempfile.TemporaryFile()  # noqa: SIM115
@@ -215,7 +215,7 @@ class GitRepo:
 
     def head(self) -> str | None:
         """HEAD's commit, or None on an unborn branch (no commit yet)."""
-        found = self._ids.read("HEAD^{commit}")
+        found = self._objects.read("HEAD^{commit}", contents=False)
         return found[0] if found is not None else None
 
     def resolve(self, rev: str) -> str:
@@ -238,7 +238,7 @@ class GitRepo:
 
     def blob_id_at(self, rev: str, path: str) -> str | None:
         """The object id of `rev:path` without reading the object."""
-        found = self._ids.read(f"{rev}:{path}")
+        found = self._objects.read(f"{rev}:{path}", contents=False)
         return found[0] if found is not None else None
 
     @cached_property
@@ -310,38 +310,50 @@ def iter_ls_files(raw: bytes) -> Iterable[tuple[str, IndexEntry]]:
 
 
 class _CatFile:
-    """One `git cat-file --batch` (objects) or `--batch-check` (ids and types only)
-    process, started on the first request, for every object a run asks about: policy,
-    trust and manifests at HEAD, staged blobs, HEAD itself."""
+    """One `git cat-file --batch-command` process (git 2.36+), started on the first
+    request, for every object a run asks about: policy, trust and manifests at HEAD,
+    staged blobs, HEAD itself, and object ids without their bytes. With an older git,
+    one `--batch` process for objects and one `--batch-check` for ids."""
 
-    def __init__(self, root: Path, mode: str):
+    def __init__(self, root: Path):
         self._root = root
-        self._mode = mode
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._legacy = False
 
-    def read(self, spec: str) -> tuple[str, str, bytes] | None:
+    def read(self, spec: str, *, contents: bool = True) -> tuple[str, str, bytes] | None:
         """(id, type, bytes) of the object `spec` names (an id, `rev:path`, `HEAD`), or
-        None when there is none; the bytes are empty for `--batch-check`."""
+        None when there is none; the bytes are empty unless `contents`."""
         if "\n" in spec:  # one request per line: such a path cannot be asked this way
             return None
-        proc = self._start()
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(os.fsencode(spec) + b"\n")
-        proc.stdin.flush()
-        header = proc.stdout.readline().split()
-        if not header or header[-1] in (b"missing", b"ambiguous") or len(header) != 3:
+        name = os.fsencode(spec)
+        if not self._legacy:
+            header = self._ask("--batch-command", (b"contents " if contents else b"info ") + name)
+            if header is None:  # git older than 2.36: it did not start
+                self._legacy = True
+        if self._legacy:
+            mode = "--batch" if contents else "--batch-check"
+            header = self._ask(mode, name)
+            if header is None:
+                raise GitError("git cat-file stopped", where=str(self._root))
+        assert header is not None
+        fields = header.split()
+        if not fields or fields[-1] in (b"missing", b"ambiguous") or len(fields) != 3:
             return None  # "<spec> missing": the spec itself may hold spaces
-        oid, kind = header[0].decode("ascii"), header[1].decode("ascii")
-        if self._mode != "--batch":
+        oid, kind = fields[0].decode("ascii"), fields[1].decode("ascii")
+        if not contents:
             return oid, kind, b""
-        size = int(header[2])
+        size = int(fields[2])
+        proc = self._procs["--batch" if self._legacy else "--batch-command"]
+        assert proc.stdout is not None
         return oid, kind, _read_exactly(proc.stdout, size + 1)[:size]  # the object, then LF
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        if self._proc is None:
+    def _ask(self, mode: str, request: bytes) -> bytes | None:
+        """Send one request line; its header line back, or None when git is gone."""
+        proc = self._procs.get(mode)
+        if proc is None:
             try:
-                self._proc = subprocess.Popen(
-                    ["git", "cat-file", self._mode],
+                proc = subprocess.Popen(
+                    ["git", "cat-file", mode],
                     cwd=self._root,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -349,8 +361,15 @@ class _CatFile:
                 )
             except OSError as exc:
                 raise GitError(f"cannot run git: {exc}", where=str(self._root)) from None
-            weakref.finalize(self, _stop, self._proc)
-        return self._proc
+            self._procs[mode] = proc
+            weakref.finalize(self, _stop, proc)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(request + b"\n")
+            proc.stdin.flush()
+        except BrokenPipeError:
+            return None
+        return proc.stdout.readline() or None
 
 
 def _read_exactly(stream: IO[bytes], size: int) -> bytes:

@@ -8,7 +8,6 @@ installed.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Literal
 
 Folder = Literal["policies", "hooks", "data"]
@@ -16,4 +15,6 @@ Folder = Literal["policies", "hooks", "data"]
 
 def read(folder: Folder, name: str) -> bytes:
     """The bytes of `name` in `qeguard.<folder>`."""
+    from importlib import resources  # only when a preset is read: not on the hook's path
+
     return resources.files(f"qeguard.{folder}").joinpath(name).read_bytes()

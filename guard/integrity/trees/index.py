@@ -25,18 +25,21 @@ class IndexTree:
         self.repo = repo
         self._entries: dict[str, IndexEntry | None] = {}
         self._complete = False
+        self._wanted: set[str] = set()  # prefetched, looked up with the next lookup
 
     def _lookup(self, paths: Iterable[str]) -> None:
         missing = [p for p in paths if p not in self._entries]
         if not missing or self._complete:
             return
+        missing += [p for p in self._wanted if p not in self._entries]
+        self._wanted.clear()
         found = self.repo.index_entries(missing)
         for p in missing:
             self._entries[p] = found.get(p)
 
     def prefetch(self, paths: Iterable[str]) -> None:
-        """Look up many paths with one `git ls-files` instead of one each."""
-        self._lookup(paths)
+        """Paths to look up with the next lookup: one `git ls-files` for all of them."""
+        self._wanted.update(paths)
 
     def candidates(self) -> list[str]:
         if not self._complete:
