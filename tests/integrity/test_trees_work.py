@@ -33,8 +33,8 @@ from qeguard.integrity.manifest import (
     read_list,
 )
 from qeguard.integrity.policy import parse_policy
-from qeguard.integrity.trees import work
-from qeguard.integrity.trees.base import Observed, Seen, hash_bytes, scan_paths
+from qeguard.integrity.trees import scan
+from qeguard.integrity.trees.base import Observed, Scan, Seen, hash_bytes, scan_paths
 from qeguard.integrity.trees.work import FolderCheck, WorkTree, digest_fd, observe_path
 
 # Two tiers over everything: `top` (the odd cases at the root and `p0/`), `rest` the bulk.
@@ -172,15 +172,15 @@ EXTRA = [
 ]
 
 
-def _flatten(scan: work.WorkScan | object) -> tuple[dict[str, list[tuple[str, Observed]]], ...]:
+def _flatten(found: Scan) -> tuple[dict[str, list[tuple[str, Observed]]], ...]:
     """Every observation of every block, by tier, and the unlisted candidates (missing
     and folder ones dropped: they are never findings)."""
     observed: dict[str, list[tuple[str, Observed]]] = {}
-    for tier, block in scan.blocks():  # type: ignore[attr-defined]
+    for tier, block in found.blocks():
         observed.setdefault(tier, []).extend(block.observed())
     unlisted = {
         tier: [(p, o) for p, o in items if o.seen not in (Seen.MISSING, Seen.DIRECTORY)]
-        for tier, items in scan.unlisted().items()  # type: ignore[attr-defined]
+        for tier, items in found.unlisted().items()
     }
     return observed, unlisted
 
@@ -188,7 +188,7 @@ def _flatten(scan: work.WorkScan | object) -> tuple[dict[str, list[tuple[str, Ob
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("big")
-    _make_tree(root, work._FORK_MIN + 300)
+    _make_tree(root, scan._FORK_MIN + 300)
     yield root
 
 
@@ -204,17 +204,17 @@ def test_forked_threaded_serial_and_plain_scans_agree(
 ) -> None:
     lists = _lists(big, EXTRA)
     tier_of = parse_policy(POLICY).matcher().tier_of
-    assert work._use_processes(sum(len(e) for e in lists.values())) or not work._FORK
+    assert scan._use_processes(sum(len(e) for e in lists.values())) or not scan._FORK
     forked = _scan(big, lists)
     plain = _flatten(scan_paths(_tree(big), lists, tier_of))
     with monkeypatch.context() as m:
-        m.setattr(work, "_walk", None)  # the pure-Python walk, without the accelerator
+        m.setattr(scan, "_walk", None)  # the pure-Python walk, without the accelerator
         assert _scan(big, lists) == forked
-    monkeypatch.setattr(work, "_FORK", False)
+    monkeypatch.setattr(scan, "_FORK", False)
     threaded = _scan(big, lists)
-    monkeypatch.setattr(work, "_FORK_MIN", 10**9)
+    monkeypatch.setattr(scan, "_FORK_MIN", 10**9)
     serial = _scan(big, lists)
-    monkeypatch.setattr(work, "_CHUNK_PATHS", 7)  # many chunk edges, folders split across
+    monkeypatch.setattr(scan, "_CHUNK_PATHS", 7)  # many chunk edges, folders split across
     small_chunks = _scan(big, lists)
     assert forked == threaded == serial == small_chunks
     assert forked == plain
@@ -260,49 +260,49 @@ def test_signed_in_the_wrong_tier_is_a_candidate_of_its_own(big: Path) -> None:
     assert dict(unlisted["top"])["run.sh"].seen is Seen.FILE
 
 
-@pytest.mark.skipif(work._walk is None, reason="built without the accelerator")
+@pytest.mark.skipif(scan._walk is None, reason="built without the accelerator")
 @pytest.mark.parametrize("chunk_paths", [5, 300, 100_000])
 def test_accelerator_walks_like_the_pure_walk(
     big: Path, monkeypatch: pytest.MonkeyPatch, chunk_paths: int
 ) -> None:
     """`_walk.c` and `_walk_pure` give the same records and leftovers for every chunk,
     with every action, including paths that lead nowhere or out of the tree."""
-    assert work._walk is not None
-    monkeypatch.setattr(work, "_CHUNK_PATHS", chunk_paths)
+    assert scan._walk is not None
+    monkeypatch.setattr(scan, "_CHUNK_PATHS", chunk_paths)
     tree = _tree(big)
     tree.prepare(whole=True)
-    index = tree._index_bytes()
+    index = tree.index_paths()
     assert index is not None
     lists = _lists(big, EXTRA)
-    sources = [work._Source(tier=t, data=e.data) for t, e in lists.items()]
-    sources.append(work._Source(tier=None, data=index))
+    sources = [scan._Source(tier=t, data=e.data) for t, e in lists.items()]
+    sources.append(scan._Source(tier=None, data=index))
     rng = random.Random(5)
-    for i, ranges in enumerate(work._plan_chunks(sources)):
+    for i, ranges in enumerate(scan._plan_chunks(sources)):
         keys = sorted(
             {
                 k
                 for s, (a, b) in zip(sources, ranges, strict=True)
-                for k in work._keys(s, s.data[a:b].split(s.sep)[:-1])
+                for k in scan._keys(s, s.data[a:b].split(s.sep)[:-1])
             }
         )
         keys += [b"zz/../up", b"/abs", b"a\0b", b"x" * 300, b"p0/" + b"y" * 256 + b"/f"]
         keys.sort()
         actions = bytes(rng.choice(b"\0\1\2\2\2\3") for _ in keys)
         previous = None if i == 0 else keys[0][:-1]
-        fast = work._walk(str(big), keys, actions, i == 0, previous)
-        pure = work._walk_pure(str(big), keys, actions, i == 0, previous)
+        fast = scan._walk(str(big), keys, actions, i == 0, previous)
+        pure = scan._walk_pure(str(big), keys, actions, i == 0, previous)
         assert fast[0] == pure[0], i
         assert sorted(fast[1]) == sorted(pure[1]), i
 
 
-@pytest.mark.skipif(work._walk is None, reason="built without the accelerator")
+@pytest.mark.skipif(scan._walk is None, reason="built without the accelerator")
 def test_accelerator_rejects_bad_arguments(tmp_path: Path) -> None:
-    assert work._walk is not None
+    assert scan._walk is not None
     with pytest.raises(ValueError):
-        work._walk(str(tmp_path), [b"a"], b"", True, None)
+        scan._walk(str(tmp_path), [b"a"], b"", True, None)
     with pytest.raises(TypeError):
-        work._walk(str(tmp_path), ["a"], b"\2", True, None)  # type: ignore[list-item]
-    records, leftovers = work._walk(str(tmp_path / "gone"), [b"a", b"b/c"], b"\2\2", True, None)
+        scan._walk(str(tmp_path), ["a"], b"\2", True, None)  # type: ignore[list-item]
+    records, leftovers = scan._walk(str(tmp_path / "gone"), [b"a", b"b/c"], b"\2\2", True, None)
     assert records[0] == records[33] == 3 and leftovers == []  # no root: Python looks
 
 
@@ -321,11 +321,11 @@ def test_build_lists_equal_the_plain_ones(big: Path, monkeypatch: pytest.MonkeyP
     tree = _tree(big)
     tree.prepare(whole=True)
     assert tree.build(["top", "rest"], matcher.tier_of) == expected
-    monkeypatch.setattr(work, "_walk", None)
+    monkeypatch.setattr(scan, "_walk", None)
     assert _tree(big).build(["top", "rest"], matcher.tier_of) == expected
-    monkeypatch.setattr(work, "_FORK", False)
-    monkeypatch.setattr(work, "_FORK_MIN", 10**9)
-    monkeypatch.setattr(work, "_CHUNK_PATHS", 5)
+    monkeypatch.setattr(scan, "_FORK", False)
+    monkeypatch.setattr(scan, "_FORK_MIN", 10**9)
+    monkeypatch.setattr(scan, "_CHUNK_PATHS", 5)
     assert _tree(big).build(["top", "rest"], matcher.tier_of) == expected
 
 
@@ -350,7 +350,7 @@ def test_no_fork_while_other_threads_run(big: Path) -> None:
     other = threading.Thread(target=stop.wait)
     other.start()
     try:
-        assert not work._use_processes(10**6)
+        assert not scan._use_processes(10**6)
     finally:
         stop.set()
         other.join()
@@ -363,7 +363,7 @@ def test_read_file_of_a_file_that_grows_after_fstat() -> None:
         pytest.skip("no /proc")
     try:
         buffer = bytearray(1 << 20)
-        got = work._read_file(fd, b"cmdline", memoryview(buffer), buffer)
+        got = scan._read_file(fd, b"cmdline", memoryview(buffer), buffer)
     finally:
         os.close(fd)
     with open("/proc/self/cmdline", "rb") as f:
