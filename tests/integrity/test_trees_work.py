@@ -79,6 +79,7 @@ def _make_tree(root: Path, files: int) -> None:
     (root / ".gitignore").write_text("*.log\nbuild/\n")
     for name in HOSTILE:
         (root / os.fsencode(name).decode("utf-8", "surrogateescape")).write_bytes(b"x\n")
+    (root / "p4" / "m4" / "odd\\name.py").write_bytes(b"a backslash, in a folder\n")
     (root / "empty.py").write_bytes(b"")
     (root / "real").mkdir()
     (root / "real" / "inside.txt").write_bytes(b"in\n")
@@ -216,7 +217,9 @@ def test_forked_threaded_serial_and_plain_scans_agree(
     serial = _scan(big, lists)
     monkeypatch.setattr(scan, "_CHUNK_PATHS", 7)  # many chunk edges, folders split across
     small_chunks = _scan(big, lists)
-    assert forked == threaded == serial == small_chunks
+    monkeypatch.setattr(scan, "_CHUNK_PATHS", 2)
+    tiny_chunks = _scan(big, lists)
+    assert forked == threaded == serial == small_chunks == tiny_chunks
     assert forked == plain
     observed, unlisted = forked
     top = dict(observed["top"])
@@ -491,3 +494,14 @@ def test_read_list_checks_order_across_segments(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(EnvelopeError) as err:
         read_list(b"\n".join(lines), source="x")
     assert err.value.where == "x:22"
+
+
+def test_a_chunk_knows_the_folders_entered_before_it() -> None:
+    # A path with a backslash is unsafe on a list, but a walk still enters its folder:
+    # the chunk after it must not list that folder a second time.
+    index = scan._Source(tier=None, data=b"a/x.py\0q/a\\b.py\0q/z.py\0")
+    assert index.before(index.data.index(b"q/z.py")) == b"q/a\\b.py"
+    assert index.before(index.data.index(b"q/a\\b.py")) == b"a/x.py"
+    assert index.before(0) is None
+    escaping = scan._Source(tier=None, data=b"a/x.py\0b/../c\0b/d\0")
+    assert escaping.before(escaping.data.index(b"b/d")) == b"a/x.py"

@@ -96,12 +96,13 @@ class _Source:
         return lo
 
     def before(self, offset: int) -> bytes | None:
-        """The key of the last safe path before `offset` (an item start), if any."""
+        """The key of the last path before `offset` (an item start) that a walk enters
+        (`_walkable`), if any: the folders it lies in are listed already."""
         data, sep = self.data, self.sep
         while offset > 0:
             begin = data.rfind(sep, 0, offset - 1) + 1
             key = self.key_at(begin)
-            if unsafe_path_reason(key.decode("utf-8", "surrogateescape")) is None:
+            if _walkable(key.decode("utf-8", "surrogateescape")):
                 return key
             offset = begin
         return None
