@@ -14,7 +14,6 @@ import os
 import stat
 import struct
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,6 +200,8 @@ def _warn_if_loose(path: Path) -> None:
 
 def ssh_keygen_sign(keyfile: Path, message: bytes) -> bytes:
     """Sign with `ssh-keygen -Y sign -n qeguard` and return the SSHSIG blob (binary)."""
+    import tempfile  # only to sign with ssh-keygen: not on the verifier's path
+
     with tempfile.TemporaryDirectory(prefix="qeguard-sign-") as tmp:
         msg = Path(tmp) / "pae"
         msg.write_bytes(message)
