@@ -334,12 +334,20 @@ def _run(plan: _Plan, threads: int) -> Iterator[_Chunk]:
     indexes = range(len(plan.chunks))
     if _use_processes(count):
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        # Workers fork here, before the pool starts its own threads, and inherit the
-        # plan (the lists and the index) instead of receiving a copy of it.
+        # Workers inherit the plan (the lists and the index) instead of receiving a copy:
+        # they fork at the first submit, in this thread and before the pool starts its
+        # own (forking a process that runs threads can deadlock). A worker that dies
+        # fails the scan (BrokenProcessPool) instead of leaving it waiting.
         fork = multiprocessing.get_context("fork")
-        with fork.Pool(_cpus(), initializer=_start_worker, initargs=(plan,)) as pool:
-            yield from pool.imap(_chunk_in_worker, indexes)
+        with ProcessPoolExecutor(
+            _cpus(), mp_context=fork, initializer=_start_worker, initargs=(plan,)
+        ) as pool:
+            try:
+                yield from pool.map(_chunk_in_worker, indexes)
+            finally:
+                pool.shutdown(cancel_futures=True)
         return
     if count >= _FORK_MIN:
         from concurrent.futures import ThreadPoolExecutor
