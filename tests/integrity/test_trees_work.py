@@ -505,3 +505,31 @@ def test_a_chunk_knows_the_folders_entered_before_it() -> None:
     assert index.before(0) is None
     escaping = scan._Source(tier=None, data=b"a/x.py\0b/../c\0b/d\0")
     assert escaping.before(escaping.data.index(b"b/d")) == b"a/x.py"
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_objects_through_one_cat_file(tmp_path: Path, legacy: bool) -> None:
+    """HEAD, ids and blobs come from one `cat-file --batch-command` (or, with a git
+    older than 2.36, `--batch` and `--batch-check`), names with spaces included."""
+    _git(tmp_path, "init", "-q", "-b", "main")
+    repo = GitRepo(tmp_path)
+    assert repo.head() is None  # no commit yet
+    (tmp_path / "a b.txt").write_bytes(b"one\n")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_bytes(b"")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qm", "c")
+    repo = GitRepo(tmp_path)
+    repo._objects._legacy = legacy
+    head = repo.head()
+    assert head is not None and len(head) == 40
+    assert repo.read_at(head, "a b.txt") == b"one\n"
+    assert repo.read_at(head, "d/x") == b""
+    assert repo.read_at(head, "d") is None  # a tree, not a blob
+    assert repo.read_at(head, "missing file") is None
+    assert repo.read_at(head, "new\nline") is None
+    blob = repo.blob_id_at(head, "a b.txt")
+    assert blob is not None and repo.read_blob(blob) == b"one\n"
+    assert repo.blob_id_at(head, "nope") is None
+    assert repo.config("user", "name") is None or isinstance(repo.config("user", "name"), str)
+    assert repo.filemode in (True, False)
