@@ -32,7 +32,6 @@ from typing import Protocol
 from qeguard.integrity.manifest import (
     MODE_EXEC,
     MODE_FILE,
-    MODE_LINK,
     line_key,
     path_key,
     quote_path,
@@ -377,13 +376,6 @@ def _chunk_in_worker(index: int) -> _Chunk:
 
 # A list line's path starts after the space that ends its kind (`manifest.line_key`);
 # the lines were checked by `manifest.read_list`.
-_HEAD_OF = {
-    (MODE_FILE, "file"): b" 100644 file ",
-    (MODE_EXEC, "file"): b" 100755 file ",
-    (MODE_LINK, "symlink"): b" 120000 symlink ",
-}
-
-
 def _keys(source: _Source, items: list[bytes]) -> list[bytes]:
     if source.tier is None:
         return list(dict.fromkeys(items))  # a conflicted path has one entry per stage
@@ -664,7 +656,8 @@ class _Output:
         if isinstance(seen, tuple):
             self.parts[n] += (seen[0], _EXEC_HEAD if seen[1] else _FILE_HEAD, portion, _NL)
         elif _plain_observation(seen):
-            head = _HEAD_OF[(seen.mode or "", seen.seen.value)]
+            # What `Entry.line` writes between the hash and the path.
+            head = f" {seen.mode} {seen.seen.value} ".encode()
             self.parts[n] += ((seen.sha256 or "").encode(), head, portion, _NL)
             if seen.target is not None:
                 self.targets[n][path] = seen.target
