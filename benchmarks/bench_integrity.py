@@ -208,8 +208,15 @@ def poke(path: Path, tag: int) -> None:
         f.write(f"{tag:08d}".encode()[:8])
 
 
+def aide_regex(text: str) -> str:
+    """`text` as a literal in AIDE's regular expressions. Not `re.escape`: AIDE starts its
+    walk at the selection line's literal prefix, which an escaped "-" would cut short
+    (it would then walk every tree next to this one)."""
+    return "".join("\\" + c if c in ".^$*+?{}[]\\|()" else c for c in text)
+
+
 def aide_conf(tree: Path, folder: Path) -> Path:
-    root = re.escape(str(tree))
+    root = aide_regex(str(tree))
     conf = folder / "aide.conf"
     conf.write_text(
         f"database_in=file:{folder}/aide.db\n"
@@ -217,10 +224,10 @@ def aide_conf(tree: Path, folder: Path) -> Path:
         "gzip_dbout=no\n"
         "report_url=stdout\n"
         "Bench = p+i+n+u+g+s+m+c+sha256\n"
-        f"{root} Bench\n"
-        f"!{root}/\\.git($|/)\n"
-        f"!{root}/\\.qeguard($|/)\n"
-        f"!{root}/{re.escape(POKE)}$\n",
+        f"{root}(/|$) Bench\n"
+        f"!{root}/\\.git(/|$)\n"
+        f"!{root}/\\.qeguard(/|$)\n"
+        f"!{root}/{aide_regex(POKE)}$\n",
         encoding="utf-8",
     )
     return conf
