@@ -7,14 +7,15 @@ so this module is where "where trust comes from" is implemented.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import git
-from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from qeguard.errors import GitError
 
 GIT_FILE = 0o100644
@@ -25,6 +26,14 @@ GIT_SUBMODULE = 0o160000
 _ARG_BATCH = 2000
 # Above this many paths one full `ls-files` is cheaper than many filtered ones.
 _FULL_LISTING = 20000
+
+
+# A revision as qeguard accepts it: a name, then ~N / ^N steps (no @{...}, no :/search).
+_REV = re.compile(r"(?P<name>[^~^:@\s-][^~^:\s]*?)(?P<suffix>(?:[~^][0-9]*)*)")
+_HEX = re.compile(r"[0-9a-f]{4,64}")
+_FULL_HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# Refs git keeps outside refs/; a push can never create them.
+_PSEUDO_REFS = frozenset({"HEAD", "FETCH_HEAD", "ORIG_HEAD", "MERGE_HEAD"})
 
 
 _LS_FILES = ("ls-files", "-z", "--cached", "--others", "--exclude-standard")
@@ -168,16 +177,218 @@ class GitRepo:
         except ValueError:  # unborn branch: no commit yet
             return None
 
-    def resolve(self, rev: str) -> str:
+    def resolve(self, rev: str, *, where: str = "revision", branch: bool = False) -> str:
+        """The commit id `rev` names, resolved without git's lookup order.
+
+        A full object id, `HEAD` (and git's other pseudo-refs) and a full ref name
+        (`refs/remotes/origin/main`) always work; a short name must match exactly one ref
+        (`main` is ambiguous when a branch and a tag share it), and with `branch` it must
+        not be a tag: a pushed tag named `main` or `origin/main` can never stand in for the
+        branch. `~N`/`^N` suffixes apply after the name is resolved. `where` names the
+        option in errors.
+        """
+        m = _REV.fullmatch(rev)
+        if m is None:
+            raise GitError(
+                f"cannot use {rev!r} here",
+                where=where,
+                hint="name a branch, tag or commit id (optionally with ~N or ^N)",
+            )
+        name, suffix = m.group("name"), m.group("suffix")
+        if _FULL_HEX.fullmatch(name) or name in _PSEUDO_REFS:
+            full = name
+        else:
+            full = self._unique_ref(name, where=where, branch=branch)
         try:
-            return self.repo.commit(rev).hexsha
-        except (BadName, ValueError, GitCommandError):
+            out = self._run(
+                "rev-parse", "--verify", "--quiet", "--end-of-options", f"{full}{suffix}^{{commit}}"
+            )
+        except GitError:
+            out = b""
+        sha = out.decode("ascii", "replace").strip()
+        if not _FULL_HEX.fullmatch(sha):
             raise GitError(
                 f"unknown revision {rev!r}",
-                where="--trust-ref",
+                where=where,
                 hint="fetch it first (`git fetch origin main`) or name an existing "
                 "branch, tag or commit",
-            ) from None
+            )
+        return sha
+
+    def _unique_ref(self, name: str, *, where: str, branch: bool) -> str:
+        """The one full ref a short name means, or an error naming the candidates."""
+        if name.startswith("refs/"):
+            patterns = [name]
+        else:
+            patterns = [
+                f"refs/{name}",
+                f"refs/tags/{name}",
+                f"refs/heads/{name}",
+                f"refs/remotes/{name}",
+                f"refs/remotes/{name}/HEAD",
+            ]
+        out = self._run("for-each-ref", "--format=%(refname)", *patterns)
+        wanted = set(patterns)
+        found = sorted({r for r in out.decode("utf-8", "replace").splitlines() if r in wanted})
+        if name.startswith("refs/"):
+            if not found:
+                raise GitError(f"no ref {name!r}", where=where, hint="`git fetch` it first")
+            return name
+        if _HEX.fullmatch(name):
+            # A short commit id that a ref name also matches would be guessed by git.
+            if found:
+                raise GitError(
+                    f"{name!r} is both a ref ({', '.join(found)}) and maybe a commit id",
+                    where=where,
+                    hint="pass the full commit id or the full ref name",
+                )
+            return name
+        if len(found) > 1:
+            raise GitError(
+                f"{name!r} is ambiguous: it names {', '.join(found)}",
+                where=where,
+                hint=f"pass the full name of the one you mean, e.g. {found[-1]}",
+            )
+        if found and branch and found[0].startswith("refs/tags/"):
+            raise GitError(
+                f"{name!r} is a tag ({found[0]}), not a branch",
+                where=where,
+                hint=f"pass a branch (e.g. refs/remotes/origin/main), or {found[0]} "
+                "if the tag is really meant",
+            )
+        if not found:
+            raise GitError(
+                f"unknown revision {name!r}",
+                where=where,
+                hint="fetch it first (`git fetch origin main`) or name an existing "
+                "branch, tag or commit",
+            )
+        return found[0]
+
+    def is_shallow(self) -> bool:
+        """True in a shallow clone (history cut off: `--depth`, CI's default checkout)."""
+        return self._run("rev-parse", "--is-shallow-repository").strip() == b"true"
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        """True when `ancestor` is `commit` or reachable from it."""
+        proc = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", ancestor, commit],
+            cwd=self.root,
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode not in (0, 1):
+            raise GitError(
+                f"git merge-base failed: {proc.stderr.decode('utf-8', 'replace').strip()}",
+                where=str(self.root),
+            )
+        return proc.returncode == 0
+
+    def first_parent_since(self, root: str, tip: str) -> list[tuple[str, str | None]]:
+        """`(commit, first parent)` along the first-parent history from `tip` down to,
+        not including, `root`, newest first. When `root` is on that history the last
+        pair's parent is `root`."""
+        out = self._run("rev-list", "--first-parent", "--parents", f"{root}..{tip}")
+        pairs: list[tuple[str, str | None]] = []
+        for line in out.decode("ascii").splitlines():
+            ids = line.split()
+            pairs.append((ids[0], ids[1] if len(ids) > 1 else None))
+        return pairs
+
+    def path_history(
+        self, tip: str, prefix: str, *, since: str | None = None
+    ) -> list[HistoryCommit]:
+        """Every commit of `tip`'s first-parent history (after `since`) that changed
+        something under `prefix`, oldest first, with what it changed against its first
+        parent. One `git log`: git skips unchanged subtrees by their ids, so 10,000
+        commits cost tens of milliseconds."""
+        rng = f"{since}..{tip}" if since else tip
+        out = self._run(
+            "log",
+            "--first-parent",
+            "--diff-merges=first-parent",
+            "--reverse",
+            "--raw",
+            "--no-abbrev",
+            "--no-renames",
+            "-z",
+            "--format=%x01%H %ct",
+            rng,
+            "--",
+            prefix,
+        )
+        commits: list[HistoryCommit] = []
+        for chunk in out.split(b"\x01")[1:]:
+            fields = chunk.split(b"\0")
+            sha, _, stamp = fields[0].decode("ascii").strip().partition(" ")
+            changes: list[TreeChange] = []
+            for meta, raw_path in zip(fields[1::2], fields[2::2], strict=False):
+                meta = meta.strip()
+                if not meta.startswith(b":"):
+                    continue
+                _, new_mode, _, new_id, status = meta[1:].split(b" ")
+                deleted = status == b"D"
+                changes.append(
+                    TreeChange(
+                        path=os.fsdecode(raw_path),
+                        blob=None if deleted else new_id.decode("ascii"),
+                        mode=int(new_mode, 8),
+                    )
+                )
+            commits.append(HistoryCommit(hexsha=sha, time=int(stamp), changes=tuple(changes)))
+        return commits
+
+    def tree_files(self, rev: str, prefix: str) -> dict[str, TreeChange]:
+        """The blobs under `prefix` at `rev` (one `git ls-tree`)."""
+        out = self._run("ls-tree", "-r", "-z", "--full-tree", rev, "--", prefix)
+        files: dict[str, TreeChange] = {}
+        for record in out.split(b"\0"):
+            if not record:
+                continue
+            meta, _, raw_path = record.partition(b"\t")
+            mode, kind, oid = meta.split(b" ")
+            if kind == b"blob":
+                path = os.fsdecode(raw_path)
+                files[path] = TreeChange(path=path, blob=oid.decode("ascii"), mode=int(mode, 8))
+        return files
+
+    def commit_time(self, rev: str) -> int:
+        """The committer time of `rev`, seconds since the epoch."""
+        return int(self._run("show", "-s", "--format=%ct", rev, "--").strip() or 0)
+
+    def latest_change(self, tip: str, paths: Sequence[str]) -> str | None:
+        """The newest commit of `tip`'s first-parent history that changed one of `paths`."""
+        out = self._run("log", "--first-parent", "-n1", "--format=%H", tip, "--", *paths)
+        return out.decode("ascii").strip() or None
+
+    def changed_paths(self, parent: str | None, commit: str) -> list[str]:
+        """Paths that differ between `parent` (None: the empty tree) and `commit`."""
+        revs = [parent, commit] if parent is not None else ["--root", commit]
+        out = self._run(
+            "diff-tree", "-r", "-z", "--no-commit-id", "--no-renames", "--name-only", *revs
+        )
+        return [os.fsdecode(raw) for raw in out.split(b"\0") if raw]
+
+    def commits_to_push(self, tip: str, exclude: Sequence[str]) -> list[tuple[str, str | None]]:
+        """`(commit, first parent)` for every commit reachable from `tip` but from none of
+        `exclude` (commit ids or `--remotes=NAME`-style options), oldest first."""
+        out = self._run(
+            "rev-list", "--reverse", "--topo-order", "--parents", tip, "--not", *exclude
+        )
+        pairs: list[tuple[str, str | None]] = []
+        for line in out.decode("ascii").splitlines():
+            ids = line.split()
+            pairs.append((ids[0], ids[1] if len(ids) > 1 else None))
+        return pairs
+
+    def object_exists(self, oid: str) -> bool:
+        proc = subprocess.run(
+            ["git", "cat-file", "-e", f"{oid}^{{commit}}"],
+            cwd=self.root,
+            capture_output=True,
+            check=False,
+        )
+        return proc.returncode == 0
 
     def read_at(self, rev: str, path: str) -> bytes | None:
         """The blob at `rev:path`, or None when the commit has no such file."""
@@ -237,6 +448,24 @@ class IndexEntry:
     mode: int
     hexsha: str
     stage: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TreeChange:
+    """One path a commit changed (or holds): its new blob id, None when deleted."""
+
+    path: str
+    blob: str | None
+    mode: int = GIT_FILE
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HistoryCommit:
+    """A commit of a path-limited first-parent history: what it changed, and when."""
+
+    hexsha: str
+    time: int  # committer time, seconds since the epoch (as the committer claims)
+    changes: tuple[TreeChange, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

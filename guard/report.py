@@ -180,6 +180,14 @@ class Finding:
         )
 
 
+class TierVerdict(enum.Enum):
+    """A tier's signers against its threshold, decided once by the envelope check."""
+
+    MET = "met"
+    WARNED = "warned"  # short, with at least one valid signer, in a hook: warns only
+    NOT_MET = "not met"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TierSummary:
     """What verification saw for one tier."""
@@ -192,11 +200,15 @@ class TierSummary:
     signers: tuple[str, ...] = ()
     created: str | None = None
     expires: str | None = None
+    # Set by the verifier (`checks.envelope`); None only in reports from older versions.
+    verdict: TierVerdict | None = None
 
     @property
     def threshold_met(self) -> bool:
-        """Enough distinct trusted signers (always, for an unsigned tier). The one place
-        this is computed; renderers, overrides and status read it."""
+        """Enough distinct trusted signers (always, for an unsigned tier); renderers,
+        overrides and status read it."""
+        if self.verdict is not None:
+            return self.verdict is TierVerdict.MET
         return len(self.signers) >= self.threshold
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,6 +221,7 @@ class TierSummary:
             "signers": list(self.signers),
             "created": self.created,
             "expires": self.expires,
+            "verdict": self.verdict.value if self.verdict else None,
         }
 
     @classmethod
@@ -222,6 +235,7 @@ class TierSummary:
             signers=tuple(d.get("signers") or ()),
             created=d.get("created"),
             expires=d.get("expires"),
+            verdict=TierVerdict(d["verdict"]) if d.get("verdict") else None,
         )
 
 

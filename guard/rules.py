@@ -29,6 +29,8 @@ class RuleId(enum.StrEnum):
     SIG_ROLLBACK = "QG-SIG-ROLLBACK"
     TRUST_CHANGE = "QG-TRUST-CHANGE"
     TRUST_SOURCE = "QG-TRUST-SOURCE"
+    TRUST_ROOT = "QG-TRUST-ROOT"
+    TRUST_HISTORY = "QG-TRUST-HISTORY"
     OVERRIDE = "QG-OVERRIDE"
     DEP_VULN = "QG-DEP-VULN"
     DEP_RANGE = "QG-DEP-RANGE"
@@ -230,6 +232,26 @@ _RULES = [
         short="Trust was read from the working tree.",
         full="No commit holds the policy and trust yet, so they could vouch for themselves.",
         help="Commit `.qeguard/`; later runs take trust from HEAD or `--trust-ref`.",
+    ),
+    Rule(
+        id=RuleId.TRUST_ROOT,
+        name="TrustRootNotInHistory",
+        security_severity=9.5,
+        short="The trust root is not on the verified commit's first-parent history.",
+        full="Trust is walked from the trust root (`--trust-root`, `QEGUARD_TRUST_ROOT`, or the "
+        "first commit with `.qeguard/`) along the first-parent history to the verified commit; "
+        "a root outside that history means the history was rewritten or is unrelated.",
+        help="Verify a commit that descends from the pinned root, or pin the root anew after "
+        "review: `--trust-root COMMIT`.",
+    ),
+    Rule(
+        id=RuleId.TRUST_HISTORY,
+        name="TrustChangeDropped",
+        security_severity=9.5,
+        short="The verified commit lacks a trust change that the trust ref has.",
+        full="The newest change of policy.toml or trust.toml on `--trust-ref` is not an "
+        "ancestor of the verified commit: a rewritten history could drop a key removal this way.",
+        help="Rebase the change onto the trust ref (or merge it in) and verify again.",
     ),
     Rule(
         id=RuleId.OVERRIDE,

@@ -180,11 +180,12 @@ def test_staged_hook_messages(repo: Path, keypair: Callable[..., KeyPair]) -> No
     r = run_qeguard("verify", "--staged", cwd=repo)
     assert r.code == 1
     assert "qeguard sign --tier core --key KEY && git add .qeguard" in r.out
-    assert "trust from: HEAD" in r.out
+    assert "trust from: trust root " in r.out
 
     sign(repo, alice, "core")
     git_run(repo, "add", ".qeguard")
-    code, doc = verify_json(repo, "--staged")
+    assert verify_json(repo, "--staged")[0] == 1  # strict outside the hook
+    code, doc = verify_json(repo, "--hook", "pre-commit")
     assert code == 0
     warn = next(f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD")
     assert warn["severity"] == "low" and warn["details"]["signers"] == ["alice"]
@@ -194,7 +195,7 @@ def test_staged_hook_messages(repo: Path, keypair: Callable[..., KeyPair]) -> No
     (repo / CORE_FILE).write_text("def predict(x):\n    return 1\n")
     run_qeguard("sign", "--key", outsider.private, "--tier", "core", cwd=repo)
     git_run(repo, "add", ".qeguard", CORE_FILE)
-    code, doc = verify_json(repo, "--staged")
+    code, doc = verify_json(repo, "--hook", "pre-commit")
     assert code == 1
     bad = next(f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD")
     assert bad["severity"] == "high" and bad["details"]["signers"] == []

@@ -34,7 +34,7 @@ from qeguard.integrity.manifest import MODE_EXEC, Entry, Kind, unsafe_path_reaso
 from qeguard.integrity.policy import Tier
 from qeguard.integrity.trees.base import Observed, Seen, Tree, hash_bytes
 from qeguard.integrity.trees.work import observe_path
-from qeguard.report import Finding
+from qeguard.report import Finding, TierVerdict
 from qeguard.rules import RuleId
 
 # Findings whose cause a restore can undo; ADDED is a new file, not a damaged one.
@@ -62,18 +62,19 @@ class SignedState:
     warnings: list[Finding] = field(default_factory=list)
 
 
-def untrusted_reason(check: TierCheck, *, local: bool) -> str | None:
-    """Why a tier's entries must not steer a restore, or None when they may."""
+def untrusted_reason(check: TierCheck) -> str | None:
+    """Why a tier's entries must not steer a restore, or None when they may. The
+    threshold verdict is the envelope check's (relaxed only when it ran `local`)."""
     if check.entries is None or check.payload is None:
         return "; ".join(f.message for f in check.findings) or "no valid manifest"
     bad = [f for f in check.findings if f.rule in (RuleId.SIG_ROLLBACK, RuleId.SIG_EXPIRED)]
     if bad:
         return bad[0].message
-    threshold = check.tier.threshold
-    have = len(check.signers)
-    # Locally one valid signature is enough, as for verify's local relaxation.
-    if threshold > 0 and have < threshold and not (local and have >= 1):
-        return f"tier {check.tier.name!r} has {have} of {threshold} required trusted signature(s)"
+    if check.verdict is TierVerdict.NOT_MET:
+        return (
+            f"tier {check.tier.name!r} has {len(check.signers)} of {check.tier.threshold} "
+            "required trusted signature(s)"
+        )
     return None
 
 
@@ -86,10 +87,16 @@ def load_signed(
     local: bool | None = None,
 ) -> SignedState:
     """Check every tier's manifest in `tree` against the trusted config."""
-    config, base_read, warnings = trusted_config(ctx, tree, trust_ref)
+    trusted = trusted_config(ctx, tree, trust_ref)
+    config, warnings = trusted.config, list(trusted.findings)
+    # A restore runs by hand on a developer's machine: one valid signature is enough
+    # there, as in the hooks; CI or `--trust-ref` (or local=False) wants the threshold.
     is_local = (trust_ref is None and not in_ci()) if local is None else local
     opts = Options(
-        now=now or datetime.now(UTC), local=is_local, base_payloads=base_payloads(base_read, config)
+        now=now or datetime.now(UTC),
+        local=is_local,
+        base_payloads=base_payloads(trusted.base_read, config),
+        history_payloads=trusted.history,
     )
     checks: list[TierCheck] = []
     entries: dict[str, SignedEntry] = {}
@@ -104,7 +111,7 @@ def load_signed(
             opts,
         )
         checks.append(check)
-        reason = untrusted_reason(check, local=is_local)
+        reason = untrusted_reason(check)
         if reason is not None:
             untrusted[tier.name] = reason
             continue

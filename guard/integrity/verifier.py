@@ -3,14 +3,14 @@
 It runs the pure checks of `qeguard.integrity.checks` in order: the config change (was
 it approved by the old trust?), each tier's signed state (`checks.envelope`), then every
 entry against what the tree holds (`checks.entries`). The only I/O goes through the
-`Tree` it is given.
+`Tree` it is given; how a working tree gets ahead (listing and hashing in the background)
+comes in as plain functions (`Pipeline`), so the verifier never looks at the tree's type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from qeguard.integrity.checks.config_change import approve_config_change
 from qeguard.integrity.checks.entries import compare
@@ -18,8 +18,20 @@ from qeguard.integrity.checks.envelope import Options, check_tier
 from qeguard.integrity.config import Config
 from qeguard.integrity.layout import envelope_path, list_path
 from qeguard.integrity.manifest import unsafe_path_reason
-from qeguard.integrity.trees.base import Tree
+from qeguard.integrity.trees.base import Observed, Tree
 from qeguard.report import Finding, TierSummary
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pipeline:
+    """Optional ways for a tree to work ahead; the defaults do nothing special."""
+
+    # Start listing the candidates (git walks a working tree for untracked files).
+    start_listing: Callable[[], None] | None = None
+    # Start hashing the signed paths while the policy assigns the candidates' tiers.
+    start_observing: Callable[[list[str]], None] | None = None
+    # Observe with progress reports; default `tree.observe`.
+    observe: Callable[[Sequence[str]], Mapping[str, Observed]] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -35,15 +47,15 @@ def verify(
     opts: Options,
     *,
     candidate: Config | None = None,
-    progress: Callable[[int], None] | None = None,
+    pipeline: Pipeline = Pipeline(),
 ) -> Result:
     """Verify `tree` against the trust in `trusted`.
 
     `candidate` is the config found in the tree itself; it replaces `trusted` only when
     the old trust approved it.
     """
-    if opts.only_paths is None and (list_ahead := getattr(tree, "list_ahead", None)):
-        list_ahead()  # git walks a working tree for untracked files while lists are parsed
+    if opts.only_paths is None and pipeline.start_listing is not None:
+        pipeline.start_listing()  # git lists the tree while the lists are parsed
     findings: list[Finding] = []
     effective = trusted
     if candidate is not None and (candidate.policy_bytes, candidate.trust_bytes) != (
@@ -77,9 +89,8 @@ def verify(
     # A working tree can hash the signed files in the background (large trees), while
     # git lists the candidates and the policy assigns their tiers.
     signed_sorted = sorted(signed)
-    observe_ahead = getattr(tree, "observe_ahead", None)
-    if observe_ahead is not None:
-        observe_ahead(signed_sorted, progress)
+    if pipeline.start_observing is not None:
+        pipeline.start_observing(signed_sorted)
 
     matcher = policy.matcher()
     assigned: dict[str, list[str]] = {t.name: [] for t in policy.tiers}
@@ -94,8 +105,7 @@ def verify(
             wanted.update(assigned[c.tier.name])
     # Usually every protected path is signed: then the sorted list is already at hand.
     to_observe = signed_sorted if len(wanted) == len(signed) else sorted(wanted)
-    observe: Any = tree.observe  # WorkTree.observe also takes a progress callback
-    observed = observe(to_observe, progress) if progress is not None else observe(to_observe)
+    observed = (pipeline.observe or tree.observe)(to_observe)
     summaries: list[TierSummary] = []
     for c in checks:
         if c.entries is not None:
@@ -119,6 +129,7 @@ def verify(
                 signers=c.signers.signers,
                 created=c.payload.created if c.payload else None,
                 expires=c.payload.expires if c.payload else None,
+                verdict=c.verdict,
             )
         )
     return Result(findings=findings, tiers=summaries, effective=effective)

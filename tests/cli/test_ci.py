@@ -90,7 +90,7 @@ def test_one_run_all_formats_agree(
     rules = {f["rule"] for f in doc["findings"] if f["suppressed"] is None}
     # Both fronts in one report: the unsigned change and the vulnerable pin.
     assert {"QG-INT-MODIFIED", "QG-DEP-VULN"} <= rules
-    assert doc["trust_source"].startswith("main ")
+    assert doc["trust_source"].startswith("trust root ")
     assert doc["database"]["date"] == "2024-10-10"
     vuln = next(f for f in doc["findings"] if f["rule"] == "QG-DEP-VULN")
     assert vuln["package"] == "requests" and vuln["location"] == {

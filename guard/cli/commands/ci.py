@@ -24,9 +24,14 @@ def add_parser(sub: Any) -> None:
         "report, exit by the policy's fail_on",
     )
     p.add_argument(
+        "--trust-root",
+        metavar="COMMIT",
+        help="the commit trust is walked from (also $QEGUARD_TRUST_ROOT; pin it in CI)",
+    )
+    p.add_argument(
         "--trust-ref",
         metavar="REF",
-        help="base commit to take policy and trust from (e.g. origin/main); default HEAD",
+        help="the base branch (e.g. refs/remotes/origin/main) for rollback and overrides",
     )
     p.add_argument(
         "--online",
@@ -42,7 +47,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace, console: Console) -> ExitCode:
     root = args.repo.resolve() if args.repo else find_workspace().root
     outputs = output_pairs(args)
-    report = run_verify(root, trust_ref=args.trust_ref, local=False)
+    report = run_verify(root, trust_ref=args.trust_ref, trust_root=args.trust_root)
     if not args.no_deps:
         policy = load_policy(root, required=False)
         deps = scan_repository(root, policy, online=args.online, db_path=args.db)

@@ -12,10 +12,9 @@ from qeguard.cli.console import Console
 from qeguard.cli.progress import Progress
 from qeguard.errors import ExitCode, UsageError
 from qeguard.integrity.config import parse_config
-from qeguard.integrity.gate import base_payloads, open_context, trusted_config, work_tree
+from qeguard.integrity.gate import open_context, signed_sequences, work_tree
 from qeguard.integrity.keys import SigningKey, load_signing_key
 from qeguard.integrity.layout import POLICY_PATH, find_workspace
-from qeguard.integrity.manifest import Payload
 from qeguard.integrity.sign import build_tiers, sign_tier
 from qeguard.integrity.trust import tiers_list
 
@@ -81,16 +80,10 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
             f"key {key.public.keyid} is not in {config.trust.source}; its signature "
             "will not count until `qeguard trust add NAME KEY.pub --tiers ...`"
         )
-    # Sequences advance over the base (HEAD), so re-signing can never look like a rollback.
-    base_seq: dict[str, int] = {}
+    # Sequences advance over HEAD and the trust history, so re-signing can never look
+    # like a rollback.
     head = ctx.repo.head() if ctx.repo else None
-    if head is not None:
-        _, read, _ = trusted_config(ctx, tree, None)
-        for name, payload in base_payloads(read, config).items():
-            try:
-                base_seq[name] = Payload.from_bytes(payload, source="HEAD").sequence
-            except Exception:  # a broken base manifest must not stop a repair
-                continue
+    base_seq = signed_sequences(ctx, tree) if head is not None else {}
     now = datetime.now(UTC)
     with Progress("hashing", stream=console.err) as bar:
         bar.start(0)
