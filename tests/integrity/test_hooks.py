@@ -61,7 +61,9 @@ def test_hook_manifest_declares_the_hooks() -> None:
     assert hooks["qeguard-verify"]["entry"] == "qeguard verify --hook pre-commit"
     assert hooks["qeguard-verify"]["pass_filenames"] is False
     assert hooks["qeguard-verify"]["language"] == "python"
-    assert hooks["qeguard-verify-commit-msg"]["entry"].startswith("qeguard verify --hook commit-msg")
+    assert hooks["qeguard-verify-commit-msg"]["entry"].startswith(
+        "qeguard verify --hook commit-msg"
+    )
     assert hooks["qeguard-verify-push"]["entry"] == "qeguard verify --hook pre-push"
     assert hooks["qeguard-verify-push"]["stages"] == ["pre-push"]
     # A passing hook's warning must be seen: pre-commit hides output unless verbose.
