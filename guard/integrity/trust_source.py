@@ -266,39 +266,45 @@ def establish(
     now: datetime | None = None,
 ) -> Established:
     """The trust for commit `target`: walk from `root` (resolved commit id), or from the
-    first commit with `.qeguard/` on `base`'s history (else `target`'s)."""
+    first commit with `.qeguard/` on `base`'s history (else `target`'s).
+
+    One path-limited `git log` of `target`'s first-parent history gives every step; a
+    root that changed `.qeguard/` (the first such commit, a trust change) is found among
+    them, which also proves it is on that history. Only a root that changed nothing
+    there costs a second walk (`rev-list`) to place it.
+    """
     now = now or datetime.now(UTC)
     shallow = repo.is_shallow()
     if shallow and base is not None:
         raise shallow_error("the trust ref's history")
+    history = repo.path_history(target, _PREFIX)
     if root is None:
-        source = base or target
         if shallow:
             raise shallow_error("the trust history (no --trust-root to start from)")
-        history = repo.path_history(source, _PREFIX)
-        found = _first_with_policy(history)
+        source = history if base is None or base == target else repo.path_history(base, _PREFIX)
+        found = _first_with_policy(source)
         if found is None:
             return Established(chain=None)
-        index, files = found
-        root = history[index].hexsha
-        where = "first commit with .qeguard/" + (" on the trust ref" if base else "")
+        root = source[found].hexsha
+        where = "first commit with .qeguard/" + (
+            " on the trust ref" if source is not history else ""
+        )
         root_reason = f"{where}: trust on first use; pin it with --trust-root"
-        root_time = _when(history[index].time)
-        if source == target:
-            steps = [_step(c) for c in history[index + 1 :]]
-            return Established(chain=_walk(repo, root, files, steps, root_reason, root_time, now))
-    else:
-        files = {}
-        root_time = _when(repo.commit_time(root))
+    index = next((i for i, c in enumerate(history) if c.hexsha == root), None)
+    if index is not None:
+        files = _files_after(history[: index + 1])
+        steps = [_step(c) for c in history[index + 1 :]]
+        chain = _walk(repo, root, files, steps, root_reason, _when(history[index].time), now)
+        return Established(chain=chain)
+    files = {p: c.blob for p, c in repo.tree_files(root, _PREFIX).items() if c.blob}
+    root_time = _when(repo.commit_time(root))
     problem = _root_problem(repo, root, target, root_reason=root_reason, shallow=shallow)
-    if not files:
-        files = {p: c.blob for p, c in repo.tree_files(root, _PREFIX).items() if c.blob}
     if problem is not None:
         # Nothing in this history can be trusted: verify against the root's own trust.
-        return Established(
-            chain=_walk(repo, root, files, [], root_reason, root_time, now), findings=(problem,)
-        )
-    steps = [_step(c) for c in repo.path_history(target, _PREFIX, since=root)]
+        chain = _walk(repo, root, files, [], root_reason, root_time, now)
+        return Established(chain=chain, findings=(problem,))
+    after_root = {c for c, _ in repo.first_parent_since(root, target)}
+    steps = [_step(c) for c in history if c.hexsha in after_root]
     return Established(chain=_walk(repo, root, files, steps, root_reason, root_time, now))
 
 
@@ -350,18 +356,31 @@ def _root_problem(
     )
 
 
-def _first_with_policy(history: Sequence[HistoryCommit]) -> tuple[int, dict[str, str]] | None:
-    """The index of the first commit holding the policy, and its `.qeguard/` blobs."""
-    files: dict[str, str] = {}
+def _first_with_policy(history: Sequence[HistoryCommit]) -> int | None:
+    """The index of the first commit that holds the policy."""
+    files: set[str] = set()
     for i, c in enumerate(history):
+        for ch in c.changes:
+            if ch.blob is None:
+                files.discard(ch.path)
+            else:
+                files.add(ch.path)
+        if POLICY_PATH in files:
+            return i
+    return None
+
+
+def _files_after(history: Sequence[HistoryCommit]) -> dict[str, str]:
+    """The `.qeguard/` blobs after these commits, applied in order from nothing (a whole
+    first-parent history of the folder, so that is the tree's state)."""
+    files: dict[str, str] = {}
+    for c in history:
         for ch in c.changes:
             if ch.blob is None:
                 files.pop(ch.path, None)
             else:
                 files[ch.path] = ch.blob
-        if POLICY_PATH in files:
-            return i, dict(files)
-    return None
+    return files
 
 
 def _step(c: HistoryCommit) -> Step:
@@ -381,6 +400,16 @@ def _walk(
     root_time: datetime,
     now: datetime,
 ) -> Chain:
-    return walk(
-        root, files, steps, repo.read_blob, root_reason=reason, root_time=root_time, now=now
-    )
+    # Every blob the walk may read, but the lists, in one `cat-file --batch`: a list may
+    # be large and only the strictest tier's is read, at a config change.
+    wanted = [*files.values(), *(oid for s in steps for oid in s.changes.values() if oid)]
+    paths = {oid: p for p, oid in files.items()} | {
+        oid: p for s in steps for p, oid in s.changes.items() if oid
+    }
+    cache = repo.read_blobs(oid for oid in wanted if not paths[oid].endswith(".list"))
+
+    def read(oid: str) -> bytes:
+        data = cache.get(oid)
+        return data if data is not None else repo.read_blob(oid)
+
+    return walk(root, files, steps, read, root_reason=reason, root_time=root_time, now=now)
