@@ -7,6 +7,7 @@ modes) in this one place.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,15 @@ class Hints:
 
     def chmod(self, rel: str, *, executable: bool) -> str:
         return f"chmod {'+x' if executable else '-x'} {self.path(rel)}"
+
+    def unshallow(self) -> str:
+        return "git fetch --unshallow"
+
+    def rebase(self, ref: str) -> str:
+        return f"git rebase {shlex.quote(ref)}"
+
+    def pin_root(self, commit: str) -> str:
+        return f"qeguard verify --trust-root {commit}"
 
 
 DEFAULT = Hints()

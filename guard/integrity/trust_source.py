@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from qeguard.errors import ConfigError, EnvelopeError, GuardError
 from qeguard.git import GitRepo, HistoryCommit
+from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity.checks.config_change import approval
 from qeguard.integrity.config import Config, parse_config
 from qeguard.integrity.dsse import Envelope
@@ -247,11 +248,11 @@ class Established:
     findings: tuple[Finding, ...] = ()
 
 
-def shallow_error(what: str) -> ConfigError:
+def shallow_error(what: str, hints: Hints = DEFAULT) -> ConfigError:
     return ConfigError(
         f"this is a shallow clone, so {what} cannot be walked",
         where="git history",
-        hint="fetch the whole history: `git fetch --unshallow` (GitHub Actions: "
+        hint=f"fetch the whole history: `{hints.unshallow()}` (GitHub Actions: "
         "actions/checkout with `fetch-depth: 0`)",
     )
 
@@ -308,7 +309,9 @@ def establish(
     return Established(chain=_walk(repo, root, files, steps, root_reason, root_time, now))
 
 
-def dropped_change(repo: GitRepo, base: str, target: str, *, label: str) -> Finding | None:
+def dropped_change(
+    repo: GitRepo, base: str, target: str, *, label: str, hints: Hints = DEFAULT
+) -> Finding | None:
     """A finding when the newest config change on `base` is not in `target`'s history: a
     rewritten branch could otherwise drop a key removal and verify under the old keys."""
     latest = repo.latest_change(base, CONFIG_PATHS)
@@ -322,13 +325,19 @@ def dropped_change(repo: GitRepo, base: str, target: str, *, label: str) -> Find
         f"ancestor of {target[:12]}: the history under test lacks (or rewrote away) an "
         "approved trust change",
         location=Location(path=POLICY_PATH),
-        fix=f"rebase onto {label} (git rebase {label}) or merge it, then verify again",
+        fix=f"rebase onto {label} ({hints.rebase(label)}) or merge it, then verify again",
         details={"commit": latest},
     )
 
 
 def _root_problem(
-    repo: GitRepo, root: str, target: str, *, root_reason: str, shallow: bool
+    repo: GitRepo,
+    root: str,
+    target: str,
+    *,
+    root_reason: str,
+    shallow: bool,
+    hints: Hints = DEFAULT,
 ) -> Finding | None:
     if root == target:
         return None
@@ -351,7 +360,7 @@ def _root_problem(
         "verifying with the root's own policy and trust",
         location=Location(path=POLICY_PATH),
         fix="verify a commit that descends from the root along first parents, or pin the "
-        "root anew after review (--trust-root COMMIT, QEGUARD_TRUST_ROOT)",
+        f"root anew after review ({hints.pin_root('COMMIT')}, or {ROOT_ENV})",
         details={"root": root, "ancestor": ancestor},
     )
 

@@ -79,7 +79,8 @@ def run_step(
         m = _EXPR.match(str(value))
         full[key] = contexts.get(m.group("expr"), "") if m else str(value)
     full.update(env or {})
-    script = runner_temp / f"step-{abs(hash(name))}.sh"
+    runner_temp.mkdir(parents=True, exist_ok=True)
+    script = runner_temp / f"step-{len(list(runner_temp.glob('step-*.sh')))}.sh"
     script.write_text(s["run"], encoding="utf-8")
     return subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],

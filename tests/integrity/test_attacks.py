@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from helpers import (
     CORE_FILE,
     MIDDLE_FILE,
@@ -28,6 +29,7 @@ from helpers import (
     with_bare_remote,
     write_files,
 )
+from helpers.workflows import ACTION, FILE_PROTECTION, fake_venv, run_step
 from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
 from qeguard.integrity.keys import load_signing_key
 from qeguard.integrity.layout import envelope_path, list_path
@@ -426,3 +428,163 @@ def test_co_signing_across_commits(
     assert code == 0, rules(doc)
     core = next(t for t in doc["tiers"] if t["name"] == "core")
     assert sorted(core["signers"]) == ["alice", "bob"]
+
+
+# -- the trust root and the history from it -----------------------------------------------
+
+
+def _root_of(repo: Path, rev: str = "main") -> str:
+    return git_run(repo, "rev-list", "--max-parents=0", rev).strip()
+
+
+def test_a_root_that_is_no_ancestor_fails(
+    repo: Path, keypair: Callable[..., KeyPair], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unrelated history with its own .qeguard/ and its own keys (an orphan branch, a
+    rewritten main): the pinned root, or the root found on the base, is not in it."""
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    root = _root_of(repo)
+    m1, m2 = keypair("mallory1"), keypair("mallory2")
+    git_run(repo, "checkout", "-q", "--orphan", "evil")
+    git_run(repo, "rm", "-q", "-rf", "--cached", ".qeguard")
+    shutil.rmtree(repo / ".qeguard")
+    mallory = protect(repo, m1, m2)  # a perfectly signed repository, under mallory's keys
+    assert mallory.cli("verify").code == 0  # trust on first use cannot know better...
+    code, doc = verify_json(repo)
+    assert doc["trust_source"].startswith(f"trust root {_root_of(repo, 'evil')} ")
+    # ...a pinned root can, in every form it is given:
+    monkeypatch.setenv("CI", "true")
+    for args in (("--trust-root", root), ("--trust-ref", "main"), ("--trust-root", root, *CI)):
+        code, doc = verify_json(repo, *args)
+        assert code == 1, args
+        found = [f for f in doc["findings"] if f["rule"] == "QG-TRUST-ROOT"]
+        assert found and found[0]["severity"] == "critical", args
+        assert "not an ancestor" in found[0]["message"]
+        # The root's own trust applies: mallory's signatures count for nothing.
+        assert "QG-SIG-THRESHOLD" in failing(doc), args
+    monkeypatch.setenv("QEGUARD_TRUST_ROOT", root)
+    code, doc = verify_json(repo)
+    assert code == 1 and "QG-TRUST-ROOT" in failing(doc)
+    assert doc["trust_source"].startswith(f"trust root {root} (pinned by QEGUARD_TRUST_ROOT)")
+
+
+def test_a_root_only_on_a_merged_side_branch_is_refused(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    _branch(repo, "side")
+    write_files(repo, {"notes.txt": "side\n"})
+    side = commit(repo, "side work")
+    git_run(repo, "checkout", "-q", "main")
+    write_files(repo, {"other.txt": "main\n"})
+    commit(repo, "main work")
+    git_run(repo, "merge", "-q", "--no-ff", "--no-edit", "side")
+    code, doc = verify_json(repo, "--trust-root", side)
+    assert code == 1
+    (found,) = [f for f in doc["findings"] if f["rule"] == "QG-TRUST-ROOT"]
+    assert "first-parent" in found["message"]
+    assert verify_json(repo, "--trust-root", "HEAD^")[0] == 0
+
+
+def test_a_history_rewrite_that_drops_an_approved_trust_change_fails(
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bob's key leaks; main removes it (approved by alice and bob). The attacker rewrites
+    main from before the removal and signs a middle change with bob's key, then force
+    pushes. The push build's base (the old tip) and a root pinned after the removal both
+    catch it."""
+    alice, bob, carol = keypair("alice"), keypair("bob"), keypair("carol")
+    p = protect(repo, alice, bob)
+    with_bare_remote(tmp_path, repo)
+    before_removal = git_run(repo, "rev-parse", "HEAD").strip()
+    assert p.cli("trust", "add", "carol", carol.public, "--tiers", "core,middle").code == 0
+    assert p.cli("trust", "remove", "bob").code == 0
+    sign(repo, alice, "core")
+    sign(repo, carol, "core")  # the new trust's threshold, for the tier itself
+    # bob approves his own removal: the old trust's threshold is alice and bob.
+    _cosign_as(repo, bob, "core")
+    removal = commit(repo, "retire bob (leaked), add carol")
+    assert verify_json(repo)[0] == 0, rules(verify_json(repo)[1])
+    old_tip = git_run(repo, "rev-parse", "HEAD").strip()
+    git_run(repo, "push", "-q", "origin", "main")
+
+    git_run(repo, "reset", "-q", "--hard", before_removal)
+    write_files(repo, {MIDDLE_FILE: "HELPER = 'evil'\n"})
+    sign(repo, bob, "middle")
+    commit(repo, "bob's key still works here")
+    git_run(repo, "push", "-q", "--force", "origin", "main")
+    monkeypatch.setenv("CI", "true")
+    assert verify_json(repo)[0] == 0  # this history alone never saw the removal...
+    code, doc = verify_json(repo, "--trust-ref", old_tip)  # ...the push's base did
+    assert code == 1
+    (found,) = [f for f in doc["findings"] if f["rule"] == "QG-TRUST-HISTORY"]
+    assert found["details"]["commit"] == removal and found["severity"] == "critical"
+    code, doc = verify_json(repo, "--trust-root", removal)  # and so does the pinned root
+    assert code == 1 and "QG-TRUST-ROOT" in failing(doc)
+    # The push builds pass github.event.before as that base.
+    push = {"github.event_name": "push", "github.event.before": old_tip, "inputs.sarif": "q.sarif"}
+    for path, step in (
+        (ACTION, "Run qeguard ci"),
+        (FILE_PROTECTION, "Verify with trust from the pinned root"),
+    ):
+        runner = tmp_path / f"runner-{path.name}"
+        fake_venv(runner)
+        proc = run_step(path, step, cwd=repo, runner_temp=runner, contexts=push)
+        assert proc.returncode == 1 and "QG-TRUST-HISTORY" in proc.stdout, proc.stdout + proc.stderr
+
+
+def _cosign_as(repo: Path, key: KeyPair, tier: str) -> None:
+    """Add `key`'s signature to `tier`'s envelope by hand: `sign` refuses a key the new
+    trust no longer lists, but the old trust's signer must approve the change."""
+    path = repo / envelope_path(tier)
+    env = Envelope.from_bytes(path.read_bytes(), source="test")
+    sk = load_signing_key(key.private)
+    path.write_bytes(
+        env.with_signature(Signature(keyid=sk.public.keyid, sig=sk.sign(env.pae))).to_bytes()
+    )
+    return True
+
+
+def test_rotation_chain_across_merges(
+    repo: Path, keypair: Callable[..., KeyPair], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Add carol (approved by alice and bob), merge; retire bob (approved by alice and
+    carol), merge; both with merge commits. Trust walks through both, pinned or not."""
+    alice, bob, carol = keypair("alice"), keypair("bob"), keypair("carol")
+    p = protect(repo, alice, bob)
+    root = _root_of(repo)
+    _branch(repo, "add-carol")
+    assert p.cli("trust", "add", "carol", carol.public, "--tiers", "core,middle").code == 0
+    sign(repo, alice, "core")
+    commit(repo, "trust carol, alice signs")
+    sign(repo, bob, "core")
+    commit(repo, "bob co-signs")
+    git_run(repo, "checkout", "-q", "main")
+    write_files(repo, {"notes.txt": "meanwhile on main\n"})
+    commit(repo, "unrelated work on main")
+    git_run(repo, "merge", "-q", "--no-ff", "--no-edit", "add-carol")
+    _branch(repo, "retire-bob")
+    assert p.cli("trust", "remove", "bob").code == 0
+    sign(repo, alice, "core")
+    sign(repo, carol, "core")
+    commit(repo, "retire bob")
+    git_run(repo, "checkout", "-q", "main")
+    git_run(repo, "merge", "-q", "--no-ff", "--no-edit", "retire-bob")
+    monkeypatch.setenv("CI", "true")
+    for args in ((), ("--trust-root", root), ("--trust-ref", "main")):
+        code, doc = verify_json(repo, *args)
+        assert code == 0, (args, rules(doc))
+        assert "2 approved trust change(s)" in doc["trust_source"], args
+    # bob's signature no longer counts; carol's does.
+    _branch(repo, "after")
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 11 * x\n"})
+    sign(repo, alice, "core")
+    _cosign_as(repo, bob, "core")
+    commit(repo, "signed by alice and (retired) bob")
+    code, doc = verify_json(repo, "--trust-root", root, *CI)
+    assert code == 1 and "QG-SIG-THRESHOLD" in failing(doc)
+    sign(repo, carol, "core")
+    commit(repo, "carol co-signs")
+    assert verify_json(repo, "--trust-root", root, *CI)[0] == 0
