@@ -325,6 +325,10 @@ class GitRepo:
             pairs.append((ids[0], ids[1] if len(ids) > 1 else None))
         return pairs
 
+    def first_parents(self, tip: str) -> list[str]:
+        """`tip` and its first-parent ancestors, newest first."""
+        return self._run("rev-list", "--first-parent", tip).decode("ascii").split()
+
     def path_history(
         self, tip: str, prefix: str, *, since: str | None = None
     ) -> list[HistoryCommit]:

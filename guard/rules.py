@@ -231,7 +231,8 @@ _RULES = [
         security_severity=3.0,
         short="Trust was read from the working tree.",
         full="No commit holds the policy and trust yet, so they could vouch for themselves.",
-        help="Commit `.qeguard/`; later runs take trust from HEAD or `--trust-ref`.",
+        help="Commit `.qeguard/`; later runs walk trust from the first commit that holds it, "
+        "or from a pinned `--trust-root`.",
     ),
     Rule(
         id=RuleId.TRUST_ROOT,

@@ -518,31 +518,27 @@ class _PushTrust:
     ):
         self.repo, self.pinned, self.base, self.now = repo, pinned, base, now
         self.walked: list[tuple[Chain, dict[str, int], tuple[Finding, ...]]] = []
+        # The first-parent history before the root (a first push sends all of it): one
+        # listing instead of a walk per commit to learn that it predates protection.
+        self.older: set[str] = set()
 
     def at(self, commit: str, *, tip: str) -> Trusted | None:
-        if (
-            self.pinned
-            and commit != self.pinned[0]
-            and self.repo.is_ancestor(commit, self.pinned[0])
-        ):
-            return None
         if not self.walked:
             self._walk(tip)
+        if commit in self.older:
+            return None  # the root's own history: nothing was protected yet
         for chain, order, findings in self.walked:
             if commit in order:
-                return _trusted(
-                    chain,
-                    _state_at(chain, order, commit),
-                    base=None,
-                    base_read=None,
-                    findings=findings,
-                )
+                state = _state_at(chain, order, commit)
+                return _trusted(chain, state, base=None, base_read=None, findings=findings)
+        root = self.walked[0][0].root if self.walked else None
+        if root is not None and self.repo.is_ancestor(commit, root):
+            return None  # older than the root, on a merged side branch
         if not self._walk(commit):
             return None
         chain, order, findings = self.walked[-1]
-        return _trusted(
-            chain, _state_at(chain, order, commit), base=None, base_read=None, findings=findings
-        )
+        state = _state_at(chain, order, commit)
+        return _trusted(chain, state, base=None, base_read=None, findings=findings)
 
     def _walk(self, target: str) -> bool:
         found = establish(
@@ -556,6 +552,8 @@ class _PushTrust:
         if found.chain is None:
             return False
         chain = found.chain
+        if not self.walked:
+            self.older = set(self.repo.first_parents(chain.root)) - {chain.root}
         order = {chain.root: 0}
         if not found.findings:
             line = reversed(self.repo.first_parent_since(chain.root, target))

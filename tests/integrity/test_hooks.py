@@ -370,3 +370,44 @@ def test_framework_pre_push_hook_blocks_a_bad_middle_commit(
     ok = _try_repo(repo, pre_commit_env, "--hook-stage", "pre-push", "--from-ref", f"{tip}~1",
                    "--to-ref", tip, hook="qeguard-verify-push")  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_first_push_of_a_whole_history_checks_only_protected_commits(
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
+    """An empty remote: every commit is new. Those before `.qeguard/` existed are skipped,
+    every later one is checked, a bad one blocks."""
+    for i in range(3):
+        write_files(repo, {"notes.txt": f"before protection {i}\n"})
+        commit(repo, f"old {i}")
+    protect(repo, keypair("alice"), keypair("bob"))
+    assert run_qeguard("install-hooks", cwd=repo).code == 0
+    remote = tmp_path / "empty.git"
+    git_run(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    git_run(repo, "remote", "add", "origin", str(remote))
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 9\n"})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "unsigned")
+    blocked = _git(repo, "push", "origin", "main")
+    assert blocked.returncode != 0 and "QG-INT-MODIFIED" in blocked.stdout + blocked.stderr
+    git_run(repo, "reset", "-q", "--hard", "HEAD~1")
+    ok = _git(repo, "push", "origin", "main")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+@needs_pre_commit
+def test_framework_hook_refuses_a_branch_that_trusts_its_own_keys(
+    repo: Path, keypair: Callable[..., KeyPair], pre_commit_env: dict[str, str]
+) -> None:
+    protect(repo, keypair("alice"), keypair("bob"))
+    mallory = keypair("mallory")
+    assert (
+        run_qeguard("trust", "add", "mallory", mallory.public, "--tiers", "core", cwd=repo).code
+        == 0
+    )
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 0\n"})
+    sign(repo, mallory, "core")
+    git_run(repo, "add", "-A")
+    r = _try_repo(repo, pre_commit_env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "QG-TRUST-CHANGE" in out and "Failed" in out
