@@ -479,6 +479,10 @@ def run_verify_commits(
             )
         last = (trusted, result)
     tip = commits[-1][0] if commits else None
+    if base is not None and tip is not None and last is not None:
+        dropped = dropped_change(repo, base, tip, label=base[:12])
+        if dropped is not None:
+            findings.append(dropped)
     claims = [override.Claim(override=o) for o in overrides]
     if tip is not None and commits[0][1] is not None:
         claims += override_claims(

@@ -523,6 +523,9 @@ def test_a_history_rewrite_that_drops_an_approved_trust_change_fails(
     assert found["details"]["commit"] == removal and found["severity"] == "critical"
     code, doc = verify_json(repo, "--trust-root", removal)  # and so does the pinned root
     assert code == 1 and "QG-TRUST-ROOT" in failing(doc)
+    # The pre-push hook's range from what the remote had, likewise.
+    code, doc = verify_json(repo, "--range", f"{old_tip}..HEAD")
+    assert code == 1 and "QG-TRUST-HISTORY" in failing(doc)
     # The push builds pass github.event.before as that base.
     push = {"github.event_name": "push", "github.event.before": old_tip, "inputs.sarif": "q.sarif"}
     for path, step in (
