@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from qeguard.errors import ConfigError, EnvelopeError, GuardError
+from qeguard.errors import ConfigError, EnvelopeError
 from qeguard.git import GitRepo, HistoryCommit
 from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity.checks.config_change import approval
@@ -102,10 +102,6 @@ class Chain:
         if s.pending:
             text += f"; change at {s.pending[:12]} not approved"
         return text
-
-
-class RootError(GuardError):
-    """The root cannot anchor this history (not an ancestor, or not on first parents)."""
 
 
 def walk(
