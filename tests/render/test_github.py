@@ -65,7 +65,7 @@ def test_annotations_are_capped_per_level_with_a_note() -> None:
             title="t",
             message="m",
             tier="core",
-            location=Location(path=f"f{i}.py"),
+            location=Location(path=f"{sev.value}/f{i}.py"),
         )
         for i in range(25)
         for sev in (Severity.HIGH, Severity.MEDIUM)
