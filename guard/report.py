@@ -583,9 +583,7 @@ def merge_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
             continue
         base = min(group, key=lambda f: (f.suppressed is not None, -f.severity.rank))
         places = sorted({loc for f in group for loc in f.locations}, key=lambda x: x.sort_key)
-        out.append(
-            replace(base, location=places[0] if places else None, also_at=tuple(places[1:]))
-        )
+        out.append(replace(base, location=places[0] if places else None, also_at=tuple(places[1:])))
     return tuple(out)
 
 

@@ -244,7 +244,7 @@ _RULES = [
     Rule(
         id=RuleId.TRUST_SOURCE,
         name="TrustFromWorkingTree",
-        security_severity=3.0,
+        security_severity=0.0,
         short="Trust was read from the working tree.",
         full="No commit holds the policy and trust yet, so they could vouch for themselves.",
         help="Commit `.qeguard/`; later runs take trust from HEAD or `--trust-ref`.",
