@@ -19,6 +19,40 @@ from qeguard.report import (
 
 HOSTILE_PATH = 'src/<script>alert("x")</script>|*a*,b:c%d\n.py'
 
+# 30 old pins, each affected by at least one advisory in the bundled PyPA snapshot.
+OLD_PINS = (
+    "django==2.2.0",
+    "requests==2.19.1",
+    "jinja2==2.10",
+    "pyyaml==5.3",
+    "urllib3==1.24.1",
+    "flask==0.12",
+    "pillow==6.0.0",
+    "numpy==1.16.0",
+    "cryptography==2.2",
+    "lxml==4.2.0",
+    "paramiko==2.4.0",
+    "sqlalchemy==1.2.0",
+    "werkzeug==0.14",
+    "tornado==5.0",
+    "twisted==18.4.0",
+    "aiohttp==3.5.0",
+    "celery==4.0.0",
+    "ansible==2.7.0",
+    "bleach==2.1",
+    "mistune==0.8",
+    "markdown2==2.3.0",
+    "pygments==2.5.1",
+    "setuptools==40.0.0",
+    "pip==19.0",
+    "wheel==0.30.0",
+    "certifi==2018.1.18",
+    "idna==2.7",
+    "py==1.8.0",
+    "babel==2.8.0",
+    "pyjwt==1.5.0",
+)
+
 
 def sample_report(*, hostile: bool = True) -> Report:
     """Integrity findings with tiers, dependency findings, suppressed and location-less ones.
@@ -226,12 +260,12 @@ def clean_report() -> Report:
     )
 
 
-def many_findings_report(changed: int = 50_000) -> Report:
+def many_findings_report(changed: int = 50_000, *, pins: bool = True) -> Report:
     """A project with many findings, shaped like the issue's: 30 old pins declared through
     two files (five advisories each), a few bandit hits that share a test and a file, and
     `changed` modified protected files spread over a block, a block and a warn tier."""
     findings: list[Finding] = []
-    for p in range(30):
+    for p in range(30 if pins else 0):
         for a in range(5):
             sev = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW)[(p + a) % 4]
             for where in (
