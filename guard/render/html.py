@@ -127,7 +127,8 @@ sel.forEach(function(s){s.addEventListener('change',apply);});
 q.addEventListener('input',apply);
 prev.addEventListener('click',function(){page--;draw();});
 next.addEventListener('click',function(){page++;draw();});
-f.hidden=false;apply();document.documentElement.setAttribute('data-ready',rows.length);})();
+f.hidden=false;apply();var h=document.documentElement;h.setAttribute('data-ready',rows.length);
+h.setAttribute('data-ready-ms',Math.round(performance.now()));})();
 """
 
 

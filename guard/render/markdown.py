@@ -22,6 +22,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 MESSAGE_CELL = 300  # characters of a message shown in a table cell
 IDS_SHOWN = 3  # advisory ids (and aliases) linked in a cell before "+N"
 PLACES_SHOWN = 3
+GROUP_MIN = 10  # a larger group of one rule's findings in one tier is one row when cut
 # Room for the lines that say what was left out.
 _NOTE_ROOM = 600
 
@@ -177,15 +178,58 @@ def _size(lines: list[str]) -> int:
     return sum(len(line.encode("utf-8")) + 1 for line in lines)
 
 
+def _group_row(report: Report, group: list[Finding]) -> str:
+    """One row for many findings of one rule, tier and severity (changed files of a tier)."""
+    f = group[0]
+    sev = f"**{f.severity.value}**" if report.is_failing(f) else f.severity.value
+    places = [str(p) for g in group for p in g.locations]
+    shown = ", ".join(escape(p) for p in places[:PLACES_SHOWN])
+    fixes = {g.fix for g in group}
+    fix = next(iter(fixes)) if len(fixes) == 1 else None
+    cells = [
+        sev,
+        escape(f.rule),
+        "-",
+        f"{len(group)} findings: {shown} +{len(group) - PLACES_SHOWN} more",
+        escape(f.tier) if f.tier else "-",
+        escape(shorten(f.message or f.title, MESSAGE_CELL)),
+        escape(shorten(fix, MESSAGE_CELL)) if fix else "-",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _grouped(report: Report, active: list[Finding]) -> list[tuple[str, int]]:
+    """Rows with every large group of place findings (not about a package) made one row,
+    at the place of its first finding, so that advisories still fit beside them."""
+    groups: dict[tuple[str, str | None, str], list[Finding]] = {}
+    for f in active:
+        if not f.package:
+            groups.setdefault((f.rule, f.tier, f.severity.value), []).append(f)
+    big = {k for k, v in groups.items() if len(v) > GROUP_MIN}
+    rows: list[tuple[str, int]] = []
+    for f in active:
+        key = (f.rule, f.tier, f.severity.value)
+        if f.package or key not in big:
+            rows.append((_row(report, f), 1))
+        elif groups[key][0] is f:
+            rows.append((_group_row(report, groups[key]), len(groups[key])))
+    return rows
+
+
 def render(report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> str:
-    """Render, dropping rows (and saying how many) to stay under the options' size."""
+    """Render, grouping and then dropping rows (saying how many) to stay under the
+    options' size."""
     head = _head(report)
-    rows = [_row(report, f) for f in report.sorted_findings() if f.suppressed is None]
+    active = [f for f in report.sorted_findings() if f.suppressed is None]
+    rows = [(_row(report, f), 1) for f in active]
     fixes = _fix_rows(report)
     sup = _sup_rows(report)
     budget = options.markdown_max_bytes - _size(head) - _NOTE_ROOM - 400  # table heads
+    grouped = _size([r for r, _ in rows]) + _size(fixes) + _size(sup) > budget
+    if grouped:
+        rows = _grouped(report, active)
     counts = []
-    for group in (rows, fixes, sup):  # most important first: what a cut keeps
+    for group in ([r for r, _ in rows], fixes, sup):  # most important first: what a cut keeps
         n = 0
         for row in group:
             size = len(row.encode("utf-8")) + 1
@@ -200,10 +244,16 @@ def render(report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> str:
 
     out = list(head)
     if rows:
-        out += ["### Findings", "", *_TABLE_HEAD, *rows[:n_rows], ""]
-        if n_rows < len(rows):
+        out += ["### Findings", "", *_TABLE_HEAD, *(r for r, _ in rows[:n_rows]), ""]
+        if grouped and any(n > 1 for _, n in rows[:n_rows]):
             out += [
-                f"{len(rows) - n_rows} more findings not shown (this summary stays under "
+                f"More than {GROUP_MIN} findings of one rule, tier and severity are one row.",
+                "",
+            ]
+        left = len(active) - sum(n for _, n in rows[:n_rows])
+        if left:
+            out += [
+                f"{left} more findings not shown (this summary stays under "
                 f"{options.markdown_max_bytes} bytes); see the JSON or SARIF report.",
                 "",
             ]

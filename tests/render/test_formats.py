@@ -13,7 +13,7 @@ from helpers import DATA
 from helpers.report_samples import HOSTILE_PATH, clean_report, sample_report
 from qeguard.render import FORMATS, RenderOptions, render
 from qeguard.render.json import schema
-from qeguard.report import Finding, Report, Severity
+from qeguard.report import Finding, Location, Report, Severity
 from qeguard.rules import RULES
 
 SARIF_SCHEMA = json.loads((DATA / "sarif-schema-2.1.0.json").read_text("utf-8"))
@@ -266,20 +266,24 @@ def test_markdown_escapes_hostile_text() -> None:
     assert HOSTILE_PATH not in md
 
 
-def test_markdown_respects_max_bytes() -> None:
-    base = sample_report()
-    many = tuple(
+def _modified(n: int, *, tiers: int) -> tuple[Finding, ...]:
+    return tuple(
         Finding(
             rule="QG-INT-MODIFIED",
             severity=Severity.HIGH,
             title="t",
             message="m" * 200,
-            tier="core",
-            location=__import__("qeguard.report").report.Location(path=f"src/f{i}.py"),
+            tier=f"t{i % tiers}",
+            location=Location(path=f"src/f{i}.py"),
         )
-        for i in range(500)
+        for i in range(n)
     )
-    report = Report(**{**_fields(base), "findings": base.findings + many})
+
+
+def test_markdown_respects_max_bytes() -> None:
+    base = sample_report()
+    # Every finding in a tier of its own: nothing to group, so rows are left out.
+    report = Report(**{**_fields(base), "findings": base.findings + _modified(500, tiers=500)})
     full = render(report, "markdown")
     assert len(full.encode()) > 50_000
     cut = render(report, "markdown", RenderOptions(markdown_max_bytes=50_000))
@@ -289,6 +293,22 @@ def test_markdown_respects_max_bytes() -> None:
     assert kept + left == len(report.active_findings)
     # Most severe first: every critical finding is kept.
     assert cut.count("| **critical** |") == report.counts["critical"]
+
+
+def test_markdown_groups_many_findings_of_a_tier_to_keep_the_advisories() -> None:
+    base = sample_report()
+    report = Report(**{**_fields(base), "findings": base.findings + _modified(2000, tiers=2)})
+    cut = render(report, "markdown", RenderOptions(markdown_max_bytes=50_000))
+    assert len(cut.encode()) <= 50_000
+    assert "more findings not shown" not in cut  # grouped, everything is accounted for
+    assert (
+        "| **high** | QG-INT-MODIFIED | - | 1000 findings: src/f0.py, src/f10.py, src/f100.py +997"
+        in cut
+    )
+    assert "[PYSEC-2018-28](https://osv.dev/vulnerability/PYSEC-2018-28)" in cut
+    assert "More than 10 findings of one rule, tier and severity are one row." in cut
+    # Without a cap there is a row per finding.
+    assert render(report, "markdown").count("| QG-INT-MODIFIED |") == 2000 + 4  # + the sample's
 
 
 def test_markdown_shows_ids_linked_and_every_place() -> None:

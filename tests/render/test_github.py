@@ -108,7 +108,7 @@ def test_step_summary_appends_and_stays_under_1_mib(tmp_path: Path) -> None:
             severity=Severity.HIGH,
             title="t",
             message="m" * 2000,
-            tier="core",
+            tier=f"tier{i}",  # one finding per tier: nothing to group
             location=Location(path=f"src/{i}.py"),
         )
         for i in range(8000)
