@@ -163,12 +163,14 @@ class Finding:
         A rule with package identity (a vulnerability, a license) is about the package
         version, wherever it is declared: (rule, canonical package name, version, advisory
         id). Every other rule is about a place: (rule, path, line, tier, package, version,
-        id), so six hits of one bandit test in one file are six findings. The wording,
-        severity and fix are not part of it. `report.schema.json` documents this.
+        id), so six hits of one bandit test in one file are six findings. "id" is
+        `details[rule.key]` (`details["entry"]` for QG-INT-PATH). The wording, severity and
+        fix are not part of it. `report.schema.json` documents this.
         """
-        ident = str(self.details.get("id", ""))
+        r = lookup_rule(self.rule)
+        ident = str(self.details.get(r.key, ""))
         package = canonicalize_name(self.package) if self.package else ""
-        if lookup_rule(self.rule).identity is Identity.PACKAGE and package:
+        if r.identity is Identity.PACKAGE and package:
             return (self.rule, package, self.version or "", ident)
         loc = self.location
         return (

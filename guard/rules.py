@@ -100,6 +100,9 @@ class Rule:
     identity: Identity = Identity.LOCATION
     # `details["id"]` (and `details["ids"]`) name advisories: shown with their aliases and links.
     advisory: bool = False
+    # The `details` field that tells two findings of this rule at one place apart (part of
+    # the fingerprint): an advisory id, or the unsafe entry a manifest list names.
+    key: str = "id"
 
 
 _RULES = [
@@ -157,6 +160,7 @@ _RULES = [
     Rule(
         id=RuleId.INT_PATH,
         name="UnsafeManifestPath",
+        key="entry",
         security_severity=9.0,
         short="A manifest entry names an unsafe path.",
         full="Entries must be relative POSIX paths inside the repository, never absolute, "

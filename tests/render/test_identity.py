@@ -92,6 +92,22 @@ def test_location_rules_keep_each_line() -> None:
     assert pin.fingerprint != elsewhere.fingerprint
 
 
+def test_unsafe_entries_of_one_list_stay_apart() -> None:
+    entries = [
+        Finding(
+            rule=RuleId.INT_PATH,
+            severity=Severity.CRITICAL,
+            title="Unsafe manifest path",
+            message=f"manifest entry {e!r} is unsafe",
+            location=Location(path=".qeguard/manifests/middle.list"),
+            tier="middle",
+            details={"entry": e},
+        )
+        for e in ("../outside.py", "/etc/passwd", ".git/hooks/pre-commit")
+    ]
+    assert len(replace(clean_report(), findings=tuple(entries)).findings) == 3
+
+
 def test_fingerprints_are_built_as_the_schema_says() -> None:
     described = schema()["$defs"]["finding"]["properties"]["fingerprint"]["description"]
     assert "SHA-256" in described and "U+001F" in described and "32 hex" in described
