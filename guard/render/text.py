@@ -212,8 +212,10 @@ def render(report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> str:
         return "\n".join(out).rstrip("\n") + ("\n" if out else "")
     if report.fixes:
         applied = sum(1 for x in report.fixes if x.applied)
-        left = "; the findings above are what is left" if applied else ""
-        out += [f"Fixes ({applied} applied{left})", *_fix_lines(report), ""]
+        state = [f"{len(report.fixes) - applied} suggested"] if applied < len(report.fixes) else []
+        if applied:
+            state.append(f"{applied} applied; the findings above are what is left")
+        out += [f"Fixes ({', '.join(state)})", *_fix_lines(report), ""]
     if not active:
         out.extend(["No findings.", ""])
     if suppressed:

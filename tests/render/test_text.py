@@ -11,7 +11,7 @@ import pytest
 from helpers.report_samples import clean_report, sample_report
 from qeguard.cli.main import main
 from qeguard.render import RenderOptions, render
-from qeguard.report import ELLIPSIS, Finding, Location, Report, Severity, shorten
+from qeguard.report import ELLIPSIS, Finding, Fix, Location, Report, Severity, shorten
 from qeguard.rules import RuleId
 
 LONG = (
@@ -84,6 +84,17 @@ def test_several_declarations_are_counted_in_the_table() -> None:
     text = render(sample_report(), "text")
     row = next(ln for ln in text.splitlines() if "PYSEC-2018-28" in ln)
     assert "constraints.txt:1 +1" in row and "2.20.0" in row
+
+
+def test_applied_fixes_say_the_findings_are_what_is_left() -> None:
+    fixed = Fix(package="django", version="2.2.0", fixed="2.2.28", path="r.txt", applied=True)
+    left = Fix(package="pyyaml", version="5.3", fixed="5.4", path="r.txt", applied=False)
+    text = render(replace(_django(1), fixes=(fixed, left)), "text")
+    assert "Fixes (1 suggested, 1 applied; the findings above are what is left)" in text
+    assert "django 2.2.0 -> 2.2.28 in r.txt (applied)" in text
+    md = render(replace(_django(1), fixes=(fixed,)), "markdown")
+    assert "1 fix applied; the findings and verdict are what is left." in md
+    assert "| django | 2.2.0 | 2.2.28 | r.txt | applied |" in md
 
 
 def test_shorten_cuts_at_a_word_and_marks_the_cut() -> None:
