@@ -162,6 +162,15 @@ class GitRepo:
 
         return collect
 
+    def is_ignored(self, rel: str) -> bool:
+        """Whether git ignores `rel` (POSIX, from the root; it need not exist). A tracked
+        file is never ignored: the next `git commit -a` takes it."""
+        try:
+            self._run("check-ignore", "-q", "--", rel)
+        except GitError:  # exit 1: not ignored
+            return False
+        return True
+
     def head(self) -> str | None:
         try:
             return self.repo.head.commit.hexsha

@@ -8,12 +8,13 @@ emit(report, outputs, console)        # renders each format to its destination
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
 from qeguard.errors import UsageError
+from qeguard.fsutil import atomic_write
 from qeguard.render import FORMATS, STDOUT, format_for_path, render, renderer, write
 from qeguard.report import Report
 
@@ -106,11 +107,14 @@ def emit(report: Report, outputs: Sequence[tuple[str, str]], console: Console) -
             if fmt == "text":
                 from qeguard.render import text as text_format
 
-                console.print(text_format.render(report, color=console.color, quiet=console.quiet))
+                text = text_format.render(report, color=console.color, quiet=console.quiet)
+                if text:  # -q on a clean run prints nothing at all
+                    console.print(text)
             else:
                 console.print(render(report, fmt))
         else:
             path = Path(dest)
+            ensure_folder(path, console)
             try:
                 write(report, fmt, path)
             except OSError as exc:
@@ -120,3 +124,58 @@ def emit(report: Report, outputs: Sequence[tuple[str, str]], console: Console) -
                     hint="choose a writable --output path",
                 ) from exc
             console.info(f"wrote {fmt} report to {path}")
+
+
+def ensure_folder(path: Path, console: Console) -> None:
+    """The folder of an --output file exists afterwards; creating it is said out loud (a
+    mistyped folder must not go unnoticed)."""
+    folder = path.parent
+    if folder.is_dir():
+        return
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the folder for --output: {exc.strerror or exc}",
+            where=str(folder),
+            hint="choose a writable --output path",
+        ) from None
+    console.info(f"created the folder {folder} for --output")
+
+
+def document_outputs(args: argparse.Namespace, formats: Sequence[str]) -> list[tuple[str, str]]:
+    """`output_pairs` for a command that writes a document, not a guard report (status,
+    watch, trust list): only `formats` are accepted."""
+    pairs = output_pairs(args)
+    for fmt, _ in pairs:
+        if fmt not in formats:
+            raise UsageError(
+                f"--format {fmt}: this command writes {' or '.join(formats)}",
+                hint="the report formats belong to verify, ci, deps and report",
+            )
+    return pairs
+
+
+def emit_document(
+    outputs: Sequence[tuple[str, str]],
+    render_as: Mapping[str, Callable[[], str]],
+    console: Console,
+) -> None:
+    """Write a document in each (format, destination); `render_as[fmt]()` makes its text."""
+    for fmt, dest in outputs:
+        text = render_as[fmt]()
+        if dest == STDOUT:
+            if text:
+                console.print(text)
+            continue
+        path = Path(dest)
+        ensure_folder(path, console)
+        try:
+            atomic_write(path, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the {fmt} output: {exc.strerror or exc}",
+                where=str(path),
+                hint="choose a writable --output path",
+            ) from None
+        console.info(f"wrote {fmt} to {path}")

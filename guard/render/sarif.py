@@ -44,7 +44,7 @@ def _safe_relative(path: str) -> bool:
     )
 
 
-def artifact(finding: Finding) -> tuple[str, int | None]:
+def artifact(finding: Finding, report: Report | None = None) -> tuple[str, int | None]:
     """The repo-relative file a finding points at, and its line when known.
 
     Code scanning drops results without a location, so findings about an installed
@@ -61,6 +61,10 @@ def artifact(finding: Finding) -> tuple[str, int | None]:
     source = finding.details.get("source")
     if isinstance(source, str) and _safe_relative(source):
         return posixpath.normpath(source), None
+    # A dependency scan alone may run without a policy file: point at what it read.
+    inputs = report.inputs if report is not None and not report.tiers else None
+    if inputs is not None and inputs.files and _safe_relative(inputs.files[0]):
+        return posixpath.normpath(inputs.files[0]), None
     return POLICY_FILE, None
 
 
@@ -114,7 +118,7 @@ def _message(finding: Finding) -> str:
 
 
 def _result(report: Report, finding: Finding, index: int) -> dict[str, Any]:
-    path, line = artifact(finding)
+    path, line = artifact(finding, report)
     physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(path), "uriBaseId": SRCROOT}}
     if line is not None and line >= 1:
         physical["region"] = {"startLine": line}
