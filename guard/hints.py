@@ -51,7 +51,7 @@ class Hints:
 
     def path(self, rel: str) -> str:
         """A repository path as the user should type it: relative to their folder, quoted."""
-        return shlex.quote(self._from_cwd(rel))
+        return shlex.quote(self._where(rel))
 
     def qeguard(self, *words: str) -> str:
         """`qeguard WORDS...`, with `-C ROOT` when the user is outside the repository."""

@@ -76,7 +76,8 @@ def remove_signer(text: str, name: str) -> str:
                 break
         if not len(signers):
             del doc["signers"]
-    return tomlkit.dumps(doc)
+    # The blank line `add_signer` put before a later table is not left dangling at the end.
+    return tomlkit.dumps(doc).rstrip("\n") + "\n"
 
 
 def keep_tiers(text: str, known: Collection[str]) -> tuple[str, dict[str, list[str]]]:
