@@ -114,16 +114,20 @@ def emit(report: Report, outputs: Sequence[tuple[str, str]], console: Console) -
                 console.print(render(report, fmt))
         else:
             path = Path(dest)
-            ensure_folder(path, console)
-            try:
-                write(report, fmt, path)
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot write the {fmt} report: {exc.strerror or exc}",
-                    where=str(path),
-                    hint="choose a writable --output path",
-                ) from exc
-            console.info(f"wrote {fmt} report to {path}")
+            _to_file(path, f"{fmt} report", console, lambda: write(report, fmt, path))
+
+
+def _to_file(path: Path, what: str, console: Console, write_it: Callable[[], None]) -> None:
+    ensure_folder(path, console)
+    try:
+        write_it()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the {what}: {exc.strerror or exc}",
+            where=str(path),
+            hint="choose a writable --output path",
+        ) from exc
+    console.info(f"wrote {what} to {path}")
 
 
 def ensure_folder(path: Path, console: Console) -> None:
@@ -168,14 +172,6 @@ def emit_document(
             if text:
                 console.print(text)
             continue
+        data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
         path = Path(dest)
-        ensure_folder(path, console)
-        try:
-            atomic_write(path, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write the {fmt} output: {exc.strerror or exc}",
-                where=str(path),
-                hint="choose a writable --output path",
-            ) from None
-        console.info(f"wrote {fmt} to {path}")
+        _to_file(path, fmt, console, lambda: atomic_write(path, data))

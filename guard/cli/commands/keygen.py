@@ -19,6 +19,15 @@ def default_key_dir() -> Path:
     return user_config_path("qeguard") / "keys"
 
 
+def find_key(given: Path, *, suffix: str = "") -> Path:
+    """`given` when it exists or names a folder; else the key `qeguard keygen --name
+    GIVEN` made (`--key alice` works from any folder), when there is one."""
+    if given.exists() or len(given.parts) != 1:
+        return given
+    made = default_key_dir() / f"{given.name}{suffix}"
+    return made if made.exists() else given
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "keygen", help="generate a signing key, or print an existing key's public line"
@@ -29,7 +38,11 @@ def add_parser(sub: Any) -> None:
         type=Path,
         help="private key path (default: the user config folder, never the repo)",
     )
-    p.add_argument("--key", type=Path, help="print the public line of an existing private key")
+    p.add_argument(
+        "--key",
+        type=Path,
+        help="print the public line of an existing private key (a path, or a key name)",
+    )
     secret = p.add_mutually_exclusive_group()
     secret.add_argument(
         "--passphrase",
@@ -99,7 +112,8 @@ def _inside_work_tree(path: Path) -> Path | None:
 
 def run(args: argparse.Namespace, console: Console) -> ExitCode:
     if args.key:
-        key = load_signing_key(args.key, prompt=passphrase_prompt(console, args.key))
+        path = find_key(args.key)
+        key = load_signing_key(path, prompt=passphrase_prompt(console, path))
         console.print(key.public.openssh)
         return ExitCode.OK
     if not args.name:

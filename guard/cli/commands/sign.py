@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from qeguard.cli.commands.keygen import passphrase_prompt
+from qeguard.cli.commands.keygen import find_key, passphrase_prompt
 from qeguard.cli.console import Console
 from qeguard.errors import ExitCode, UsageError
 from qeguard.hints import Hints
@@ -30,8 +30,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--key",
         type=Path,
-        help=f"private key (OpenSSH Ed25519); default ${KEY_ENV} or the only key "
-        "made by `qeguard keygen`",
+        help="private key (OpenSSH Ed25519): a path, or the name given to `qeguard "
+        f"keygen --name`; default ${KEY_ENV} or the only key keygen made",
     )
     p.add_argument(
         "--ssh",
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     tiers = [policy.tier(n) for n in wanted] if wanted else list(policy.tiers)
     # A threshold-0 tier is recorded and hashed, never signed: it needs no key.
     needs_key = any(t.threshold > 0 for t in tiers)
-    path = args.key or _default_key(required=needs_key)
+    path = find_key(args.key) if args.key else _default_key(required=needs_key)
     key: SigningKey | None = None
     if path is not None:
         key = load_signing_key(

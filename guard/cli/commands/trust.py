@@ -26,7 +26,11 @@ def add_parser(sub: Any) -> None:
     tsub = p.add_subparsers(dest="trust_command", metavar="ACTION", required=True)
     add = tsub.add_parser("add", help="trust a public key for some tiers")
     add.add_argument("name")
-    add.add_argument("pubkey", help="OpenSSH public key file (or the `ssh-ed25519 ...` line)")
+    add.add_argument(
+        "pubkey",
+        help="OpenSSH public key file, the `ssh-ed25519 ...` line, or the name of a key "
+        "made by `qeguard keygen`",
+    )
     add.add_argument("--tiers", required=True, help="comma-separated tier names, or *")
     add.add_argument("--valid-after", metavar="DATE", help="ISO date or date-time (UTC)")
     add.add_argument("--valid-before", metavar="DATE", help="ISO date or date-time (UTC)")
@@ -114,8 +118,10 @@ def _list(args: argparse.Namespace, trust: Trust, console: Console) -> ExitCode:
 def _read_key(raw: str) -> PublicKey:
     text = raw
     if not text.startswith("ssh-"):
+        from qeguard.cli.commands.keygen import find_key
+
         try:
-            text = Path(raw).read_text(encoding="utf-8")
+            text = find_key(Path(raw), suffix=".pub").read_text(encoding="utf-8")
         except OSError as exc:
             raise KeyFileError(f"cannot read the public key: {exc.strerror}", where=raw) from None
     return PublicKey.parse(text, where=raw)
