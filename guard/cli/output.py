@@ -8,6 +8,7 @@ emit(report, outputs, console)        # renders each format to its destination
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def emit(report: Report, outputs: Sequence[tuple[str, str]], console: Console) -
                 console.print(render(report, fmt))
         else:
             path = Path(dest)
-            _to_file(path, f"{fmt} report", console, lambda: write(report, fmt, path))
+            _to_file(path, f"{fmt} report", console, functools.partial(write, report, fmt, path))
 
 
 def _to_file(path: Path, what: str, console: Console, write_it: Callable[[], None]) -> None:
@@ -174,4 +175,4 @@ def emit_document(
             continue
         data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
         path = Path(dest)
-        _to_file(path, fmt, console, lambda: atomic_write(path, data))
+        _to_file(path, fmt, console, functools.partial(atomic_write, path, data))

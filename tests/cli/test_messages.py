@@ -102,3 +102,11 @@ def test_deps_on_a_folder_says_it_is_a_folder(
     chdir(everyone.root)
     r = run_cli("deps", "src")
     assert r.code == 2 and "src is a folder, not a dependency file" in r.err
+
+
+def test_markdown_and_html_tables_show_the_threshold_not_a_fraction(everyone: Protected) -> None:
+    markdown = everyone.ok("verify", "--format", "markdown").out
+    assert "| middle | 1 | alice, bob | 1 | block |" in markdown
+    assert "| outer | 1 | alice, bob | 0 (none needed) | warn |" in markdown
+    html = everyone.ok("verify", "--format", "html").out
+    assert "<td>2/1" not in html and "<td>0 (none needed)</td>" in html
