@@ -119,8 +119,8 @@ def emit(report: Report, outputs: Sequence[tuple[str, str]], console: Console) -
 
 
 def _to_file(path: Path, what: str, console: Console, write_it: Callable[[], None]) -> None:
-    ensure_folder(path, console)
     try:
+        ensure_folder(path, console)
         write_it()
     except OSError as exc:
         raise UsageError(
@@ -133,19 +133,11 @@ def _to_file(path: Path, what: str, console: Console, write_it: Callable[[], Non
 
 def ensure_folder(path: Path, console: Console) -> None:
     """The folder of an --output file exists afterwards; creating it is said out loud (a
-    mistyped folder must not go unnoticed)."""
+    mistyped folder must not go unnoticed). Raises OSError when it cannot be made."""
     folder = path.parent
-    if folder.is_dir():
-        return
-    try:
+    if not folder.is_dir():
         folder.mkdir(parents=True)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot create the folder for --output: {exc.strerror or exc}",
-            where=str(folder),
-            hint="choose a writable --output path",
-        ) from None
-    console.info(f"created the folder {folder} for --output")
+        console.info(f"created the folder {folder} for --output")
 
 
 def document_outputs(args: argparse.Namespace, formats: Sequence[str]) -> list[tuple[str, str]]:

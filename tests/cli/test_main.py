@@ -105,3 +105,7 @@ def test_report_output_into_a_missing_folder_says_it_created_it(
     r = p.cli("verify", "--format", "json", "--output", out)
     assert r.code == 0 and out.is_file()
     assert f"created the folder {out.parent} for --output" in r.err
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    r = p.cli("verify", "--format", "json", "--output", blocked / "r.json")
+    assert r.code == 2 and "cannot write the json report" in r.err and "Traceback" not in r.err

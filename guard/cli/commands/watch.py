@@ -66,10 +66,9 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
             if dest == STDOUT:
                 sinks.append((fmt, console.print))
             else:
-                ensure_folder(Path(dest), console)
-                sinks.append((fmt, _line_writer(files, Path(dest), "w")))
+                sinks.append((fmt, _line_writer(files, Path(dest), "w", console)))
         if args.log is not None:
-            sinks.append((outputs[0][0], _line_writer(files, args.log, "a")))
+            sinks.append((outputs[0][0], _line_writer(files, args.log, "a", console)))
 
         def emit(event: WatchEvent) -> None:
             for fmt, write in sinks:
@@ -94,8 +93,11 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     return ExitCode.OK
 
 
-def _line_writer(files: contextlib.ExitStack, path: Path, mode: str) -> Callable[[str], None]:
+def _line_writer(
+    files: contextlib.ExitStack, path: Path, mode: str, console: Console
+) -> Callable[[str], None]:
     try:
+        ensure_folder(path, console)
         stream: IO[str] = files.enter_context(path.open(mode, encoding="utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot open the file: {exc.strerror or exc}", where=str(path)) from None
