@@ -46,11 +46,19 @@ class Hints:
         return os.path.relpath(full, self.cwd.resolve()).replace(os.sep, "/")
 
     def _where(self, rel: str) -> str:
-        """A repository path as an argument of `qeguard`/`git` (relative to `-C` outside)."""
-        return rel if self._outside else self._from_cwd(rel)
+        """A repository path as an argument of `qeguard`/`git` (relative to `-C` outside);
+        never one that reads as an option."""
+        shown = rel if self._outside else self._from_cwd(rel)
+        return f"./{shown}" if shown.startswith("-") else shown
+
+    def _pathspec(self, rel: str) -> str:
+        """A path git takes as itself: `a[1].py` is not a pattern there."""
+        where = self._where(rel)
+        return f":(literal){where}" if any(c in where for c in "*?[:") else where
 
     def path(self, rel: str) -> str:
-        """A repository path as the user should type it: relative to their folder, quoted."""
+        """A repository path as the user should type it (relative to their folder, or to
+        the root from outside the repository), quoted."""
         return shlex.quote(self._where(rel))
 
     def qeguard(self, *words: str) -> str:
@@ -66,11 +74,11 @@ class Hints:
 
     def stage(self, *rels: str) -> str:
         """`git add PATHS` for repository paths."""
-        return self.git("add", *(self._where(r) for r in rels))
+        return self.git("add", *(self._pathspec(r) for r in rels))
 
     def untrack(self, rel: str) -> str:
         """Stop tracking a file but keep it on disk."""
-        return self.git("rm", "--cached", "--", self._where(rel))
+        return self.git("rm", "--cached", "--", self._pathspec(rel))
 
     def sign(self, tier: str) -> str:
         return f"{self.qeguard('sign', '--tier', tier, '--key', 'KEY')} && {self.commit_config()}"
@@ -84,7 +92,10 @@ class Hints:
         return f"{command} && {self.stage(rel)}" if self.staged else command
 
     def chmod(self, rel: str, *, executable: bool) -> str:
-        command = _join("chmod", "+x" if executable else "-x", self._from_cwd(rel))
+        shown = self._from_cwd(rel)
+        command = _join(
+            "chmod", "+x" if executable else "-x", f"./{shown}" if shown[0] == "-" else shown
+        )
         return f"{command} && {self.stage(rel)}" if self.staged else command
 
 

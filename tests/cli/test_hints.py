@@ -122,3 +122,20 @@ def test_hints_quote_every_word(tmp_path: Path) -> None:
     assert staged.chmod("s.sh", executable=False) == "chmod -x s.sh && git add s.sh"
     # No folder known (library callers): repository paths as they are.
     assert Hints().restore("a.py") == "qeguard restore a.py"
+
+
+def test_paths_that_look_like_options_or_patterns_stay_paths(tmp_path: Path) -> None:
+    h = Hints(root=tmp_path, cwd=tmp_path, staged=True)
+    assert h.restore("-rf.py") == "qeguard restore ./-rf.py && git add ./-rf.py"
+    assert h.stage("data[1].csv") == "git add ':(literal)data[1].csv'"
+    assert h.chmod("-x.sh", executable=True) == "chmod +x ./-x.sh && git add ./-x.sh"
+
+
+def test_a_pattern_like_path_hint_works_in_a_real_shell(project: Protected) -> None:
+    odd = "src/pkg/a[1].py"
+    (project.root / odd).write_text("x = 1\n")
+    (project.root / "src/pkg/a1.py").write_text("y = 1\n")  # what `a[1].py` also matches
+    command = Hints(root=project.root, cwd=project.root, staged=True).stage(odd)
+    assert paste(command, cwd=project.root).returncode == 0
+    staged = git_run(project.root, "diff", "--cached", "--name-only").splitlines()
+    assert staged == [odd]  # as a pattern, `git add 'src/pkg/a[1].py'` takes a1.py too
