@@ -12,13 +12,15 @@ notes, GitHub annotations) goes to stderr, so `--format json` on stdout always p
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
 from qeguard.errors import UsageError
+from qeguard.fsutil import atomic_write
 from qeguard.render import (
     FORMATS,
     MARKDOWN_LIMIT,
@@ -171,15 +173,66 @@ def emit(
         if fmt not in FORMATS:
             renderer(fmt)  # raises the UsageError that names the choices
         if dest == STDOUT:
-            console.print(render(report, fmt, options if fmt == "text" else to_file))
+            text = render(report, fmt, options if fmt == "text" else to_file)
+            if text:  # -q on a clean run prints nothing at all
+                console.print(text)
         else:
             path = Path(dest)
-            try:
-                write(report, fmt, path, to_file)
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot write the {fmt} report: {exc.strerror or exc}",
-                    where=str(path),
-                    hint="choose a writable --output path",
-                ) from exc
-            console.info(f"wrote {fmt} report to {path}")
+            _to_file(
+                path,
+                f"{fmt} report",
+                console,
+                functools.partial(write, report, fmt, path, to_file),
+            )
+
+
+def _to_file(path: Path, what: str, console: Console, write_it: Callable[[], None]) -> None:
+    try:
+        ensure_folder(path, console)
+        write_it()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the {what}: {exc.strerror or exc}",
+            where=str(path),
+            hint="choose a writable --output path",
+        ) from exc
+    console.info(f"wrote {what} to {path}")
+
+
+def ensure_folder(path: Path, console: Console) -> None:
+    """The folder of an --output file exists afterwards; creating it is said out loud (a
+    mistyped folder must not go unnoticed). Raises OSError when it cannot be made."""
+    folder = path.parent
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        console.info(f"created the folder {folder} for --output")
+
+
+def document_outputs(args: argparse.Namespace, formats: Sequence[str]) -> list[tuple[str, str]]:
+    """`output_pairs` for a command that writes a document, not a guard report (status,
+    watch, trust list): only `formats` are accepted."""
+    pairs = output_pairs(args)
+    for fmt, _ in pairs:
+        if fmt not in formats:
+            raise UsageError(
+                f"--format {fmt}: this command writes {' or '.join(formats)}",
+                hint="the report formats belong to verify, ci, deps and report",
+            )
+    return pairs
+
+
+def emit_document(
+    outputs: Sequence[tuple[str, str]],
+    render_as: Mapping[str, Callable[[], str]],
+    console: Console,
+) -> None:
+    """Write a document in each (format, destination); `render_as[fmt]()` makes its text."""
+    for fmt, dest in outputs:
+        text = render_as[fmt]()
+        if dest == STDOUT:
+            if text:
+                console.print(text)
+            continue
+        data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
+        path = Path(dest)
+        _to_file(path, fmt, console, functools.partial(atomic_write, path, data))

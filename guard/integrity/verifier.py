@@ -77,6 +77,10 @@ def verify(
     # A working tree can hash the signed files in the background (large trees), while
     # git lists the candidates and the policy assigns their tiers.
     signed_sorted = sorted(signed)
+    # A progress display (`cli.progress.Progress`) learns the total as soon as it is known.
+    expect = getattr(progress, "expect", None)
+    if expect is not None:
+        expect(len(signed_sorted))
     observe_ahead = getattr(tree, "observe_ahead", None)
     if observe_ahead is not None:
         observe_ahead(signed_sorted, progress)
@@ -94,6 +98,8 @@ def verify(
             wanted.update(assigned[c.tier.name])
     # Usually every protected path is signed: then the sorted list is already at hand.
     to_observe = signed_sorted if len(wanted) == len(signed) else sorted(wanted)
+    if expect is not None:
+        expect(len(to_observe))
     observe: Any = tree.observe  # WorkTree.observe also takes a progress callback
     observed = observe(to_observe, progress) if progress is not None else observe(to_observe)
     summaries: list[TierSummary] = []

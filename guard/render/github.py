@@ -40,7 +40,7 @@ def _clean(text: str) -> str:
 def annotation(report: Report, finding: Finding) -> str:
     """One `::error file=...,line=...,title=...::message` line for a finding."""
     command = _LEVEL_COMMAND[level(report, finding)]
-    path, line = artifact(finding)
+    path, line = artifact(finding, report)
     props = [f"file={escape_property(_clean(path))}"]
     if line is not None and line >= 1:
         props.append(f"line={line}")

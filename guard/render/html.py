@@ -362,7 +362,7 @@ def render(report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> str:
         ]
         for t in report.tiers:
             status = "" if t.threshold_met else ' <span class="sev sev-high">not met</span>'
-            need = f"{len(t.signers)}/{t.threshold}{status}" if t.threshold else "unsigned"
+            need = f"{t.threshold}{status}" if t.threshold else "0 (none needed)"
             body.append(
                 f"<tr><td>{_e(t.name)}</td><td>{t.files}</td>"
                 f"<td>{_e(', '.join(t.signers) or '-')}</td>"

@@ -147,7 +147,7 @@ def _head(report: Report) -> list[str]:
             status = "" if t.threshold_met else " (not met)"
             head.append(
                 f"| {escape(t.name)} | {t.files} | {signers} | "
-                f"{len(t.signers)}/{t.threshold}{status} | {escape(t.on_change)} |"
+                f"{t.threshold or '0 (none needed)'}{status} | {escape(t.on_change)} |"
             )
         head.append("")
     if report.database is not None and report.database.note:

@@ -88,7 +88,7 @@ def _safe_relative(path: str) -> bool:
     )
 
 
-def artifact(finding: Finding) -> tuple[str, int | None]:
+def artifact(finding: Finding, report: Report | None = None) -> tuple[str, int | None]:
     """The repo-relative file a finding points at, and its line when known.
 
     Code scanning drops results without a location, so findings about an installed
@@ -105,6 +105,10 @@ def artifact(finding: Finding) -> tuple[str, int | None]:
     source = finding.details.get("source")
     if isinstance(source, str) and _safe_relative(source):
         return posixpath.normpath(source), None
+    # A dependency scan alone may run without a policy file: point at what it read.
+    inputs = report.inputs if report is not None and not report.tiers else None
+    if inputs is not None and inputs.files and _safe_relative(inputs.files[0]):
+        return posixpath.normpath(inputs.files[0]), None
     return POLICY_FILE, None
 
 
@@ -278,7 +282,7 @@ def _physical(path: str, line: int | None) -> dict[str, Any]:
 
 
 def _result(report: Report, finding: Finding, rule_id: str, index: int) -> dict[str, Any]:
-    path, line = artifact(finding)
+    path, line = artifact(finding, report)
     props: dict[str, Any] = {"severity": finding.severity.value, "qeguard-rule": finding.rule}
     for key in ("tier", "package", "version", "fix"):
         value = getattr(finding, key)

@@ -5,6 +5,7 @@ fixes, suppressed findings, a verdict."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from qeguard.render import DEFAULT_OPTIONS, RenderOptions
 from qeguard.report import SEVERITY_ORDER, Finding, Report, Severity, Verdict, shorten
@@ -58,8 +59,19 @@ def subject(finding: Finding) -> str:
             f"{finding.package}=={finding.version}" if finding.version else finding.package
         )
     if finding.location:
-        parts.append(f"({finding.location})" if parts else str(finding.location))
+        where = str(finding.location)
+        # A source that is not a file names itself in parentheses already.
+        parts.append(f"({where})" if parts and not where.startswith("(") else where)
     return clean(" ".join(parts)) if parts else "-"
+
+
+def signer_state(threshold: int, signers: Sequence[str]) -> str:
+    """`threshold 2: 1 signed (alice), NOT met`; a threshold-0 tier needs no signature."""
+    who = f" ({', '.join(signers)})" if signers else ""
+    if threshold == 0:
+        return f"threshold 0 (no signature needed), {len(signers)} signed{who}"
+    met = "met" if len(signers) >= threshold else "NOT met"
+    return f"threshold {threshold}: {len(signers)} signed{who}, {met}"
 
 
 def _header(report: Report) -> list[str]:
@@ -68,15 +80,10 @@ def _header(report: Report) -> list[str]:
     if report.trust_source:
         lines.append(f"  trust from: {clean(report.trust_source)}")
     for tier in report.tiers:
-        if tier.threshold == 0:
-            state = "unsigned tier (threshold 0)"
-        else:
-            ok = "met" if tier.threshold_met else "NOT met"
-            state = f"{len(tier.signers)}/{tier.threshold} signers, {ok}"
-        who = f" ({', '.join(clean(s) for s in tier.signers)})" if tier.signers else ""
+        state = signer_state(tier.threshold, [clean(s) for s in tier.signers])
         seq = f", sequence {tier.sequence}" if tier.sequence is not None else ""
         lines.append(
-            f"  tier {clean(tier.name)}: {tier.files} files, {state}{who}{seq}, "
+            f"  tier {clean(tier.name)}: {tier.files} files, {state}{seq}, "
             f"on change {tier.on_change}"
         )
     db = report.database

@@ -335,7 +335,7 @@ def test_text_groups_by_severity_and_lists_suppressed_separately() -> None:
         )
     ]
     assert order == sorted(order)
-    assert "tier core: 120 files, 1/2 signers, NOT met (alice)" in text
+    assert "tier core: 120 files, threshold 2: 1 signed (alice), NOT met" in text
     assert "10 days old" in text
     assert "fix: qeguard restore src/core/keys.py" in text
     suppressed = text.split("Suppressed (2)", 1)[1]

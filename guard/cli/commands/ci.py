@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace, console: Console) -> ExitCode:
     root = args.repo.resolve() if args.repo else find_workspace().root
     outputs = output_pairs(args)
-    report = run_verify(root, trust_ref=args.trust_ref, local=False)
+    # `ci` even without the dependency scan: the header names the command the user ran.
+    verified = run_verify(root, trust_ref=args.trust_ref, local=False, cwd=Path.cwd())
+    report = replace(verified, command="ci")
     if not args.no_deps:
         policy = load_policy(root, required=False)
         deps = scan_repository(root, policy, online=args.online, db_path=args.db)
