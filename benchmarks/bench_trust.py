@@ -192,7 +192,8 @@ def main() -> int:
         ok = ok and verdict == "PASS"
         print(
             f"walk ({label}): median {median * 1000:7.1f} ms (min {min(times) * 1000:.1f}); "
-            f"{approved}/{args.changes} changes approved; target <= {TARGET_S * 1000:.0f} ms: {verdict}"
+            f"{approved}/{args.changes} changes approved; "
+            f"target <= {TARGET_S * 1000:.0f} ms: {verdict}"
         )
     return 0 if ok else 1
 

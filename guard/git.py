@@ -201,6 +201,19 @@ class GitRepo:
 
         return collect
 
+    def is_ignored(self, rel: str) -> bool:
+        """Whether git ignores `rel` (POSIX, from the root; it need not exist). A tracked
+        file is never ignored: the next `git commit -a` takes it."""
+        # Not `_run`: check-ignore takes path names, and refuses the literal-pathspec
+        # setting `_run` uses.
+        try:
+            self.repo.git.execute(["git", "check-ignore", "-q", "--", rel])
+        except GitCommandError as exc:
+            if exc.status == 1:  # not ignored
+                return False
+            raise GitError(f"git check-ignore failed: {exc.stderr}", where=str(self.root)) from None
+        return True
+
     def head(self) -> str | None:
         try:
             return self.repo.head.commit.hexsha

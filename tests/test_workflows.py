@@ -129,6 +129,8 @@ def test_file_protection_installs_the_verifier_from_the_base_commit(tmp_path: Pa
         runner / "qeguard-base"
     )
     assert (runner / "qeguard-base" / "guard/verifier.py").read_text() == "STRICT = True\n"
+    # ...and that is the `qeguard` the later steps find first on PATH.
+    assert (runner / "github_path").read_text().split() == [str(runner / "qeguard-venv/bin")]
     # A base that is not in the clone (a shallow checkout) is an error, not a fallback.
     proc = run_step(
         FILE_PROTECTION,

@@ -19,10 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import qeguard
 from qeguard.errors import ConfigError, EnvelopeError, GuardError, UsageError
 from qeguard.git import GitRepo, open_repo
+from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity import override
 from qeguard.integrity.checks.envelope import Options
 from qeguard.integrity.config import Config, parse_config
@@ -95,6 +97,7 @@ def trusted_config(
     *,
     trust_root: str | None = None,
     now: datetime | None = None,
+    hints: Hints = DEFAULT,
 ) -> Trusted:
     """The config that decides trust for `tree`, from the root and the history to it."""
     repo = ctx.repo
@@ -106,7 +109,7 @@ def trusted_config(
     if repo is None or target is None:
         if root is not None:
             raise UsageError("--trust-root needs a commit to verify", where=str(ctx.root))
-        return _tree_trust(tree)
+        return _tree_trust(ctx, tree, hints)
     found = establish(
         repo,
         target,
@@ -114,6 +117,7 @@ def trusted_config(
         root_reason=root[1] if root else "",
         base=base,
         now=now,
+        hints=hints,
     )
     if found.chain is None:
         if base is not None:
@@ -122,10 +126,10 @@ def trusted_config(
                 where=f"{trust_ref}:{POLICY_PATH}",
                 hint="protect the base branch first: commit .qeguard/ there",
             )
-        return _tree_trust(tree)
+        return _tree_trust(ctx, tree, hints)
     findings = list(found.findings)
     if base is not None and trust_ref is not None:
-        dropped = dropped_change(repo, base, target, label=trust_ref)
+        dropped = dropped_change(repo, base, target, label=trust_ref, hints=hints)
         if dropped is not None:
             findings.append(dropped)
     # The base the tree is compared with: the trust ref, or HEAD for the working tree and
@@ -171,9 +175,15 @@ def _trusted(
     )
 
 
-def _tree_trust(tree: Tree) -> Trusted:
+def _tree_trust(ctx: Context, tree: Tree, hints: Hints) -> Trusted:
     config = parse_config(tree.read, label=tree.label)
     if config is None:
+        if isinstance(tree, IndexTree) and (ctx.root / POLICY_PATH).is_file():
+            raise ConfigError(
+                "the policy is not staged (nor in any commit)",
+                where=POLICY_PATH,
+                hint=f"stage it: {hints.commit_config()}",
+            )
         raise ConfigError(
             "no policy found",
             where=POLICY_PATH,
@@ -186,7 +196,7 @@ def _tree_trust(tree: Tree) -> Trusted:
         message=f"no commit holds .qeguard/ yet, so policy and trust come from the "
         f"{tree.label} and could vouch for themselves",
         location=Location(path=POLICY_PATH),
-        fix="git add .qeguard && git commit",
+        fix=f"{hints.commit_config()} && git commit",
     )
     return Trusted(config=config, source=tree.label, findings=(warning,))
 
@@ -340,7 +350,15 @@ def override_claims(
     return claims
 
 
-def pipeline_for(tree: Tree, progress: Callable[[int], None] | None) -> Pipeline:
+class ProgressSink(Protocol):
+    """What shows progress (`cli.progress.Progress`): counts, and the total once known."""
+
+    def __call__(self, n: int) -> None: ...
+
+    def expect(self, total: int) -> None: ...
+
+
+def pipeline_for(tree: Tree, progress: ProgressSink | None) -> Pipeline:
     """A working tree lists and hashes in the background while the checks run."""
     if not isinstance(tree, WorkTree):
         return Pipeline()
@@ -348,6 +366,7 @@ def pipeline_for(tree: Tree, progress: Callable[[int], None] | None) -> Pipeline
         start_listing=tree.list_ahead,
         start_observing=lambda paths: tree.observe_ahead(paths, progress),
         observe=lambda paths: tree.observe(paths, progress),
+        expect=progress.expect if progress is not None else None,
     )
 
 
@@ -356,7 +375,7 @@ def _check(
     trusted: Trusted,
     opts: Options,
     candidate: Config | None,
-    progress: Callable[[int], None] | None,
+    progress: ProgressSink | None,
 ) -> Result:
     return verify(
         tree, trusted.config, opts, candidate=candidate, pipeline=pipeline_for(tree, progress)
@@ -372,22 +391,25 @@ def run_verify(
     now: datetime | None = None,
     local: bool = False,
     only_paths: frozenset[str] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: ProgressSink | None = None,
     staged: bool = False,
     rev: str | None = None,
     overrides: Sequence[Override] = (),
     message: str | None = None,
+    cwd: Path | None = None,
 ) -> Report:
     """Verify the working tree (default), the index (`staged`) or a commit (`rev`).
 
     Strict unless `local` (the hooks): then a threshold shortfall with a valid signature
-    warns and an override lets blocking findings through.
+    warns and an override lets blocking findings through. `cwd` is the folder the user
+    runs from: fix hints are worded for it.
     """
     started = datetime.now(UTC)
     clock = time.monotonic()
     ctx = open_context(root)
     tree = tree or select_tree(ctx, staged=staged, rev=rev)
-    trusted = trusted_config(ctx, tree, trust_ref, trust_root=trust_root, now=now)
+    hints = Hints(root=root, cwd=cwd, staged=staged)
+    trusted = trusted_config(ctx, tree, trust_ref, trust_root=trust_root, now=now, hints=hints)
     config = trusted.config
     if isinstance(tree, IndexTree):
         tree.prefetch(
@@ -404,6 +426,7 @@ def run_verify(
         base_payloads=base_payloads(trusted.base_read, config),
         history_payloads=trusted.history,
         only_paths=only_paths,
+        hints=hints,
     )
     result = _check(tree, trusted, opts, candidate, progress)
     tip = tree.rev if isinstance(tree, CommitTree) else (ctx.repo.head() if ctx.repo else None)
@@ -438,6 +461,7 @@ def run_verify_commits(
     now: datetime | None = None,
     local: bool = False,
     overrides: Sequence[Override] = (),
+    cwd: Path | None = None,
 ) -> Report:
     """Verify each of `commits` (`(commit, first parent)`, oldest first) against its
     parent: only the paths it changed and the manifest lines it changed (everything when
@@ -450,6 +474,7 @@ def run_verify_commits(
     repo = ctx.repo
     if repo is None:
         raise UsageError("verifying commits needs a git repository", where=str(root))
+    hints = Hints(root=root, cwd=cwd)
     trust = _PushTrust(repo, pinned=resolve_root(repo, trust_root), base=base, now=now)
     findings: list[Finding] = []
     last: tuple[Trusted, Result] | None = None
@@ -466,6 +491,7 @@ def run_verify_commits(
             base_payloads=base_payloads(parent_read, trusted.config),
             history_payloads=trusted.history,
             only_paths=_commit_scope(repo, commit, parent, trusted.config, candidate, parent_read),
+            hints=hints,
         )
         result = _check(tree, trusted, opts, candidate, None)
         for f in (*trusted.findings, *result.findings):
@@ -480,7 +506,7 @@ def run_verify_commits(
         last = (trusted, result)
     tip = commits[-1][0] if commits else None
     if base is not None and tip is not None and last is not None:
-        dropped = dropped_change(repo, base, tip, label=base[:12])
+        dropped = dropped_change(repo, base, tip, label=base[:12], hints=hints)
         if dropped is not None:
             findings.append(dropped)
     claims = [override.Claim(override=o) for o in overrides]

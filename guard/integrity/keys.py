@@ -11,20 +11,42 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import stat
 import struct
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from qeguard.errors import KeyFileError
+from qeguard.errors import KeyFileError, UsageError
+
+if TYPE_CHECKING:
+    from qeguard.git import GitRepo
 
 SSHSIG_NAMESPACE = "qeguard"
 PASSPHRASE_ENV = "QEGUARD_KEY_PASSPHRASE"
+
+# A signer name becomes a file name in the keys folder and a key comment: one plain
+# path component, so `--name ../x` cannot write outside the folder.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+def check_key_name(name: str) -> str:
+    """`name` when it is a valid signer/key name, else a UsageError saying what is allowed."""
+    if _NAME.fullmatch(name) is None or name.endswith(".pub"):
+        raise UsageError(
+            f"{name!r} is not a valid key name",
+            where="--name",
+            hint="use 1-64 letters, digits and . _ @ - (starting with a letter or digit, "
+            "not ending in .pub), e.g. --name alice",
+        )
+    return name
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -116,12 +138,18 @@ def generate(comment: str, passphrase: bytes | None) -> tuple[bytes, str]:
 
 
 def load_signing_key(
-    path: Path, *, passphrase: bytes | None = None, use_ssh_keygen: bool = False
+    path: Path,
+    *,
+    passphrase: bytes | None = None,
+    use_ssh_keygen: bool = False,
+    prompt: Callable[[], bytes] | None = None,
 ) -> SigningKey:
     """Load an OpenSSH (or PKCS#8 PEM) Ed25519 private key.
 
     With `use_ssh_keygen`, `path` may be a public key whose private half lives in
-    ssh-agent or on a token; signing is then done by `ssh-keygen -Y sign`.
+    ssh-agent or on a token; signing is then done by `ssh-keygen -Y sign`. `prompt` asks
+    for the passphrase of an encrypted key when neither `passphrase` nor the environment
+    gives one (the CLI passes it only when someone is at a terminal).
     """
     where = str(path)
     try:
@@ -150,6 +178,8 @@ def load_signing_key(
     _warn_if_loose(path)
     if passphrase is None and os.environ.get(PASSPHRASE_ENV):
         passphrase = os.environ[PASSPHRASE_ENV].encode("utf-8")
+    if passphrase is None and prompt is not None and _is_encrypted(data):
+        passphrase = prompt()
     key: object
     try:
         if b"OPENSSH PRIVATE KEY" in data:
@@ -158,7 +188,7 @@ def load_signing_key(
             key = serialization.load_pem_private_key(data, passphrase)
     except TypeError:
         raise KeyFileError(
-            "the key is protected by a passphrase",
+            "the key is protected by a passphrase and there is no terminal to ask for it",
             where=where,
             hint=f"set {PASSPHRASE_ENV} to the passphrase",
         ) from None
@@ -184,6 +214,60 @@ def load_signing_key(
         )
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return SigningKey(PublicKey(raw=raw, comment=path.stem), key)
+
+
+def _is_encrypted(data: bytes) -> bool:
+    """Whether a private key file needs a passphrase (without trying one)."""
+    if b"OPENSSH PRIVATE KEY" in data:
+        try:
+            body = base64.b64decode(b"".join(data.strip().splitlines()[1:-1]))
+        except ValueError:
+            return False
+        # openssh-key-v1: magic, then the cipher name ("none" when unencrypted).
+        magic = b"openssh-key-v1\0"
+        if not body.startswith(magic):
+            return False
+        try:
+            cipher, _ = _read_string(body[len(magic) :])
+        except (ValueError, struct.error):
+            return False
+        return cipher != b"none"
+    return b"ENCRYPTED" in data
+
+
+# What a private key file starts with (OpenSSH, PKCS#8, PKCS#1, SEC1); public lines never do.
+_PRIVATE_HEADER = re.compile(rb"-----BEGIN (?:OPENSSH |ENCRYPTED |RSA |EC |DSA )?PRIVATE KEY-----")
+_KEY_SUFFIXES = (".key", ".pem", ".priv")
+
+
+def private_key_files(root: Path, paths: Iterable[str]) -> list[str]:
+    """The paths (POSIX, from `root`) that hold a private key: names keygen and ssh-keygen
+    write (a file beside its `.pub`, `*.key`, `*.pem`, `id_*`), confirmed by the first
+    bytes. Only such names are opened, so a large tree costs no reads."""
+    listed = set(paths)
+    found: list[str] = []
+    for rel in sorted(listed):
+        name = rel.rsplit("/", 1)[-1]
+        if name.endswith(".pub"):
+            continue
+        if not (f"{rel}.pub" in listed or name.endswith(_KEY_SUFFIXES) or name.startswith("id_")):
+            continue
+        try:
+            with (root / rel).open("rb") as f:
+                head = f.read(128)
+        except OSError:
+            continue
+        if _PRIVATE_HEADER.search(head):
+            found.append(rel)
+    return found
+
+
+def exposed_private_keys(repo: GitRepo) -> list[tuple[str, bool]]:
+    """Private key files git would commit (tracked, or untracked and not ignored), each
+    with whether it is tracked already."""
+    found = private_key_files(repo.root, repo.list_paths())
+    tracked = repo.index_entries(found) if found else {}
+    return [(path, path in tracked) for path in found]
 
 
 def _warn_if_loose(path: Path) -> None:

@@ -261,6 +261,7 @@ def establish(
     root_reason: str,
     base: str | None,
     now: datetime | None = None,
+    hints: Hints = DEFAULT,
 ) -> Established:
     """The trust for commit `target`: walk from `root` (resolved commit id), or from the
     first commit with `.qeguard/` on `base`'s history (else `target`'s).
@@ -273,11 +274,11 @@ def establish(
     now = now or datetime.now(UTC)
     shallow = repo.is_shallow()
     if shallow and base is not None:
-        raise shallow_error("the trust ref's history")
+        raise shallow_error("the trust ref's history", hints)
     history = repo.path_history(target, _PREFIX)
     if root is None:
         if shallow:
-            raise shallow_error("the trust history (no --trust-root to start from)")
+            raise shallow_error("the trust history (no --trust-root to start from)", hints)
         source = history if base is None or base == target else repo.path_history(base, _PREFIX)
         found = _first_with_policy(source)
         if found is None:
@@ -295,7 +296,9 @@ def establish(
         return Established(chain=chain)
     files = {p: c.blob for p, c in repo.tree_files(root, _PREFIX).items() if c.blob}
     root_time = _when(repo.commit_time(root))
-    problem = _root_problem(repo, root, target, root_reason=root_reason, shallow=shallow)
+    problem = _root_problem(
+        repo, root, target, root_reason=root_reason, shallow=shallow, hints=hints
+    )
     if problem is not None:
         # Nothing in this history can be trusted: verify against the root's own trust.
         chain = _walk(repo, root, files, [], root_reason, root_time, now)
@@ -341,7 +344,7 @@ def _root_problem(
     if pairs and pairs[-1][1] == root:
         return None
     if shallow:
-        raise shallow_error(f"the history from the trust root {root[:12]}")
+        raise shallow_error(f"the history from the trust root {root[:12]}", hints)
     ancestor = repo.is_ancestor(root, target)
     why = (
         "is an ancestor only through a merged side branch, not on the first-parent history"

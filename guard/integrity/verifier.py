@@ -32,6 +32,8 @@ class Pipeline:
     start_observing: Callable[[list[str]], None] | None = None
     # Observe with progress reports; default `tree.observe`.
     observe: Callable[[Sequence[str]], Mapping[str, Observed]] | None = None
+    # Tell a progress display how many paths will be observed.
+    expect: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -89,6 +91,9 @@ def verify(
     # A working tree can hash the signed files in the background (large trees), while
     # git lists the candidates and the policy assigns their tiers.
     signed_sorted = sorted(signed)
+    # A progress display learns the total as soon as it is known.
+    if pipeline.expect is not None:
+        pipeline.expect(len(signed_sorted))
     if pipeline.start_observing is not None:
         pipeline.start_observing(signed_sorted)
 
@@ -105,6 +110,8 @@ def verify(
             wanted.update(assigned[c.tier.name])
     # Usually every protected path is signed: then the sorted list is already at hand.
     to_observe = signed_sorted if len(wanted) == len(signed) else sorted(wanted)
+    if pipeline.expect is not None:
+        pipeline.expect(len(to_observe))
     observed = (pipeline.observe or tree.observe)(to_observe)
     summaries: list[TierSummary] = []
     for c in checks:

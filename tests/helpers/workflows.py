@@ -31,9 +31,7 @@ def steps(path: Path) -> list[dict[str, Any]]:
     if "runs" in doc:
         found: list[dict[str, Any]] = doc["runs"]["steps"]
         return found
-    (job,) = doc["jobs"].values()
-    found = job["steps"]
-    return found
+    return [s for job in doc["jobs"].values() for s in job["steps"]]
 
 
 def step(path: Path, name: str) -> dict[str, Any]:
@@ -73,11 +71,15 @@ def run_step(
         RUNNER_TEMP=str(runner_temp),
         GITHUB_WORKSPACE=str(cwd),
         GITHUB_STEP_SUMMARY=str(runner_temp / "summary.md"),
+        GITHUB_PATH=str(runner_temp / "github_path"),
         GITHUB_ACTION_PATH=str(PROJECT),
     )
     for key, value in (s.get("env") or {}).items():
         m = _EXPR.match(str(value))
         full[key] = contexts.get(m.group("expr"), "") if m else str(value)
+    venv = runner_temp / "qeguard-venv" / "bin"
+    if venv.is_dir():  # what the install step adds to GITHUB_PATH
+        full["PATH"] = f"{venv}{os.pathsep}{full.get('PATH', '')}"
     full.update(env or {})
     runner_temp.mkdir(parents=True, exist_ok=True)
     script = runner_temp / f"step-{len(list(runner_temp.glob('step-*.sh')))}.sh"

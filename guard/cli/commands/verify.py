@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
-from qeguard.cli.output import add_output_arguments, emit, output_pairs
-from qeguard.cli.progress import Progress
+from qeguard.cli.output import add_output_arguments, emit, output_pairs, render_options
 from qeguard.errors import ExitCode, UsageError
 from qeguard.git import GitRepo
 from qeguard.integrity.gate import in_ci, open_context, run_verify, run_verify_commits
@@ -97,7 +96,7 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
         report = _verify_commits(root, args, hook=hook, local=local, overrides=overrides)
     else:
         staged = args.staged or hook in ("pre-commit", "commit-msg")
-        with Progress("verifying", stream=console.err) as bar:
+        with console.progress("verifying") as bar:
             report = run_verify(
                 root,
                 trust_ref=args.trust_ref,
@@ -107,9 +106,10 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
                 local=local,
                 overrides=overrides,
                 message=message,
-                progress=bar.advance if bar.enabled and not (staged or args.commit) else None,
+                cwd=Path.cwd(),
+                progress=bar if bar.enabled and not (staged or args.commit) else None,
             )
-    emit(report, outputs, console)
+    emit(report, outputs, console, render_options(args, console))
     return report.exit_code
 
 
@@ -157,7 +157,13 @@ def _verify_commits(
     else:
         base, commits = _pushed(repo, args.remote)
     return run_verify_commits(
-        root, commits, base=base, trust_root=args.trust_root, local=local, overrides=overrides
+        root,
+        commits,
+        base=base,
+        trust_root=args.trust_root,
+        local=local,
+        overrides=overrides,
+        cwd=Path.cwd(),
     )
 
 

@@ -157,7 +157,7 @@ def check_tier(
         findings.append(
             problem(
                 RuleId.SIG_EXPIRED,
-                f"tier {tier.name!r}'s manifest expired at {payload.expires}",
+                f"the manifest of tier {tier.name!r} expired at {payload.expires}",
                 title="Manifest expired",
                 path=epath,
             )
@@ -186,7 +186,7 @@ def check_tier(
             findings.append(
                 problem(
                     RuleId.SIG_ROLLBACK,
-                    f"tier {tier.name!r}'s payload changed but its "
+                    f"the payload of tier {tier.name!r} changed but its "
                     f"sequence {payload.sequence} is not above {against} {base_seq}",
                     title="Manifest rollback",
                     path=epath,
