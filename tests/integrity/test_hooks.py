@@ -411,3 +411,27 @@ def test_framework_hook_refuses_a_branch_that_trusts_its_own_keys(
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
     assert "QG-TRUST-CHANGE" in out and "Failed" in out
+
+
+def test_pre_push_reads_gits_input_lines(
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`verify --hook pre-push` parses git's pre-push input itself: a deleted branch is
+    skipped, an updated one is checked from what the remote had."""
+    import io
+
+    protect(repo, keypair("alice"), keypair("bob"))
+    with_bare_remote(tmp_path, repo)
+    old = git_run(repo, "rev-parse", "HEAD").strip()
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 8\n"})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "unsigned")
+    new = git_run(repo, "rev-parse", "HEAD").strip()
+    zero = "0" * 40
+    gone = f"refs/heads/gone {zero} refs/heads/gone {old}\n"
+    lines = gone + f"refs/heads/main {new} refs/heads/main {old}\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    r = run_qeguard("verify", "--hook", "pre-push", "--remote", "origin", cwd=repo)
+    assert r.code == 1 and f"commit {new[:12]}: {CORE_FILE} differs" in r.out
+    monkeypatch.setattr("sys.stdin", io.StringIO(gone))
+    r = run_qeguard("verify", "--hook", "pre-push", "--remote", "origin", cwd=repo)
+    assert r.code == 0, r.text

@@ -177,8 +177,8 @@ def _pushed(repo: GitRepo, remote: str | None) -> tuple[str | None, list[tuple[s
     to_ref = os.environ.get("PRE_COMMIT_TO_REF")
     if to_ref:
         updates.append((to_ref, os.environ.get("PRE_COMMIT_FROM_REF") or None))
-    elif not sys.stdin.isatty():
-        for line in sys.stdin.read().splitlines():
+    else:
+        for line in _stdin_lines():
             parts = line.split()
             if len(parts) == 4:
                 updates.append((parts[1], None if set(parts[3]) <= _ZERO else parts[3]))
@@ -207,3 +207,13 @@ def _pushed(repo: GitRepo, remote: str | None) -> tuple[str | None, list[tuple[s
                 base = repo.resolve(name, where="pre-push")
                 break
     return base, list(seen.items())
+
+
+def _stdin_lines() -> list[str]:
+    """git's pre-push input; nothing when run by hand at a terminal (or without stdin)."""
+    try:
+        if sys.stdin is None or sys.stdin.isatty():
+            return []
+        return sys.stdin.read().splitlines()
+    except (OSError, ValueError):
+        return []
