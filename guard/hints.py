@@ -27,6 +27,9 @@ class Hints:
     def restore(self, rel: str) -> str:
         return f"qeguard restore {self.path(rel)}"
 
+    def submodule_update(self, rel: str) -> str:
+        return f"git submodule update --init -- {self.path(rel)}"
+
     def chmod(self, rel: str, *, executable: bool) -> str:
         return f"chmod {'+x' if executable else '-x'} {self.path(rel)}"
 
