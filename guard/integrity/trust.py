@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -36,6 +36,10 @@ class Trust:
 
     def signers_for(self, tier: str, now: datetime) -> list[Signer]:
         return [s for s in self.signers if s.may_sign(tier, now)]
+
+    def key_counts(self, tiers: Iterable[str], now: datetime) -> dict[str, int]:
+        """How many distinct keys may sign each tier now (what a threshold can reach)."""
+        return {t: len({s.key.raw for s in self.signers_for(t, now)}) for t in tiers}
 
     def by_key(self, key: PublicKey) -> Signer | None:
         for s in self.signers:

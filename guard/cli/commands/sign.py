@@ -16,6 +16,7 @@ from qeguard.integrity.gate import base_payloads, open_context, trusted_config, 
 from qeguard.integrity.keys import SigningKey, load_signing_key
 from qeguard.integrity.layout import POLICY_PATH, find_workspace
 from qeguard.integrity.manifest import Payload
+from qeguard.integrity.policy import policy_findings
 from qeguard.integrity.sign import build_tiers, sign_tier
 from qeguard.integrity.trust import tiers_list
 
@@ -118,5 +119,12 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
             and outcome.action in ("unsigned", "unchanged")
             and build.tier.threshold > 0
         )
+    # Where the policy cannot work; whether a pattern matches anything is known only when
+    # every tier was built (a path a pattern matches lands in its tier or an earlier one).
+    every = len(builds) == len(policy.tiers)
+    listed = [e.path for b in builds for e in b.entries] if every else None
+    counts = trust.key_counts([t.name for t in policy.tiers], now)
+    for f in policy_findings(policy, counts, listed):
+        console.warn(f"{f.message}; {f.fix}")
     console.info("next: git add .qeguard && git commit  (co-signers run qeguard sign too)")
     return ExitCode.USAGE if failed else ExitCode.OK

@@ -12,7 +12,7 @@ from qeguard.errors import ConfigError, ExitCode, KeyFileError, UsageError
 from qeguard.fsutil import atomic_write
 from qeguard.integrity.keys import PublicKey
 from qeguard.integrity.layout import TRUST_PATH, find_workspace
-from qeguard.integrity.policy import load_policy
+from qeguard.integrity.policy import Policy, load_policy, policy_findings
 from qeguard.integrity.trust import Signer, Trust, dump_trust, parse_trust, tiers_list
 
 
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
             raise UsageError(f"no signer named {args.name!r}", where=TRUST_PATH)
         atomic_write(root / TRUST_PATH, dump_trust(trust.without(args.name)).encode("utf-8"))
         console.print(f"removed {args.name} from {TRUST_PATH}")
+        warn_unreachable(console, load_policy(root, required=False), trust.without(args.name))
         return ExitCode.OK
     text = args.pubkey
     if not text.startswith("ssh-"):
@@ -99,4 +100,14 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     )
     atomic_write(root / TRUST_PATH, dump_trust(trust.with_signer(signer)).encode("utf-8"))
     console.print(f"trusted {args.name} ({key.keyid}) for tiers {', '.join(tiers)}")
+    warn_unreachable(console, policy, trust.with_signer(signer))
     return ExitCode.OK
+
+
+def warn_unreachable(console: Console, policy: Policy | None, trust: Trust) -> None:
+    """Say which tiers no set of the trusted keys can sign (a threshold above them)."""
+    if policy is None:
+        return
+    counts = trust.key_counts([t.name for t in policy.tiers], datetime.now(UTC))
+    for f in policy_findings(policy, counts, None):
+        console.warn(f"{f.message}; {f.fix}")
