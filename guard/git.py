@@ -282,6 +282,7 @@ class GitRepo:
         is hashed as content, so it can never hide behind a `text` attribute in a
         checkout where the working-tree file equals the committed blob.
         """
+        paths = list(paths)
         wanted = [p for p in dict.fromkeys(paths) if p not in self._eol_cache]
         if wanted:
             converting = self._eol_by_attributes(wanted)
@@ -306,12 +307,15 @@ class GitRepo:
 
     def _eol_by_attributes(self, paths: list[str]) -> set[str]:
         """The paths whose attributes and `core.autocrlf` make `git add` normalise line
-        ends (git's convert.c: `convert_attrs`), one `git check-attr` for all of them."""
+        ends (git's convert.c: `convert_attrs`), one `git check-attr` for all of them
+        (macros such as `binary` expanded by git)."""
         autocrlf = self._autocrlf()
         data = b"".join(os.fsencode(p) + b"\0" for p in paths)
         try:
             proc = subprocess.run(
-                ["git", "check-attr", "--stdin", "-z", "text", "eol", "crlf"],
+                # `--all` prints only what is set, unset or given a value: nothing at
+                # all on the usual tree without rules, so the usual case costs no parsing.
+                ["git", "check-attr", "--stdin", "-z", "--all"],
                 cwd=self.root,
                 input=data,
                 capture_output=True,
@@ -326,7 +330,7 @@ class GitRepo:
         attrs: dict[bytes, dict[str, str]] = {}
         fields = iter(proc.stdout.split(b"\0"))
         for path, name, value in zip(fields, fields, fields, strict=False):
-            if value != b"unspecified":
+            if name in (b"text", b"eol", b"crlf") and value != b"unspecified":
                 attrs.setdefault(path, {})[name.decode("ascii")] = value.decode("utf-8", "replace")
         if autocrlf == "false" and not attrs:
             return set()  # the usual case: no rule anywhere, nothing converted

@@ -194,7 +194,7 @@ def test_which_paths_are_normalised_is_what_git_add_does(repo: Path, autocrlf: s
     # git itself is the oracle: every combination of `text`, `eol` and the old `crlf`
     # attribute, asked before the files are staged, then `git add` shows what git did.
     git_run(repo, "config", "core.autocrlf", autocrlf)
-    texts = ["", "text", "-text", "text=auto", "text=input", "!text"]
+    texts = ["", "text", "-text", "text=auto", "text=input", "!text", "binary", "text=other"]
     eols = ["", "eol=lf", "eol=crlf"]
     crlfs = ["", "crlf", "-crlf", "crlf=input"]
     lines, paths = [], []
@@ -382,6 +382,22 @@ def test_a_name_with_a_backslash_that_sign_lists_verifies(
     p.write({name: "x = 'changed'\n"})
     p.commit("change")
     assert _blocked(*ci(repo), f"QG-INT-MODIFIED {name}")
+
+
+@pytest.mark.parametrize("path", ["src/pkg/core/.GIT/hooks/pre-commit", "src/pkg/core/../../x"])
+def test_sign_never_lists_a_path_verify_would_reject(path: str) -> None:
+    # A tree (here in memory) handing over a name no git checkout holds: `sign` refuses it
+    # by the same rule `verify` applies, rather than writing an entry that cannot verify.
+    from helpers.memory import MemoryTree
+    from qeguard.errors import ConfigError
+    from qeguard.integrity.policy import parse_policy, preset_text
+    from qeguard.integrity.sign import build_tiers
+
+    policy = parse_policy(preset_text("qemlflow"))
+    tree = MemoryTree({"src/pkg/core/model.py": b"x\n", path: b"evil\n"})
+    with pytest.raises(ConfigError, match="cannot be protected here") as info:
+        build_tiers(tree, policy, policy.tiers)
+    assert "rename it" in info.value.diagnostics()
 
 
 def test_hostile_file_names_never_raise_and_never_forge_a_report_line(
