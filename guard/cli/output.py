@@ -1,20 +1,34 @@
 """`--format` / `--output` for every command that reports, and writing the outputs.
 
-add_output_arguments(parser)          # adds repeatable --format / --output
+add_output_arguments(parser)          # adds repeatable --format / --output, --sarif-category
 outputs = output_pairs(args)          # [("text", "-"), ("sarif", "out.sarif"), ...]
-emit(report, outputs, console)        # renders each format to its destination
+options = render_options(args, console)   # RenderOptions from the flags and the console
+emit(report, outputs, console, options)   # renders each format to its destination
+
+Only the report goes to stdout; everything meant for a person or the CI log (file
+notes, GitHub annotations) goes to stderr, so `--format json` on stdout always parses.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
 from qeguard.errors import UsageError
-from qeguard.render import FORMATS, STDOUT, format_for_path, render, renderer, write
+from qeguard.render import (
+    FORMATS,
+    MARKDOWN_LIMIT,
+    STDOUT,
+    RenderOptions,
+    format_for_path,
+    render,
+    renderer,
+    write,
+)
 from qeguard.report import Report
 
 
@@ -74,6 +88,52 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the preceding --format to PATH (- for stdout); without a --format before "
         "it, the format follows the suffix (.json .sarif .md .xml .html, else text)",
     )
+    parser.add_argument(
+        "--sarif-category",
+        metavar="NAME",
+        type=_category,
+        help="SARIF: name this analysis (runAutomationDetails.id) so matrix jobs and "
+        "subprojects keep separate results; by default the upload step's category: decides",
+    )
+    parser.add_argument(
+        "--markdown-limit",
+        metavar="BYTES",
+        type=_limit,
+        default=MARKDOWN_LIMIT,
+        help=f"Markdown: stay under this size, leaving out the least severe rows and saying "
+        f"so (default {MARKDOWN_LIMIT}, GitHub's step summary limit; a PR comment takes 65536 "
+        "characters)",
+    )
+
+
+def _category(text: str) -> str:
+    value = text.strip().strip("/")
+    if not value:
+        raise argparse.ArgumentTypeError("needs a name, e.g. qeguard-deps/py3.12")
+    return value
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
+    if value < 1024:
+        raise argparse.ArgumentTypeError("must be at least 1024 bytes")
+    return value
+
+
+def render_options(args: argparse.Namespace, console: Console) -> RenderOptions:
+    """The rendering options the command line and the console ask for. Commands without a
+    flag (e.g. `--desc` only on `deps`) get its default."""
+    return RenderOptions(
+        color=console.color,
+        quiet=console.quiet,
+        descriptions=bool(getattr(args, "desc", False)),
+        aliases=bool(getattr(args, "aliases", False)),
+        sarif_category=getattr(args, "sarif_category", None),
+        markdown_max_bytes=getattr(args, "markdown_limit", None) or MARKDOWN_LIMIT,
+    )
 
 
 def output_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -94,25 +154,28 @@ def output_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
     return pairs
 
 
-def emit(report: Report, outputs: Sequence[tuple[str, str]], console: Console) -> None:
+def emit(
+    report: Report,
+    outputs: Sequence[tuple[str, str]],
+    console: Console,
+    options: RenderOptions | None = None,
+) -> None:
     """Render `report` once per (format, destination); `-` is the console's stdout.
 
-    Text to stdout honours the console's colour and quiet settings; files never get colour.
+    Text to stdout honours the colour and quiet options; files never get colour.
     """
+    if options is None:
+        options = RenderOptions(color=console.color, quiet=console.quiet)
+    to_file = replace(options, color=False, quiet=False)
     for fmt, dest in outputs:
         if fmt not in FORMATS:
             renderer(fmt)  # raises the UsageError that names the choices
         if dest == STDOUT:
-            if fmt == "text":
-                from qeguard.render import text as text_format
-
-                console.print(text_format.render(report, color=console.color, quiet=console.quiet))
-            else:
-                console.print(render(report, fmt))
+            console.print(render(report, fmt, options if fmt == "text" else to_file))
         else:
             path = Path(dest)
             try:
-                write(report, fmt, path)
+                write(report, fmt, path, to_file)
             except OSError as exc:
                 raise UsageError(
                     f"cannot write the {fmt} report: {exc.strerror or exc}",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
-from qeguard.cli.output import add_output_arguments, emit, output_pairs
+from qeguard.cli.output import add_output_arguments, emit, output_pairs, render_options
 from qeguard.deps.audit import scan_repository
 from qeguard.errors import ExitCode
 from qeguard.integrity.gate import run_verify
@@ -47,11 +47,14 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
         policy = load_policy(root, required=False)
         deps = scan_repository(root, policy, online=args.online, db_path=args.db)
         report = report.merged(deps)
-    emit(report, outputs, console)
+    options = render_options(args, console)
+    emit(report, outputs, console, options)
     if os.environ.get("GITHUB_ACTIONS") == "true":
+        # The runner reads workflow commands from stderr too; stdout is the report's alone.
         for line in github.annotations(report):
-            console.print(line)
+            console.err.write(line + "\n")
+        console.err.flush()
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
-            github.append_step_summary(report, summary)
+            github.append_step_summary(report, summary, options)
     return report.exit_code

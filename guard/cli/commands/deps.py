@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
-from qeguard.cli.output import add_output_arguments, emit, output_pairs
+from qeguard.cli.output import add_output_arguments, emit, output_pairs, render_options
 from qeguard.errors import ExitCode
 
 
@@ -123,5 +123,5 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
         if args.fix:
             for line in apply_fixes(result, root=root):
                 console.info(line)
-    emit(report, outputs, console)
+    emit(report, outputs, console, render_options(args, console))
     return report.exit_code

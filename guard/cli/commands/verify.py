@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
-from qeguard.cli.output import add_output_arguments, emit, output_pairs
+from qeguard.cli.output import add_output_arguments, emit, output_pairs, render_options
 from qeguard.cli.progress import Progress
 from qeguard.errors import ExitCode, UsageError
 from qeguard.integrity.gate import open_context, run_verify
@@ -89,5 +89,5 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
             message=message,
             progress=bar.advance if bar.enabled and not (args.staged or args.commit) else None,
         )
-    emit(report, outputs, console)
+    emit(report, outputs, console, render_options(args, console))
     return report.exit_code
