@@ -91,6 +91,9 @@ class Hints:
         command = self.qeguard("restore", self._where(rel))
         return f"{command} && {self.stage(rel)}" if self.staged else command
 
+    def submodule_update(self, rel: str) -> str:
+        return f"git submodule update --init -- {self.path(rel)}"
+
     def chmod(self, rel: str, *, executable: bool) -> str:
         shown = self._from_cwd(rel)
         command = _join(

@@ -20,6 +20,7 @@ class RuleId(enum.StrEnum):
     INT_SYMLINK = "QG-INT-SYMLINK"
     INT_PATH = "QG-INT-PATH"
     INT_UNREADABLE = "QG-INT-UNREADABLE"
+    INT_UNMATCHED = "QG-INT-UNMATCHED"
     SIG_MISSING = "QG-SIG-MISSING"
     SIG_MALFORMED = "QG-SIG-MALFORMED"
     SIG_BINDING = "QG-SIG-BINDING"
@@ -27,6 +28,7 @@ class RuleId(enum.StrEnum):
     SIG_EXPIRED = "QG-SIG-EXPIRED"
     SIG_POLICY = "QG-SIG-POLICY"
     SIG_ROLLBACK = "QG-SIG-ROLLBACK"
+    SIG_UNREACHABLE = "QG-SIG-UNREACHABLE"
     TRUST_CHANGE = "QG-TRUST-CHANGE"
     TRUST_SOURCE = "QG-TRUST-SOURCE"
     TRUST_ROOT = "QG-TRUST-ROOT"
@@ -237,6 +239,25 @@ _RULES = [
         full="The payload differs from the base branch's but its `sequence` is not higher: an "
         "older signed manifest may have been restored.",
         help="Re-sign on top of the base branch: `qeguard sign --tier TIER --key KEY`.",
+    ),
+    Rule(
+        id=RuleId.SIG_UNREACHABLE,
+        name="ThresholdUnreachable",
+        security_severity=4.0,
+        short="A tier needs more distinct signers than are trusted for it.",
+        full="The tier's threshold is higher than the number of distinct keys trust.toml "
+        "trusts for it now, so no set of signatures can ever meet it.",
+        help="Trust more signers (`qeguard trust add NAME KEY.pub --tiers TIER`) or lower the "
+        "tier's threshold.",
+    ),
+    Rule(
+        id=RuleId.INT_UNMATCHED,
+        name="PatternMatchesNothing",
+        security_severity=3.0,
+        short="A tier pattern written in the policy matches no file.",
+        full="A pattern of the repository's policy file (not one a preset brings) matches no "
+        "file in the tree; a typo in a pattern leaves the files it meant unprotected.",
+        help="Check the pattern (gitignore syntax, e.g. `src/*/core/**`) or remove it.",
     ),
     Rule(
         id=RuleId.TRUST_CHANGE,

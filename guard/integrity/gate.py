@@ -68,7 +68,8 @@ def work_tree(ctx: Context) -> WorkTree:
         ctx.root,
         list_paths=ctx.repo.list_paths,
         start_listing=ctx.repo.start_list_paths,
-        normalize_eol=ctx.repo.normalize_eol,
+        eol=ctx.repo.eol_converted,
+        gitlinks=ctx.repo.worktree_gitlinks,
         exec_bit_meaningful=ctx.repo.filemode,
     )
 

@@ -88,21 +88,84 @@ class PublicKey:
     @classmethod
     def parse(cls, line: str, *, where: str) -> PublicKey:
         parts = line.strip().split(None, 2)
-        if len(parts) < 2 or parts[0] != "ssh-ed25519":
+        if len(parts) >= 1 and parts[0] != "ssh-ed25519":
+            raise unsupported_key(parts[0], where=where)
+        if len(parts) < 2:
             raise KeyFileError(
                 "expected an OpenSSH Ed25519 public key line (`ssh-ed25519 AAAA... name`)",
                 where=where,
                 hint="qeguard keygen prints one; `ssh-keygen -t ed25519` makes one too",
             )
         try:
-            wire = base64.b64decode(parts[1], validate=True)
+            wire = _b64decode_canonical(parts[1])
             kind, rest = _read_string(wire)
             raw, rest = _read_string(rest)
         except (ValueError, struct.error):
             raise KeyFileError("the key's base64 body is damaged", where=where) from None
-        if kind != b"ssh-ed25519" or len(raw) != 32 or rest:
+        if kind != b"ssh-ed25519":
+            # The line's label and the body's type must agree; name what the body holds.
+            raise unsupported_key(kind.decode("ascii", "replace"), where=where, label=parts[0])
+        if len(raw) != 32 or rest:
             raise KeyFileError("the key body is not an Ed25519 key", where=where)
         return cls(raw=raw, comment=parts[2].strip() if len(parts) > 2 else "")
+
+
+# OpenSSH key types qeguard does not accept, by what a user would call them.
+_KEY_TYPES = {
+    "ssh-rsa": "RSA",
+    "rsa-sha2-256": "RSA",
+    "rsa-sha2-512": "RSA",
+    "ssh-dss": "DSA",
+    "ecdsa-sha2-nistp256": "ECDSA (P-256)",
+    "ecdsa-sha2-nistp384": "ECDSA (P-384)",
+    "ecdsa-sha2-nistp521": "ECDSA (P-521)",
+    "sk-ssh-ed25519@openssh.com": "FIDO security-key Ed25519",
+    "sk-ecdsa-sha2-nistp256@openssh.com": "FIDO security-key ECDSA",
+    "ssh-ed25519-cert-v01@openssh.com": "Ed25519 certificate",
+}
+
+
+def key_type_name(kind: str) -> str:
+    """What a user calls an OpenSSH key type (`ssh-rsa` -> "RSA")."""
+    if kind in _KEY_TYPES:
+        return _KEY_TYPES[kind]
+    if kind.endswith("-cert-v01@openssh.com"):
+        return "OpenSSH certificate"
+    return "unknown"
+
+
+def unsupported_key(kind: str, *, where: str, label: str | None = None) -> KeyFileError:
+    """The error for a key that is not plain Ed25519, naming its type."""
+    shown = kind if len(kind) <= 64 else kind[:61] + "..."
+    name = key_type_name(kind)
+    what = f"{shown} ({name})" if name != "unknown" else repr(shown)
+    if label is not None and label == "ssh-ed25519":
+        message = f"the line says ssh-ed25519 but its body holds a {what} key"
+    elif name == "unknown":
+        message = (
+            "expected an OpenSSH Ed25519 public key line (`ssh-ed25519 AAAA... name`), "
+            f"found {what}"
+        )
+    else:
+        message = f"key type {what} is not supported; qeguard accepts ssh-ed25519 keys only"
+    if kind.startswith("sk-"):
+        hint = (
+            "a security-key signature also covers the token's flags and counter, which "
+            "qeguard does not verify; use an ssh-ed25519 key (it may live in ssh-agent: "
+            "sign with --ssh)"
+        )
+    else:
+        hint = "create one with `qeguard keygen` or `ssh-keygen -t ed25519`"
+    return KeyFileError(message, where=where, hint=hint)
+
+
+def _b64decode_canonical(text: str) -> bytes:
+    """Standard, padded base64 and only its canonical form (ValueError otherwise), so one
+    key has one text and junk characters are never dropped."""
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise ValueError("not canonical base64")
+    return raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +271,7 @@ def load_signing_key(
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(
-            f"only Ed25519 keys are supported (this is {type(key).__name__})",
+            f"only Ed25519 keys are supported (this is {_private_key_name(key)})",
             where=where,
             hint="create one with `qeguard keygen`",
         )
@@ -270,6 +333,21 @@ def exposed_private_keys(repo: GitRepo) -> list[tuple[str, bool]]:
     return [(path, path in tracked) for path in found]
 
 
+def _private_key_name(key: object) -> str:
+    """The algorithm of a private key cryptography loaded: "an RSA key", "an ECDSA (P-256) key"."""
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa
+
+    if isinstance(key, rsa.RSAPrivateKey):
+        return f"an RSA key of {key.key_size} bits"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return f"an ECDSA key on {key.curve.name}"
+    if isinstance(key, dsa.DSAPrivateKey):
+        return "a DSA key"
+    if isinstance(key, ed448.Ed448PrivateKey):
+        return "an Ed448 key"
+    return f"a {type(key).__name__}"
+
+
 def _warn_if_loose(path: Path) -> None:
     # Like ssh, refuse private keys others can read: a leaked signing key defeats the tiers.
     if os.name != "posix":
@@ -309,7 +387,27 @@ def armored_sshsig_to_blob(armored: str) -> bytes:
     if not lines or lines[0] != "-----BEGIN SSH SIGNATURE-----":
         raise KeyFileError("not an SSH signature (-----BEGIN SSH SIGNATURE-----)")
     body = "".join(ln for ln in lines[1:] if not ln.startswith("-----"))
-    return base64.b64decode(body)
+    try:
+        return _b64decode_canonical(body)
+    except (ValueError, UnicodeEncodeError):
+        raise KeyFileError("the SSH signature's base64 body is damaged") from None
+
+
+def signature_key_type(signature: bytes) -> str | None:
+    """The key type of an SSHSIG signature made with a key qeguard does not accept
+    (`sk-ssh-ed25519@openssh.com`, `ssh-rsa`, ...), for messages; None otherwise."""
+    if not signature.startswith(b"SSHSIG"):
+        return None
+    try:
+        rest = signature[10:]  # magic and version
+        for _ in range(4):  # public key, namespace, reserved, hash algorithm
+            _, rest = _read_string(rest)
+        sig_blob, _ = _read_string(rest)
+        kind, _ = _read_string(sig_blob)
+    except (ValueError, struct.error):
+        return None
+    name = kind.decode("ascii", "replace")
+    return None if name == "ssh-ed25519" else f"{name} ({key_type_name(name)})"
 
 
 def _verify_sshsig(key: PublicKey, blob: bytes, message: bytes) -> bool:

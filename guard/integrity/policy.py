@@ -7,6 +7,7 @@ or a `ConfigError` naming the file and field.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import hashlib
@@ -20,8 +21,9 @@ from typing import Any
 
 from qeguard.errors import ConfigError
 from qeguard.integrity.layout import CONFIG_PATHS, MANIFEST_DIR, POLICY_PATH, QUARANTINE_DIR
-from qeguard.report import Severity
+from qeguard.report import Finding, Location, Severity
 from qeguard.resources import read as read_resource
+from qeguard.rules import RuleId
 
 PRESETS = ("default", "strict", "qemlflow")
 DEFAULT_EXPIRES_DAYS = 180
@@ -73,6 +75,9 @@ class Policy:
     # The raw `[deps]` table; `guard.deps.policy` gives it meaning.
     deps: Mapping[str, Any] = field(default_factory=dict)
     source: str = POLICY_PATH
+    # The patterns the repository's policy file writes itself, by tier (not those a
+    # preset brings): a pattern of these that matches no file is likely a typo.
+    own_patterns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def tier(self, name: str) -> Tier:
         for t in self.tiers:
@@ -187,7 +192,15 @@ def parse_policy(text: str, *, source: str = POLICY_PATH) -> Policy:
     table = _load_toml(text, source)
     texts: dict[str, str] = {source: text}
     merged, origins = _resolve_extends(table, source, seen=(), texts=texts)
-    return _from_table(merged, source, _Places(source=source, texts=texts, origins=origins))
+    policy = _from_table(merged, source, _Places(source=source, texts=texts, origins=origins))
+    # The patterns the user wrote (not a preset's): only those can be typos worth a warning.
+    own = {
+        t["name"]: tuple(p for p in t["patterns"] if isinstance(p, str))
+        for t in table.get("tiers", [])
+        if isinstance(t, dict) and isinstance(t.get("name"), str) and "patterns" in t
+        if isinstance(t["patterns"], list)
+    }
+    return dataclasses.replace(policy, own_patterns=own)
 
 
 # Where a merged tier came from: (source, its index among that source's own [[tiers]]).
@@ -441,3 +454,93 @@ def load_policy(root: Path, *, required: bool = True) -> Policy | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the policy: {exc}", where=POLICY_PATH) from None
     return parse_policy(text, source=POLICY_PATH)
+
+
+def unmatched_patterns(policy: Policy, paths: Iterable[str]) -> dict[str, list[str]]:
+    """Of the patterns the policy file writes itself, those that match none of `paths`,
+    by tier. One pass over the paths with every pattern still unmatched folded into one
+    regular expression, so a 100,000-file tree costs one match per path, not one per
+    path and pattern."""
+    pending: dict[str, tuple[str, str]] = {}  # group name -> (tier, pattern)
+    regexes: dict[str, str] = {}
+    from pathspec import PathSpec
+
+    for tier, patterns in policy.own_patterns.items():
+        for pattern in patterns:
+            compiled = PathSpec.from_lines("gitignore", [pattern]).patterns
+            if not compiled or compiled[0].include is not True or compiled[0].regex is None:
+                continue  # a negation or a comment matches nothing by design
+            name = f"p{len(pending)}"
+            pending[name] = (tier, pattern)
+            regexes[name] = compiled[0].regex.pattern.replace("(?P<ps_d>/)", "/")
+
+    def combined() -> re.Pattern[str] | None:
+        if not regexes:
+            return None
+        return re.compile("|".join(f"(?P<{n}>{r})" for n, r in regexes.items()))
+
+    regex = combined()
+    for path in paths:
+        if regex is None:
+            break
+        if is_never_protected(path):
+            continue
+        m = regex.match(path)
+        while m is not None:
+            # This path proves its pattern matches: drop it and look again, since the
+            # same path may be the first match of another pending pattern too.
+            regexes.pop(m.lastgroup or "", None)
+            regex = combined()
+            m = regex.match(path) if regex is not None else None
+    out: dict[str, list[str]] = {}
+    for name in regexes:
+        tier, pattern = pending[name]
+        out.setdefault(tier, []).append(pattern)
+    return out
+
+
+def policy_findings(
+    policy: Policy, trusted_keys: Mapping[str, int], paths: Iterable[str] | None
+) -> list[Finding]:
+    """Where the policy cannot work as written: a tier needing more distinct signers than
+    are trusted for it (no signature can ever meet it), and, given the tree's `paths`,
+    a pattern of the policy file that matches no file (a typo leaves files unprotected).
+
+    `trusted_keys` is the number of distinct keys trusted for each tier now. Warnings
+    (LOW): the threshold check itself blocks where it must.
+    """
+    out: list[Finding] = []
+    for tier in policy.tiers:
+        keys = trusted_keys.get(tier.name, 0)
+        if tier.threshold > keys:
+            out.append(
+                Finding(
+                    rule=RuleId.SIG_UNREACHABLE,
+                    severity=Severity.LOW,
+                    title="Threshold cannot be met",
+                    message=f"tier {tier.name!r} needs {tier.threshold} distinct signer(s) "
+                    f"but {keys} key(s) are trusted for it",
+                    location=Location(path=policy.source.split(" ")[0]),
+                    tier=tier.name,
+                    fix=f"trust more signers (qeguard trust add NAME KEY.pub --tiers "
+                    f"{tier.name}) or lower the tier's threshold",
+                    details={"threshold": tier.threshold, "trusted_keys": keys},
+                )
+            )
+    if paths is not None:
+        for tier_name, patterns in unmatched_patterns(policy, paths).items():
+            for pattern in patterns:
+                out.append(
+                    Finding(
+                        rule=RuleId.INT_UNMATCHED,
+                        severity=Severity.LOW,
+                        title="Pattern matches no file",
+                        message=f"tier {tier_name!r}'s pattern {pattern!r} matches no file "
+                        "in the tree",
+                        location=Location(path=policy.source.split(" ")[0]),
+                        tier=tier_name,
+                        fix="check the pattern for a typo (gitignore syntax: `src/*/core/**`)",
+                        details={"id": pattern},
+                    )
+                )
+    return out

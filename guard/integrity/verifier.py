@@ -18,6 +18,7 @@ from qeguard.integrity.checks.envelope import Options, check_tier
 from qeguard.integrity.config import Config
 from qeguard.integrity.layout import envelope_path, list_path
 from qeguard.integrity.manifest import unsafe_path_reason
+from qeguard.integrity.policy import policy_findings
 from qeguard.integrity.trees.base import Observed, Tree
 from qeguard.report import Finding, TierSummary
 
@@ -100,6 +101,14 @@ def verify(
     matcher = policy.matcher()
     assigned: dict[str, list[str]] = {t.name: [] for t in policy.tiers}
     paths = tree.candidates() if opts.only_paths is None else sorted(opts.only_paths)
+    # Where the policy cannot work (a pattern that matches nothing needs the whole tree).
+    findings.extend(
+        policy_findings(
+            policy,
+            trust.key_counts([t.name for t in policy.tiers], opts.now),
+            paths if opts.only_paths is None else None,
+        )
+    )
     for path in paths:
         name = matcher.tier_of(path)
         if name is not None:

@@ -97,13 +97,62 @@ def test_openssh_keys_from_ssh_keygen(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @needs_ssh_keygen
-def test_non_ed25519_keys_are_refused(tmp_path: Path) -> None:
-    ecdsa = ssh_keygen(tmp_path, "ecdsa", kind="ecdsa")
+@pytest.mark.parametrize(
+    ("kind", "private_name", "public_name"),
+    [
+        ("ecdsa", "an ECDSA key on secp256r1", "ecdsa-sha2-nistp256 (ECDSA (P-256))"),
+        ("rsa", "an RSA key of", "ssh-rsa (RSA)"),
+    ],
+)
+def test_non_ed25519_keys_are_refused_by_name(
+    tmp_path: Path, kind: str, private_name: str, public_name: str
+) -> None:
+    key = ssh_keygen(tmp_path, kind, kind=kind)
     with pytest.raises(KeyFileError, match="only Ed25519") as info:
-        load_signing_key(ecdsa)
-    assert str(ecdsa) in info.value.diagnostics()
-    with pytest.raises(KeyFileError, match="Ed25519 public key line"):
-        PublicKey.parse(Path(f"{ecdsa}.pub").read_text(), where="ecdsa.pub")
+        load_signing_key(key)
+    assert str(key) in info.value.diagnostics() and private_name in info.value.diagnostics()
+    with pytest.raises(KeyFileError) as info:
+        PublicKey.parse(Path(f"{key}.pub").read_text(), where=f"{kind}.pub")
+    diag = info.value.diagnostics()
+    assert f"key type {public_name} is not supported" in diag and "ssh-ed25519" in diag
+
+
+def _wire(*parts: bytes) -> str:
+    return base64.b64encode(b"".join(len(p).to_bytes(4, "big") + p for p in parts)).decode()
+
+
+def test_security_key_types_are_named_with_why() -> None:
+    # What `ssh-keygen -t ed25519-sk` writes: the body holds the key and the application.
+    line = "sk-ssh-ed25519@openssh.com " + _wire(
+        b"sk-ssh-ed25519@openssh.com", b"\x01" * 32, b"ssh:"
+    )
+    with pytest.raises(KeyFileError) as info:
+        PublicKey.parse(line + " yubikey", where="sk.pub")
+    diag = info.value.diagnostics()
+    assert "sk-ssh-ed25519@openssh.com (FIDO security-key Ed25519) is not supported" in diag
+    assert "flags and counter" in diag
+
+
+def test_a_body_of_another_type_under_an_ed25519_label_is_named() -> None:
+    line = "ssh-ed25519 " + _wire(b"ssh-rsa", b"\x01\x00\x01", b"\x00" * 64)
+    with pytest.raises(KeyFileError, match="says ssh-ed25519 but its body holds a ssh-rsa"):
+        PublicKey.parse(line, where="k.pub")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda b64: b64[:-2] + "!" + b64[-1],  # a character outside the alphabet
+        lambda b64: b64[:10] + " " + b64[10:],  # white space inside
+        lambda b64: b64 + "==",  # padding where none belongs (51 bytes need none)
+        lambda b64: b64.replace("A", "-", 1) if "A" in b64 else "-" + b64,  # URL-safe mix
+    ],
+)
+def test_public_key_base64_must_be_canonical(keypair: Any, edit: Any) -> None:
+    kind, b64 = keypair("alice").line.split()[:2]
+    PublicKey.parse(f"{kind} {b64}", where="k")  # the key itself is fine
+    with pytest.raises(KeyFileError, match="base64 body is damaged"):
+        PublicKey.parse(f"{kind} {edit(b64)}", where="k")
 
 
 def test_loose_permissions_refused(keypair: Any) -> None:

@@ -16,7 +16,7 @@ from qeguard.integrity.config import parse_config
 from qeguard.integrity.gate import open_context, signed_sequences, work_tree
 from qeguard.integrity.keys import SigningKey, exposed_private_keys, load_signing_key
 from qeguard.integrity.layout import POLICY_PATH, find_workspace
-from qeguard.integrity.policy import Tier
+from qeguard.integrity.policy import Tier, policy_findings
 from qeguard.integrity.sign import build_tiers, sign_tier
 from qeguard.integrity.status import exposed_key_message
 from qeguard.integrity.trust import Trust, tiers_list
@@ -158,6 +158,13 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
         console.result(
             f"{outcome.tier}: {outcome.action} (sequence {outcome.sequence}, {outcome.count} files)"
         )
+    # Where the policy cannot work; whether a pattern matches anything is known only when
+    # every tier was built (a path a pattern matches lands in its tier or an earlier one).
+    every = len(builds) == len(policy.tiers)
+    listed = [e.path for b in builds for e in b.entries] if every else None
+    counts = trust.key_counts([t.name for t in policy.tiers], now)
+    for f in policy_findings(policy, counts, listed):
+        console.warn(f"{f.message}; {f.fix}")
     console.info(f"next: {hints.commit_config()} && git commit  (co-signers run qeguard sign too)")
     return ExitCode.OK
 

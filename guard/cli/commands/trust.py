@@ -14,7 +14,7 @@ from qeguard.errors import ConfigError, ExitCode, KeyFileError, UsageError
 from qeguard.fsutil import atomic_write
 from qeguard.integrity.keys import PublicKey
 from qeguard.integrity.layout import TRUST_PATH, find_workspace
-from qeguard.integrity.policy import load_policy
+from qeguard.integrity.policy import Policy, load_policy, policy_findings
 from qeguard.integrity.trust import Signer, Trust, dump_trust, parse_trust, tiers_list
 from qeguard.integrity.trust_file import add_signer, remove_signer
 
@@ -168,6 +168,7 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
             raise UsageError(f"no signer named {args.name!r}", where=TRUST_PATH)
         atomic_write(root / TRUST_PATH, remove_signer(text, args.name).encode("utf-8"))
         console.result(f"removed {args.name} from {TRUST_PATH}")
+        warn_unreachable(console, load_policy(root, required=False), trust.without(args.name))
         return ExitCode.OK
     key = _read_key(args.pubkey)
     tiers = tiers_list(args.tiers)
@@ -195,4 +196,14 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     atomic_write(root / TRUST_PATH, new_text.encode("utf-8"))
     verb = "replaced" if any(s.name == args.name for s in trust.signers) else "trusted"
     console.result(f"{verb} {args.name} ({key.keyid}) for tiers {', '.join(tiers)}")
+    warn_unreachable(console, policy, trust.with_signer(signer))
     return ExitCode.OK
+
+
+def warn_unreachable(console: Console, policy: Policy | None, trust: Trust) -> None:
+    """Say which tiers no set of the trusted keys can sign (a threshold above them)."""
+    if policy is None:
+        return
+    counts = trust.key_counts([t.name for t in policy.tiers], datetime.now(UTC))
+    for f in policy_findings(policy, counts, None):
+        console.warn(f"{f.message}; {f.fix}")
