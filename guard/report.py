@@ -290,6 +290,36 @@ class Inputs:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Fix:
+    """A version that clears a package's findings: suggested, or applied by `deps --fix`."""
+
+    package: str
+    version: str | None
+    fixed: str
+    path: str | None
+    applied: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "package": self.package,
+            "version": self.version,
+            "fixed": self.fixed,
+            "path": self.path,
+            "applied": self.applied,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Fix:
+        return cls(
+            package=d["package"],
+            version=d.get("version"),
+            fixed=d["fixed"],
+            path=d.get("path"),
+            applied=bool(d.get("applied", False)),
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Override:
     """An emergency override: who let a blocked change through, when and why."""
 
@@ -323,6 +353,7 @@ class Report:
     inputs: Inputs | None = None
     overrides: tuple[Override, ...] = ()
     findings: tuple[Finding, ...] = ()
+    fixes: tuple[Fix, ...] = ()
 
     @property
     def active_findings(self) -> tuple[Finding, ...]:
@@ -370,6 +401,7 @@ class Report:
             inputs=self.inputs or other.inputs,
             overrides=self.overrides + other.overrides,
             findings=self.findings + other.findings,
+            fixes=self.fixes + other.fixes,
             commit=self.commit or other.commit,
             trust_source=self.trust_source or other.trust_source,
         )
@@ -392,6 +424,7 @@ class Report:
             "inputs": self.inputs.to_dict() if self.inputs else None,
             "overrides": [o.to_dict() for o in self.overrides],
             "findings": [f.to_dict() for f in self.sorted_findings()],
+            "fixes": [x.to_dict() for x in self.fixes],
         }
 
     @classmethod
@@ -416,6 +449,7 @@ class Report:
             inputs=Inputs.from_dict(d["inputs"]) if d.get("inputs") else None,
             overrides=tuple(Override.from_dict(o) for o in d.get("overrides", ())),
             findings=tuple(Finding.from_dict(f) for f in d.get("findings", ())),
+            fixes=tuple(Fix.from_dict(x) for x in d.get("fixes") or ()),
         )
 
 
