@@ -12,6 +12,7 @@ import platform
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from packaging.markers import InvalidMarker, Marker, default_environment
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -165,17 +166,23 @@ class TargetEnvironment:
         if not marker:
             return True
         try:
-            parsed = Marker(marker)
+            # Cached: a large requirements file repeats the same few markers.
+            return _evaluate(marker, tuple(sorted(self.values.items())), extras)
         except InvalidMarker as exc:
             raise DepsInputError(
                 f"invalid environment marker {marker!r}: {exc}",
                 where=where,
                 hint="see PEP 508 for the marker syntax",
             ) from None
-        env = dict(self.values)
-        if not extras:
-            return parsed.evaluate({**env, "extra": ""})
-        return any(parsed.evaluate({**env, "extra": e}) for e in extras)
+
+
+@lru_cache(maxsize=1024)
+def _evaluate(marker: str, values: tuple[tuple[str, str], ...], extras: tuple[str, ...]) -> bool:
+    parsed = Marker(marker)
+    env = dict(values)
+    if not extras:
+        return parsed.evaluate({**env, "extra": ""})
+    return any(parsed.evaluate({**env, "extra": e}) for e in extras)
 
 
 def running_python() -> str:
@@ -189,12 +196,15 @@ def parse_version(text: str) -> Version | None:
         return None
 
 
-def exact_version(specifier: str) -> str | None:
+def exact_version(specifier: str | SpecifierSet) -> str | None:
     """The single version a specifier allows (`==1.2.3`, `===1.2.3`), else None."""
-    try:
-        spec = SpecifierSet(specifier)
-    except InvalidSpecifier:
-        return None
+    if isinstance(specifier, SpecifierSet):
+        spec = specifier
+    else:
+        try:
+            spec = SpecifierSet(specifier)
+        except InvalidSpecifier:
+            return None
     items = list(spec)
     if len(items) != 1:
         return None

@@ -7,18 +7,15 @@ every record was checked (`database.install`): on any failure the previous datab
 kept. `refresh` is what a scan calls: it updates a database older than the policy's
 `db_max_age_days` and never fails the scan; a failed refresh is a note for the report.
 
-Uses the standard library's HTTP client: a scan that refreshes must not pay for
-importing requests, and nothing here needs more than one GET.
+Uses the standard library's HTTP client, imported only to download: a scan must not pay
+for importing requests (or even urllib) when the stored database is current.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -139,6 +136,12 @@ def _download(
     progress: Progress | None,
 ) -> tuple[int, str | None, str | None] | None:
     """Stream `url` into `target`: (bytes, ETag, Last-Modified), or None on 304."""
+    # Imported here: urllib.request brings ssl and email, which a scan that does not
+    # refresh never needs.
+    import http.client
+    import urllib.error
+    import urllib.request
+
     if not url.startswith(("https://", "http://", "file://")):
         raise UsageError(f"unsupported database URL {url!r}", hint="use an https:// URL")
     started = time.monotonic()
@@ -212,8 +215,14 @@ def needs_refresh(
     meta: DatabaseMeta | None, max_age_days: float, *, url: str, now: datetime | None = None
 ) -> bool:
     """True when the stored database was last confirmed current longer than
-    `max_age_days` ago, or is missing (the bundled snapshot is always old)."""
-    if meta is None or meta.source != url:
+    `max_age_days` ago, or is missing (the bundled snapshot is always old). A database
+    imported from a file (`qeguard db import`) is the user's choice: never replaced
+    behind their back (the 30-day staleness finding still applies)."""
+    if meta is None:
+        return True
+    if not (meta.source or "").startswith(("https://", "http://")):
+        return False
+    if meta.source != url:
         return True
     checked = meta.checked_at()
     if checked is None:

@@ -61,7 +61,9 @@ def test_pylock_that_pep_751_rejects_is_an_input_error(tmp_path, text, where, me
 
 def test_pylock_spec_example_scans_end_to_end():
     report = run_scan(DEPS, None, paths=[DEPS / "pylock" / "pylock.toml"], target=LINUX).report
-    assert report.inputs.files == ("pylock/pylock.toml",) and report.inputs.dependencies == 3  # attrs, cattrs, numpy
+    assert (
+        report.inputs.files == ("pylock/pylock.toml",) and report.inputs.dependencies == 3
+    )  # attrs, cattrs, numpy
 
 
 def test_empty_pipfile_lock_locks_nothing(tmp_path: Path):

@@ -170,7 +170,9 @@ def test_pips_logical_lines_on_the_real_qemlflow_files():
 
 
 _names = st.from_regex(r"[A-Za-z][A-Za-z0-9._-]{0,15}[A-Za-z0-9]", fullmatch=True)
-_versions = st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}((a|b|rc|\.post|\.dev)[0-9])?", fullmatch=True)
+_versions = st.from_regex(
+    r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}((a|b|rc|\.post|\.dev)[0-9])?", fullmatch=True
+)
 
 
 @given(name=_names, version=_versions, spaces=st.sampled_from(["", " ", "  "]))

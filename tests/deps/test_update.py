@@ -260,3 +260,13 @@ def test_refresh_honours_the_policy_max_age(server, tmp_path):
 def test_db_update_unreachable_is_a_clear_error(server, capsys):
     assert main(["db", "update", "--url", "http://127.0.0.1:9/all.zip", "--timeout", "2"]) == 2
     assert "cannot download the database" in capsys.readouterr().err
+
+
+def test_an_imported_database_is_not_replaced_by_the_refresh(server, tmp_path):
+    served, _ = server
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "PYSEC-2019-217.json").write_bytes((OSV / "PYSEC-2019-217.json").read_bytes())
+    assert main(["db", "import", str(folder)]) == 0
+    assert refresh(max_age_days=0, offline=False).attempted is False
+    assert served.requests == [] and open_database().count == 1
