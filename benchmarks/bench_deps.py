@@ -163,7 +163,7 @@ def write_archive(path: Path) -> int:
                     {**a, "package": {**a["package"], "name": f"{a['package']['name']}-c{copy}"}}
                     for a in rec.get("affected") or ()
                 ]
-                out.writestr(f"{rec['id']}.json", json.dumps(rec, indent=2))
+                out.writestr(f"{rec['id']}.json", json.dumps(rec))  # compact, as in the snapshot
                 count += 1
             copy += 1
     return count

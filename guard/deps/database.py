@@ -544,6 +544,7 @@ def build_index(path: Path) -> MemoryIndex:
     packages: dict[str, list[dict[str, Any]]] = {}
     ids: dict[str, list[str]] = {}
     skipped: list[str] = []
+    normal_forms: dict[str, str | None] = {}
     latest = ""
     count = 0
     for _, data in iter_records(path, skipped):
@@ -560,7 +561,7 @@ def build_index(path: Path) -> MemoryIndex:
             continue
         count += 1
         latest = max(latest, str(data.get("modified") or ""))
-        slim = index_form(data)
+        slim = index_form(data, normal_forms=normal_forms)
         for n in names:
             packages.setdefault(n, []).append(slim)
         for ident in {data["id"], *(data.get("aliases") or ())}:

@@ -14,6 +14,7 @@ release). The record's `versions` list answers instead; with no list either, the
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -219,12 +220,19 @@ def parse_record(data: Mapping[str, Any], *, ecosystem: str = "PyPI") -> Record:
     )
 
 
-def index_form(data: Mapping[str, Any], *, ecosystem: str = "PyPI") -> dict[str, Any]:
+def index_form(
+    data: Mapping[str, Any],
+    *,
+    ecosystem: str = "PyPI",
+    normal_forms: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
     """The parts of an OSV record `parse_record` reads, with the costly parts precomputed
     (PEP 440 normal forms of listed versions, the severity rating, the one-line summary).
 
     `parse_record(index_form(d))` equals `parse_record(d)`; the index stores this form, so
-    a warm scan decodes and parses less and never imports cvss.
+    a warm scan decodes and parses less and never imports cvss. `normal_forms` caches
+    normal forms across the records of one index build (advisories of one package list
+    the same releases again and again).
     """
     rating = record_rating(data)
     affected = []
@@ -236,7 +244,7 @@ def index_form(data: Mapping[str, Any], *, ecosystem: str = "PyPI") -> dict[str,
         slim: dict[str, Any] = {"package": {"ecosystem": ecosystem, "name": pkg["name"]}}
         if versions:
             slim["versions"] = versions
-            slim[NORMALIZED_KEY] = normalized_versions(versions)
+            slim[NORMALIZED_KEY] = normalized_versions(versions, normal_forms)
         if entry.get("ranges"):
             slim["ranges"] = entry["ranges"]
         affected.append(slim)
@@ -272,13 +280,33 @@ def _stored_rating(value: Any) -> Rating | None:
     return Rating(severity=severity, vector=vector, score=score, source=source)
 
 
-def normalized_versions(versions: Iterable[str]) -> list[str]:
+# A version already in PEP 440 normal form (no leading zeros, canonical spellings): most
+# listed versions are, and recognising them is much cheaper than parsing (index builds
+# read a million of them).
+_NORMAL = re.compile(
+    r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*"
+    r"(?:(?:a|b|rc)(?:0|[1-9][0-9]*))?(?:\.post(?:0|[1-9][0-9]*))?(?:\.dev(?:0|[1-9][0-9]*))?"
+)
+
+
+def normalized_versions(
+    versions: Iterable[str], cache: dict[str, str | None] | None = None
+) -> list[str]:
     """PEP 440 normal forms of `versions` that differ from how they are written."""
+    cache = {} if cache is None else cache
     out = []
     for raw in versions:
-        v = _version(raw)
-        if v is not None and str(v) != raw:
-            out.append(str(v))
+        try:
+            normal = cache[raw]
+        except KeyError:
+            normal = None
+            if not _NORMAL.fullmatch(raw):
+                v = _version(raw)
+                if v is not None and str(v) != raw:
+                    normal = str(v)
+            cache[raw] = normal
+        if normal is not None:
+            out.append(normal)
     return out
 
 
@@ -429,8 +457,10 @@ def validate_record(data: Any) -> str | None:
             and isinstance(pkg.get("name"), str)
         ):
             return f"{where}.package needs string `ecosystem` and `name`"
-        if not _str_list(entry.get("versions", [])):
-            return f"{where}.versions is not a list of strings"
+        # A list (its items are read as strings); checking a million items costs more
+        # than it could catch.
+        if not isinstance(entry.get("versions", []), list):
+            return f"{where}.versions is not a list"
         ranges = entry.get("ranges", [])
         if not isinstance(ranges, list):
             return f"{where}.ranges is not a list"
@@ -438,11 +468,14 @@ def validate_record(data: Any) -> str | None:
             if not isinstance(rng, Mapping) or not isinstance(rng.get("type"), str):
                 return f"{where}.ranges[{j}] needs a string `type`"
             events = rng.get("events")
-            if not isinstance(events, list) or not all(
-                isinstance(e, Mapping) and all(isinstance(v, str) for v in e.values())
-                for e in events
-            ):
-                return f"{where}.ranges[{j}].events must be objects of strings"
+            if not isinstance(events, list):
+                return f"{where}.ranges[{j}].events must be a list"
+            for event in events:  # loops, not all(): this runs for every record of a build
+                if not isinstance(event, Mapping):
+                    return f"{where}.ranges[{j}].events must be objects of strings"
+                for value in event.values():
+                    if not isinstance(value, str):
+                        return f"{where}.ranges[{j}].events must be objects of strings"
     severity = data.get("severity", [])
     if not isinstance(severity, list) or not all(isinstance(s, Mapping) for s in severity):
         return "`severity` is not a list of objects"

@@ -251,3 +251,19 @@ def test_whole_pypa_snapshot():
     assert checked > 50_000
     assert missed == []
     assert wrongly_fixed == []
+
+
+@given(
+    st.from_regex(
+        r"0?[0-9]{1,3}(\.0?[0-9]{1,3}){0,3}((a|b|rc|alpha|c)[0-9]{1,2})?(\.post[0-9])?(\.dev[0-9])?",
+        fullmatch=True,
+    )
+)
+def test_the_normal_form_shortcut_agrees_with_packaging(raw):
+    """The index skips parsing versions already in normal form; it must skip only those."""
+    from packaging.version import Version
+    from qeguard.deps.osv import _NORMAL, normalized_versions
+
+    if _NORMAL.fullmatch(raw):
+        assert str(Version(raw)) == raw
+    assert normalized_versions([raw]) == ([] if str(Version(raw)) == raw else [str(Version(raw))])
