@@ -200,8 +200,9 @@ def test_vulnerability_details_keep_the_report_contract():
     scored = [f for f in vulns if f.details["severity_source"] == "cvss_v3"]
     assert scored and all(isinstance(f.details["score"], float) for f in scored)
     unrated = [f for f in vulns if f.details["severity_source"] == "none"]
-    assert unrated and all(f.severity is Severity.UNKNOWN and f.details["score"] is None
-                           for f in unrated)
+    assert unrated and all(
+        f.severity is Severity.UNKNOWN and f.details["score"] is None for f in unrated
+    )
 
 
 def test_the_policy_decides_where_unknown_severity_falls():

@@ -96,7 +96,7 @@ requires-python = ">=3.11"
 [[package]]
 name = "requests"
 version = "2.19.0"
-source = { git = "https://github.com/psf/requests.git?rev=v2.19.0#0123456789abcdef0123456789abcdef01234567" }
+source = { git = "https://github.com/psf/requests.git?rev=v2.19.0#0123456789abcdef" }
 """,
     "Pipfile.lock": json.dumps(
         {

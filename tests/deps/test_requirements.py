@@ -50,6 +50,7 @@ def _pip_lines(path: Path) -> list[tuple[str, int, str, bool, bool]]:
     return out
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pip imports pkg_resources
 def test_pip_reads_the_same_lines_as_the_same_requirements(cases):
     pip = _pip_lines(CASES / "requirements.txt")
     required = [(s, n, req, ed) for s, n, req, ed, constraint in pip if not constraint]
@@ -171,7 +172,8 @@ def test_pips_logical_lines_on_the_real_qemlflow_files():
 
 _names = st.from_regex(r"[A-Za-z][A-Za-z0-9._-]{0,15}[A-Za-z0-9]", fullmatch=True)
 _versions = st.from_regex(
-    r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}((a|b|rc|\.post|\.dev)[0-9])?", fullmatch=True
+    r"v?[0-9]{1,3}(\.[0-9]{1,3}){0,3}((a|b|rc|RC|\.post|-|\.dev)[0-9])?(\+[a-z0-9]{1,4})?",
+    fullmatch=True,
 )
 
 

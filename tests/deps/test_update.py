@@ -183,7 +183,7 @@ def test_oversized_download_is_refused_before_reading(server):
 
 
 def test_a_malformed_record_is_skipped_with_a_warning(server, capsys):
-    served, url = server
+    served, _ = server
     served.body = osv_zip(
         ("GHSA-bad1.json", b'{"id": "GHSA-bad1", "modified": 5}'),
         ("GHSA-bad2.json", b"{not json"),
