@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 import zipfile
@@ -270,3 +271,29 @@ def test_an_imported_database_is_not_replaced_by_the_refresh(server, tmp_path):
     assert main(["db", "import", str(folder)]) == 0
     assert refresh(max_age_days=0, offline=False).attempted is False
     assert served.requests == [] and open_database().count == 1
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_download_draws_a_progress_bar_on_a_terminal(server, monkeypatch):
+    """`db update` reports progress through the CLI's Progress bar, in MiB."""
+    from qeguard.cli.commands.db import DownloadBar
+    from qeguard.cli.console import Console
+
+    served, _ = server
+    served.body = osv_zip(("README.txt", os.urandom(3 << 20)))  # 3 MiB: random stays big
+    monkeypatch.setenv("TERM", "xterm")
+    err = _Terminal()
+    bar = DownloadBar(Console(out=io.StringIO(), err=err), delay_s=0)
+    update_database(progress=bar)
+    bar.finish()
+    drawn = err.getvalue()
+    assert "downloading the vulnerability database (MiB) [" in drawn
+    assert "3/3 100%" in drawn and drawn.endswith("\r\x1b[2K")  # cleared at the end
+    quiet = io.StringIO()  # not a terminal: nothing drawn
+    bar = DownloadBar(Console(out=io.StringIO(), err=quiet), delay_s=0)
+    update_database(progress=bar, force=True)
+    assert quiet.getvalue() == ""

@@ -94,28 +94,43 @@ def run_import(args: argparse.Namespace, console: Console) -> ExitCode:
     return ExitCode.OK
 
 
+class DownloadBar:
+    """The progress of a database download, drawn on a terminal only. It counts MiB:
+    per-byte steps would redraw a 30 MB download millions of times."""
+
+    def __init__(self, console: Console, *, delay_s: float = 1.0):
+        from qeguard.cli.progress import Progress
+
+        self.bar = Progress(
+            "downloading the vulnerability database (MiB)", stream=console.err, delay_s=delay_s
+        )
+        self.started = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.started:
+            self.bar.start(max((total or 0) >> 20, 0))
+            self.started = True
+        step = (done >> 20) - self.bar.done
+        if step > 0:
+            self.bar.advance(step)
+
+    def finish(self) -> None:
+        self.bar.finish()
+
+
 def run_update(args: argparse.Namespace, console: Console) -> ExitCode:
-    from qeguard.cli.progress import Progress
     from qeguard.deps.database import open_database
     from qeguard.deps.update import Limits, database_url, update_database
 
     url = database_url(args.url)
     console.info(f"downloading {url} ...")
-    bar = Progress("downloading")
-    bar.start(0)
-
-    def progress(done: int, total: int | None) -> None:
-        # The bar counts MiB: a byte count would redraw a 30 MB download 30 million times.
-        if total is not None and bar.total == 0:
-            bar.start(max(total >> 20, 1))
-        step = (done >> 20) - bar.done
-        if step > 0:
-            bar.advance(step)
-
-    with bar:
+    bar = DownloadBar(console)
+    try:
         result = update_database(
-            url=url, limits=Limits(timeout=args.timeout), progress=progress, force=args.force
+            url=url, limits=Limits(timeout=args.timeout), progress=bar, force=args.force
         )
+    finally:
+        bar.finish()  # the next line starts at column 0, whatever happened
     if not result.changed:
         console.info("the database has not changed since the last download")
         _describe(console, open_database())

@@ -131,27 +131,10 @@ def input_paths(args: argparse.Namespace) -> list[Path]:
     return [p if p.is_absolute() else Path.cwd() / p for p in named]
 
 
-def refresh_progress(console: Console) -> Any:
-    """A progress callback for the automatic database download (drawn on a terminal only)."""
-    from qeguard.cli.progress import Progress
-
-    bar = Progress("updating the vulnerability database (MiB)", stream=console.err)
-
-    def progress(done: int, total: int | None) -> None:
-        if bar.done == 0 and done < (1 << 20):
-            bar.start(max((total or 0) >> 20, 0))
-        step = (done >> 20) - bar.done
-        if step > 0:
-            bar.advance(step)
-        if total is not None and done >= total:
-            bar.finish()
-
-    return progress
-
-
 def run(args: argparse.Namespace, console: Console) -> ExitCode:
     import dataclasses
 
+    from qeguard.cli.commands.db import DownloadBar
     from qeguard.deps.audit import ScanResult, replace_report, run_scan
     from qeguard.deps.model import TargetEnvironment
     from qeguard.integrity.layout import find_workspace
@@ -166,6 +149,8 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     target = TargetEnvironment.for_target(args.target_python, args.target_platform)
     outputs = output_pairs(args)  # a usage error before the scan, not after
 
+    bar = DownloadBar(console)  # drawn only if the scan's refresh downloads
+
     def scan() -> ScanResult:
         return run_scan(
             root,
@@ -179,10 +164,13 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
             target=target,
             ignore_vulns=args.ignore_vuln,
             strict=args.strict,
-            progress=refresh_progress(console),
+            progress=bar,
         )
 
-    result = scan()
+    try:
+        result = scan()
+    finally:
+        bar.finish()
     if args.fix_suggestions or args.fix:
         from qeguard.deps.fix import apply_fixes, describe_suggestions
 

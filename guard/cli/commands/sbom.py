@@ -8,12 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qeguard.cli.commands.deps import (
-    add_database_arguments,
-    add_input_arguments,
-    input_paths,
-    refresh_progress,
-)
+from qeguard.cli.commands.deps import add_database_arguments, add_input_arguments, input_paths
 from qeguard.cli.console import Console
 from qeguard.errors import ExitCode
 
@@ -32,6 +27,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> ExitCode:
+    from qeguard.cli.commands.db import DownloadBar
     from qeguard.deps.audit import run_scan
     from qeguard.deps.sbom import Project, build_sbom, project_of
     from qeguard.fsutil import atomic_write
@@ -40,15 +36,19 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     from qeguard.rules import RuleId
 
     root = (args.repo or find_workspace().root).resolve()
-    result = run_scan(
-        root,
-        load_policy(root, required=False),
-        paths=input_paths(args),
-        env=args.env,
-        offline=args.offline,
-        db_path=args.db,
-        progress=refresh_progress(console),
-    )
+    bar = DownloadBar(console)  # drawn only if the scan's refresh downloads
+    try:
+        result = run_scan(
+            root,
+            load_policy(root, required=False),
+            paths=input_paths(args),
+            env=args.env,
+            offline=args.offline,
+            db_path=args.db,
+            progress=bar,
+        )
+    finally:
+        bar.finish()
     if args.env and not input_paths(args):
         v = sys.version_info
         project = Project(
