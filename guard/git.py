@@ -6,10 +6,12 @@ so this module is where "where trust comes from" is implemented.
 
 from __future__ import annotations
 
+import enum
+import hashlib
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,8 @@ GIT_FILE = 0o100644
 GIT_EXEC = 0o100755
 GIT_LINK = 0o120000
 GIT_SUBMODULE = 0o160000
+# Read size when a blob is streamed into a hasher: the most one blob adds to memory.
+BLOB_CHUNK = 1 << 20
 # Paths per `git ls-files` call: well under any OS argument-length limit.
 _ARG_BATCH = 2000
 # Above this many paths one full `ls-files` is cheaper than many filtered ones.
@@ -53,6 +57,8 @@ class GitRepo:
         if self.repo.working_tree_dir is None:
             raise GitError("a bare repository has no working tree", where=str(root))
         self.root = Path(self.repo.working_tree_dir)
+        self._eol_cache: dict[str, bool] = {}
+        self._autocrlf_value: str | None = None
 
     def _run(self, *args: str) -> bytes:
         # Literal pathspecs: a protected file named `*.py` or `:(top)x` means itself.
@@ -108,14 +114,26 @@ class GitRepo:
         data: bytes = self.repo.odb.stream(bytes.fromhex(hexsha)).read()
         return data
 
+    def blob_digest(self, hexsha: str) -> tuple[str, int]:
+        """SHA-256 and size of a blob, streamed from the one `git cat-file --batch`
+        process into the hasher in chunks: memory stays flat whatever the blob's size
+        (a hook reading a 512 MiB file whole would hold all of it)."""
+        stream = self.repo.odb.stream(bytes.fromhex(hexsha))
+        h = hashlib.sha256()
+        size = 0
+        # The stream must be read to its end, or the shared process is left mid-object.
+        while chunk := stream.read(BLOB_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+        return h.hexdigest(), size
+
     def commits_between(self, base: str, tip: str) -> list[CommitInfo]:
         """Commits reachable from `tip` but not from `base`, oldest first."""
         out: list[CommitInfo] = []
         for c in reversed(list(self.repo.iter_commits(f"{base}..{tip}"))):
             author = f"{c.author.name} <{c.author.email}>" if c.author.email else c.author.name
             parent = c.parents[0] if c.parents else None
-            diffs = parent.diff(c) if parent is not None else c.diff(git.NULL_TREE)
-            changed = sorted({p for d in diffs for p in (d.a_path, d.b_path) if p})
+            changed = self._changed_paths(parent.hexsha if parent else None, c.hexsha)
             out.append(
                 CommitInfo(
                     hexsha=c.hexsha,
@@ -128,6 +146,16 @@ class GitRepo:
                 )
             )
         return out
+
+    def _changed_paths(self, parent: str | None, commit: str) -> list[str]:
+        """Paths a commit changed against its parent, as raw bytes from git (a name with a
+        newline or invalid UTF-8 is a name like any other, never a parse error)."""
+        base = ["--root", commit] if parent is None else [parent, commit]
+        out = self._run("diff-tree", "-r", "-z", "--no-renames", "--name-only", *base)
+        names = out.split(b"\0")
+        if parent is None and names and names[0] == commit.encode("ascii"):
+            names = names[1:]  # `--root` prints the commit id first
+        return sorted({os.fsdecode(n) for n in names if n})
 
     def list_paths(self) -> list[str]:
         """Tracked and untracked files that git does not ignore (deleted tracked ones too)."""
@@ -161,6 +189,19 @@ class GitRepo:
                 return _split_paths(out.read())
 
         return collect
+
+    def is_ignored(self, rel: str) -> bool:
+        """Whether git ignores `rel` (POSIX, from the root; it need not exist). A tracked
+        file is never ignored: the next `git commit -a` takes it."""
+        # Not `_run`: check-ignore takes path names, and refuses the literal-pathspec
+        # setting `_run` uses.
+        try:
+            self.repo.git.execute(["git", "check-ignore", "-q", "--", rel])
+        except GitCommandError as exc:
+            if exc.status == 1:  # not ignored
+                return False
+            raise GitError(f"git check-ignore failed: {exc.stderr}", where=str(self.root)) from None
+        return True
 
     def head(self) -> str | None:
         try:
@@ -207,20 +248,125 @@ class GitRepo:
             return default
         return str(value)
 
-    @property
-    def normalize_eol(self) -> bool:
-        """True when git converts line ends on add (autocrlf or .gitattributes text/eol).
+    def worktree_gitlinks(self, paths: Sequence[str]) -> dict[str, str]:
+        """The commit each of `paths` is at, for those the index records as a submodule:
+        the submodule's checked-out HEAD, or the commit the index records when it is not
+        checked out (a CI checkout without `submodules: true`)."""
+        out: dict[str, str] = {}
+        for path, entry in self.index_entries(paths).items():
+            if entry.mode != GIT_SUBMODULE:
+                continue
+            out[path] = self._submodule_head(path) or entry.hexsha
+        return out
 
-        Hashes then cover the content as git stores it, so a CRLF checkout of a tree
-        signed on Linux verifies clean.
+    def _submodule_head(self, path: str) -> str | None:
+        folder = self.root / path
+        # Without its own `.git`, git would answer for the superproject instead.
+        if not (folder / ".git").exists():
+            return None
+        try:
+            proc = subprocess.run(
+                ["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
+                cwd=folder,
+                capture_output=True,
+                check=False,
+                env=_submodule_env(self.root),
+            )
+        except OSError:
+            return None
+        head = proc.stdout.decode("ascii", "replace").strip()
+        return head if proc.returncode == 0 and head else None
+
+    def eol_converted(self, paths: Iterable[str]) -> frozenset[str]:
+        """The paths among `paths` whose working-tree file git stores with CRLF turned
+        into LF, decided per path exactly as `git add` decides it.
+
+        Hashes of those files then cover the content as git stores it, so a CRLF
+        checkout of a tree signed on Linux verifies clean, while a path git stores byte
+        for byte (no rule applies, `-text`, `core.autocrlf=false`) is hashed byte for byte
+        and a CR injected into it is caught. git itself answers: `git check-attr` reads
+        the `.gitattributes` files of every folder, `info/attributes`,
+        `core.attributesFile` and the system file; `core.autocrlf` comes from `git
+        config`. (`core.eol` only chooses the checkout form, never what is stored.)
+
+        One rule is stricter than git's: a path whose staged blob already holds a CR is
+        never normalised. git skips normalising such a file only for `text=auto` (its
+        "safer autocrlf"); applied to every path it means a CR that is committed content
+        is hashed as content, so it can never hide behind a `text` attribute in a
+        checkout where the working-tree file equals the committed blob.
         """
-        if (self.config("core", "autocrlf", "false") or "false").lower() in ("true", "input"):
-            return True
-        attrs = self.root / ".gitattributes"
-        if attrs.is_file():
-            text = attrs.read_text(encoding="utf-8", errors="replace")
-            return any(w in text for w in ("text", "eol="))
-        return False
+        paths = list(paths)
+        wanted = [p for p in dict.fromkeys(paths) if p not in self._eol_cache]
+        if wanted:
+            converting = self._eol_by_attributes(wanted)
+            if converting:
+                converting -= self._cr_in_index(sorted(converting))
+            for p in wanted:
+                self._eol_cache[p] = p in converting
+        return frozenset(p for p in paths if self._eol_cache.get(p))
+
+    def _autocrlf(self) -> str:
+        """`core.autocrlf` as git reads it (every config level, `-c`): true, input or false."""
+        if self._autocrlf_value is None:
+            value = self._run("config", "--default", "false", "--get", "core.autocrlf")
+            text = value.decode("utf-8", "replace").strip().lower()
+            if text == "input":
+                self._autocrlf_value = "input"
+            elif text in ("true", "yes", "on") or (text.isdigit() and int(text) != 0):
+                self._autocrlf_value = "true"
+            else:
+                self._autocrlf_value = "false"
+        return self._autocrlf_value
+
+    def _eol_by_attributes(self, paths: list[str]) -> set[str]:
+        """The paths whose attributes and `core.autocrlf` make `git add` normalise line
+        ends (git's convert.c: `convert_attrs`), one `git check-attr` for all of them
+        (macros such as `binary` expanded by git)."""
+        autocrlf = self._autocrlf()
+        data = b"".join(os.fsencode(p) + b"\0" for p in paths)
+        try:
+            proc = subprocess.run(
+                # `--all` prints only what is set, unset or given a value: nothing at
+                # all on the usual tree without rules, so the usual case costs no parsing.
+                ["git", "check-attr", "--stdin", "-z", "--all"],
+                cwd=self.root,
+                input=data,
+                capture_output=True,
+                check=False,
+            )
+        except OSError as exc:
+            raise GitError(f"git check-attr failed: {exc}", where=str(self.root)) from None
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip()
+            raise GitError(f"git check-attr failed: {err}", where=str(self.root))
+        # `<path> NUL <attribute> NUL <value> NUL`, the attributes of a path together.
+        attrs: dict[bytes, dict[str, str]] = {}
+        fields = iter(proc.stdout.split(b"\0"))
+        for path, name, value in zip(fields, fields, fields, strict=False):
+            if name in (b"text", b"eol", b"crlf") and value != b"unspecified":
+                attrs.setdefault(path, {})[name.decode("ascii")] = value.decode("utf-8", "replace")
+        if autocrlf == "false" and not attrs:
+            return set()  # the usual case: no rule anywhere, nothing converted
+        return {
+            p
+            for p in paths
+            if eol_action(attrs.get(os.fsencode(p), {}), autocrlf) is not EolAction.NONE
+        }
+
+    def _cr_in_index(self, paths: list[str]) -> set[str]:
+        """The paths whose staged blob may hold a CR, from git's own statistics of the
+        blob (`git ls-files --eol`: `i/lf` and `i/none` hold no CR; `i/crlf`, `i/mixed`
+        and `i/-text`, binary or with a lone CR, may). One listing of the whole index:
+        git matches thousands of pathspecs against every entry, which costs far more."""
+        wanted = set(paths)
+        out: set[str] = set()
+        for record in self._run("ls-files", "--eol", "-z").split(b"\0"):
+            meta, tab, name = record.partition(b"\t")
+            if tab and not meta.startswith((b"i/lf ", b"i/none ")):
+                path = os.fsdecode(name)
+                if path in wanted:
+                    out.add(path)
+        return out
 
     @property
     def filemode(self) -> bool:
@@ -230,6 +376,38 @@ class GitRepo:
         name = self.config("user", "name") or os.environ.get("USER", "unknown")
         email = self.config("user", "email")
         return f"{name} <{email}>" if email else name
+
+
+class EolAction(enum.Enum):
+    """What `git add` does to a file's line ends (git's `crlf_action`, for check-in)."""
+
+    NONE = "none"  # stored byte for byte
+    TEXT = "text"  # every CRLF becomes LF
+    AUTO = "auto"  # CRLF becomes LF unless the file looks binary or is staged with CRLF
+
+
+def _attr_action(value: str | None) -> EolAction | None:
+    """git's `git_path_check_crlf` for the value of a `text` or `crlf` attribute."""
+    if value == "set" or value == "input":
+        return EolAction.TEXT
+    if value == "unset":
+        return EolAction.NONE
+    if value == "auto":
+        return EolAction.AUTO
+    return None  # unspecified, or a value git does not know
+
+
+def eol_action(attrs: Mapping[str, str], autocrlf: str) -> EolAction:
+    """git's `convert_attrs`, for check-in: the `text` attribute (else the old `crlf`),
+    an `eol` attribute that makes an unspecified one `text`, else `core.autocrlf`."""
+    action = _attr_action(attrs.get("text"))
+    if action is None:
+        action = _attr_action(attrs.get("crlf"))
+    if action is not EolAction.NONE and attrs.get("eol") in ("lf", "crlf"):
+        action = EolAction.AUTO if action is EolAction.AUTO else EolAction.TEXT
+    if action is None:
+        action = EolAction.NONE if autocrlf == "false" else EolAction.AUTO
+    return action
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -246,6 +424,35 @@ class CommitInfo:
     when: str
     message: str
     changed: tuple[str, ...]
+
+
+# What `git rev-parse --local-env-vars` lists: set by a hook for the superproject, each
+# would make git in a submodule answer for the superproject instead.
+_LOCAL_ENV = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_GRAFT_FILE",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_NAMESPACE",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_PREFIX",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_SHALLOW_FILE",
+    "GIT_INTERNAL_SUPER_PREFIX",
+)
+
+
+def _submodule_env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _LOCAL_ENV}
+    env["GIT_CEILING_DIRECTORIES"] = str(root)
+    return env
 
 
 def iter_ls_files(raw: bytes) -> Iterable[tuple[str, IndexEntry]]:

@@ -170,9 +170,12 @@ def test_staged_verify_with_a_changed_policy_checks_the_whole_index(
     assert CORE_FILE in tree.asked and "src/pkg/core/train.py" in tree.asked
 
 
-def test_staged_hook_messages(repo: Path, keypair: Callable[..., KeyPair]) -> None:
+def test_staged_hook_messages(
+    repo: Path, keypair: Callable[..., KeyPair], chdir: Callable[[Path], None]
+) -> None:
     """Blocked: says what to run. One of two signers: passes with a warning naming them.
     No trusted signature at all: blocks."""
+    chdir(repo)  # as git runs the hook: from the root, so the hint needs no `-C`
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
     write_files(repo, {CORE_FILE: "def predict(x):\n    return 0\n"})
@@ -189,16 +192,30 @@ def test_staged_hook_messages(repo: Path, keypair: Callable[..., KeyPair]) -> No
     warn = next(f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD")
     assert warn["severity"] == "low" and warn["details"]["signers"] == ["alice"]
 
-    outsider = keypair("outsider")
-    run_qeguard("sign", "--key", outsider.private, "--tier", "core", cwd=repo)
+    # `qeguard sign` with an untrusted key writes nothing; an attacker can still write a
+    # manifest that covers the change and that nobody trusted signed.
     (repo / CORE_FILE).write_text("def predict(x):\n    return 1\n")
-    run_qeguard("sign", "--key", outsider.private, "--tier", "core", cwd=repo)
+    _write_unsigned_manifest(repo, "core")
     git_run(repo, "add", ".qeguard", CORE_FILE)
     code, doc = verify_json(repo, "--staged")
     assert code == 1
     bad = next(f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD")
     assert bad["severity"] == "high" and bad["details"]["signers"] == []
     assert "QG-INT-MODIFIED" not in " ".join(rules(doc))  # covered, but by nobody trusted
+
+
+def _write_unsigned_manifest(root: Path, tier: str) -> None:
+    from datetime import UTC, datetime
+
+    from qeguard.integrity.config import parse_config
+    from qeguard.integrity.gate import open_context, work_tree
+    from qeguard.integrity.sign import build_tiers, sign_tier
+
+    tree = work_tree(open_context(root))
+    config = parse_config(tree.read, label="working tree")
+    assert config is not None
+    (build,) = build_tiers(tree, config.policy, [config.policy.tier(tier)])
+    sign_tier(root, build, config.policy, config.trust, None, now=datetime.now(UTC))
 
 
 def test_verify_commit_checks_that_commits_files(

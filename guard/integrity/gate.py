@@ -16,6 +16,7 @@ from pathlib import Path
 import qeguard
 from qeguard.errors import ConfigError, EnvelopeError, UsageError
 from qeguard.git import GitRepo, open_repo
+from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity import override
 from qeguard.integrity.checks.envelope import Options
 from qeguard.integrity.config import Config, parse_config
@@ -56,7 +57,8 @@ def work_tree(ctx: Context) -> WorkTree:
         ctx.root,
         list_paths=ctx.repo.list_paths,
         start_listing=ctx.repo.start_list_paths,
-        normalize_eol=ctx.repo.normalize_eol,
+        eol=ctx.repo.eol_converted,
+        gitlinks=ctx.repo.worktree_gitlinks,
         exec_bit_meaningful=ctx.repo.filemode,
     )
 
@@ -66,7 +68,7 @@ def in_ci() -> bool:
 
 
 def trusted_config(
-    ctx: Context, tree: Tree, trust_ref: str | None
+    ctx: Context, tree: Tree, trust_ref: str | None, *, hints: Hints = DEFAULT
 ) -> tuple[Config, Callable[[str], bytes | None] | None, list[Finding]]:
     """The config that decides trust, a reader for the base manifests, and any warning."""
     if trust_ref is not None:
@@ -89,6 +91,12 @@ def trusted_config(
             return config, read, []
     config = parse_config(tree.read, label=tree.label)
     if config is None:
+        if isinstance(tree, IndexTree) and (ctx.root / POLICY_PATH).is_file():
+            raise ConfigError(
+                "the policy is not staged (nor in any commit)",
+                where=POLICY_PATH,
+                hint=f"stage it: {hints.commit_config()}",
+            )
         raise ConfigError(
             "no policy found",
             where=POLICY_PATH,
@@ -101,7 +109,7 @@ def trusted_config(
         message=f"no commit holds .qeguard/ yet, so policy and trust come from the "
         f"{tree.label} and could vouch for themselves",
         location=Location(path=POLICY_PATH),
-        fix="git add .qeguard && git commit",
+        fix=f"{hints.commit_config()} && git commit",
     )
     return config, None, [warning]
 
@@ -242,13 +250,17 @@ def run_verify(
     rev: str | None = None,
     overrides: Sequence[Override] = (),
     message: str | None = None,
+    cwd: Path | None = None,
 ) -> Report:
-    """Verify the working tree (default), the index (`staged`) or a commit (`rev`)."""
+    """Verify the working tree (default), the index (`staged`) or a commit (`rev`).
+
+    `cwd` is the folder the user runs from: fix hints are worded for it."""
     started = datetime.now(UTC)
     clock = time.monotonic()
     ctx = open_context(root)
     tree = tree or select_tree(ctx, staged=staged, rev=rev)
-    trusted, base_read, warnings = trusted_config(ctx, tree, trust_ref)
+    hints = Hints(root=root, cwd=cwd, staged=staged)
+    trusted, base_read, warnings = trusted_config(ctx, tree, trust_ref, hints=hints)
     if isinstance(tree, IndexTree):
         tree.prefetch(
             [p for t in trusted.policy.tiers for p in (list_path(t.name), envelope_path(t.name))]
@@ -264,6 +276,7 @@ def run_verify(
         local=is_local,
         base_payloads=base_payloads(base_read, trusted),
         only_paths=only_paths,
+        hints=hints,
     )
     result = verify(tree, trusted, opts, candidate=candidate, progress=progress)
     tip = tree.rev if isinstance(tree, CommitTree) else (ctx.repo.head() if ctx.repo else None)

@@ -3,6 +3,8 @@
 List line: `<sha256> <mode> <kind> <path>`, sorted by the path's bytes, LF line ends.
 Paths with control characters, backslashes, double quotes or invalid UTF-8 are written
 in git's C-style quoting, so every path round-trips and a line can never be split.
+A submodule is a `gitlink` entry: `<commit id> 160000 gitlink <path>`, the commit the
+superproject records (40 hex digits, or 64 in a SHA-256 repository).
 """
 
 from __future__ import annotations
@@ -20,24 +22,30 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from qeguard.errors import EnvelopeError
-from qeguard.integrity.dsse import canonical_json
+from qeguard.integrity.dsse import canonical_json, loads_canonical
 
 SCHEMA = "qeguard.manifest/v1"
 MODE_FILE = "100644"
 MODE_EXEC = "100755"
 MODE_LINK = "120000"
+MODE_GITLINK = "160000"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT_ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+# A path is judged as the platform verifying it sees it: on Windows a backslash or a colon
+# is a separator, a drive or a stream (`a\..\..\x`, `C:x`, `x:stream`).
+_WINDOWS = os.name == "nt"
 
 
 class Kind(enum.Enum):
     FILE = "file"
     SYMLINK = "symlink"
+    GITLINK = "gitlink"  # a submodule: the commit the superproject records
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Entry:
     path: str  # POSIX, relative to the repository root; undecodable bytes as surrogates
-    sha256: str
+    sha256: str  # the content's SHA-256; a symlink's target's; a gitlink's commit id
     mode: str
     kind: Kind
 
@@ -63,21 +71,30 @@ def _maybe_unsafe(path: str) -> bool:
     )
 
 
-def unsafe_path_reason(path: str) -> str | None:
-    """Why an entry path must not be trusted, or None if it is a plain relative path."""
-    if not _maybe_unsafe(path):
+def unsafe_path_reason(path: str, *, windows: bool = _WINDOWS) -> str | None:
+    """Why an entry path must not be trusted, or None if it is a plain relative path.
+
+    The one rule for both sides: `sign` refuses to list what this rejects and `verify`
+    reports a listed one, so every path `sign` writes verifies. On POSIX a backslash is
+    an ordinary character of a file name (git stores such names); on Windows it is a
+    separator, so there it is rejected, and so is a colon (a drive or a data stream).
+    """
+    if not _maybe_unsafe(path) and not (windows and ":" in path):
         return None
     if not path:
         return "empty path"
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path) or path.startswith("\\"):
         return "absolute path"
+    if "\x00" in path:
+        return "path with a NUL"
     parts = path.split("/")
     if any(p in ("", ".", "..") for p in parts):
         return "path with '.', '..' or an empty component"
-    if parts[0] == ".git" or ".git" in parts:
+    # Case-insensitively, as git itself refuses them: `.GIT` is `.git` on macOS and Windows.
+    if any(p.lower() == ".git" for p in parts):
         return "path inside .git"
-    if "\\" in path or "\x00" in path:
-        return "path with a backslash or NUL"
+    if windows and ("\\" in path or ":" in path):
+        return "path with a backslash or colon (a separator, drive or stream on Windows)"
     return None
 
 
@@ -114,6 +131,13 @@ def quote_path(path: str) -> str:
     if valid:
         return text.encode("latin-1").decode("utf-8")
     return text
+
+
+def display_path(path: str) -> str:
+    """A path as messages show it: as is, or git-quoted when it holds a line break, a
+    control character or invalid UTF-8, so a file name can never forge a line of a
+    report ("x\n0 findings. Verdict: PASS" is shown as `"x\\n0 findings. ..."`)."""
+    return quote_path(path)
 
 
 def unquote_path(text: str) -> str:
@@ -183,7 +207,10 @@ def parse_list(data: bytes, *, source: str) -> list[Entry]:
 
 
 # A whole list of well-formed lines; lines are then split without further checks.
-_WELL_FORMED = re.compile(r"(?:[0-9a-f]{64} (?:100644 file|100755 file|120000 symlink) [^\n]*\n)*")
+_WELL_FORMED = re.compile(
+    r"(?:(?:[0-9a-f]{64} (?:100644 file|100755 file|120000 symlink|160000 gitlink)"
+    r"|[0-9a-f]{40} 160000 gitlink) [^\n]*\n)*"
+)
 _KINDS = {k.value: k for k in Kind}
 
 
@@ -237,16 +264,7 @@ def _parse_strict(text: str, source: str) -> list[Entry]:
         if len(parts) != 4:
             raise EnvelopeError("expected `<sha256> <mode> <kind> <path>`", where=where)
         digest, mode, kind_text, quoted = parts
-        if not _HEX64.match(digest):
-            raise EnvelopeError("the hash is not 64 lower-case hex digits", where=where)
-        if mode not in (MODE_FILE, MODE_EXEC, MODE_LINK):
-            raise EnvelopeError(f"unknown mode {mode!r}", where=where)
-        try:
-            kind = Kind(kind_text)
-        except ValueError:
-            raise EnvelopeError(f"unknown kind {kind_text!r}", where=where) from None
-        if (kind is Kind.SYMLINK) != (mode == MODE_LINK):
-            raise EnvelopeError("mode and kind disagree", where=where)
+        kind = _check_fields(digest, mode, kind_text, where)
         try:
             path = unquote_path(quoted)
         except ValueError as exc:
@@ -258,6 +276,31 @@ def _parse_strict(text: str, source: str) -> list[Entry]:
         previous = key
         entries.append(entry)
     return entries
+
+
+# The mode each kind may have (a file's says whether it is executable).
+_MODES = {
+    Kind.FILE: (MODE_FILE, MODE_EXEC),
+    Kind.SYMLINK: (MODE_LINK,),
+    Kind.GITLINK: (MODE_GITLINK,),
+}
+
+
+def _check_fields(digest: str, mode: str, kind_text: str, where: str) -> Kind:
+    """The kind of a list line whose hash, mode and kind fields are valid together."""
+    if not (_HEX64.match(digest) or _COMMIT_ID.match(digest)):
+        raise EnvelopeError("the hash is not 64 lower-case hex digits", where=where)
+    if mode not in (MODE_FILE, MODE_EXEC, MODE_LINK, MODE_GITLINK):
+        raise EnvelopeError(f"unknown mode {mode!r}", where=where)
+    try:
+        kind = Kind(kind_text)
+    except ValueError:
+        raise EnvelopeError(f"unknown kind {kind_text!r}", where=where) from None
+    if mode not in _MODES[kind]:
+        raise EnvelopeError("mode and kind disagree", where=where)
+    if kind is not Kind.GITLINK and not _HEX64.match(digest):
+        raise EnvelopeError("the hash is not 64 lower-case hex digits", where=where)
+    return kind
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -305,15 +348,9 @@ class Payload:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str) -> Payload:
-        import json
-
-        try:
-            doc = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EnvelopeError(f"payload is not JSON: {exc}", where=source) from None
-        if not isinstance(doc, dict):
-            raise EnvelopeError("payload must be a JSON object", where=source)
-        return cls.from_dict(doc, source=source)
+        """Parse the signed payload: canonical JSON byte for byte (so it has one reading),
+        exactly the v1 fields, each of its type."""
+        return cls.from_dict(loads_canonical(data, where=source), source=source)
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], *, source: str) -> Payload:
@@ -332,6 +369,18 @@ class Payload:
                 where=f"{source}: payload.schema",
                 hint=f"expected {SCHEMA!r}; upgrade qeguard or re-sign",
             )
+        unknown = set(doc) - _PAYLOAD_FIELDS
+        if unknown:
+            raise EnvelopeError(
+                f"unknown payload field(s) {', '.join(sorted(unknown))}",
+                where=f"{source}: payload",
+                hint=f"a {SCHEMA} payload has only: {', '.join(sorted(_PAYLOAD_FIELDS))}",
+            )
+        git_commit = doc.get("git_commit")
+        if git_commit is not None and not isinstance(git_commit, str):
+            raise EnvelopeError(
+                "payload field `git_commit` must be str", where=f"{source}: payload.git_commit"
+            )
         payload = cls(
             tier=need("tier", str),
             sequence=need("sequence", int),
@@ -340,7 +389,7 @@ class Payload:
             policy_sha256=need("policy_sha256", str),
             list_sha256=need("list_sha256", str),
             count=need("count", int),
-            git_commit=doc.get("git_commit") if isinstance(doc.get("git_commit"), str) else None,
+            git_commit=git_commit,
         )
         for key in ("created", "expires"):
             try:
@@ -351,7 +400,27 @@ class Payload:
                 ) from None
         if payload.sequence < 1 or payload.count < 0:
             raise EnvelopeError("sequence must be >= 1 and count >= 0", where=f"{source}: payload")
+        for key in ("policy_sha256", "list_sha256"):
+            if not _HEX64.match(getattr(payload, key)):
+                raise EnvelopeError(
+                    "must be 64 lower-case hex digits", where=f"{source}: payload.{key}"
+                )
         return payload
+
+
+_PAYLOAD_FIELDS = frozenset(
+    {
+        "schema",
+        "tier",
+        "sequence",
+        "created",
+        "expires",
+        "policy_sha256",
+        "list_sha256",
+        "count",
+        "git_commit",
+    }
+)
 
 
 def new_payload(

@@ -69,7 +69,7 @@ def apply(
     failing = [f for f in findings if report.is_failing(f) and f.rule != RuleId.OVERRIDE]
     if local:
         reason = "; ".join(o.reason for o in overrides)
-        suppression = Suppression(reason=f"override: {reason}", kind="override")
+        suppression = Suppression(reason=reason, kind="override")  # kind says "override"
         findings = [f.suppress(suppression) if f in failing else f for f in findings]
         for o in overrides:
             findings.append(

@@ -18,7 +18,8 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,14 +126,14 @@ class Candidate:
 class BlobFinder:
     """Finds, in the repository's objects, content whose hash is an entry's signed hash."""
 
-    def __init__(self, repo: GitRepo, *, normalize_eol: bool):
+    def __init__(self, repo: GitRepo):
         self.repo = repo
-        self.normalize_eol = normalize_eol
 
     def matches(self, entry: Entry, data: bytes) -> bool:
         if entry.kind is Kind.SYMLINK:
             return hashlib.sha256(data).hexdigest() == entry.sha256
-        return hash_bytes(data, normalize_eol=self.normalize_eol) == entry.sha256
+        # Blobs are already in git's clean form: never normalised.
+        return hash_bytes(data, normalize_eol=False) == entry.sha256
 
     def find(self, entry: Entry, *, deep: bool = True) -> Candidate | None:
         tried: set[str] = set()
@@ -191,7 +192,7 @@ class BlobFinder:
                 return None
         if not self.matches(entry, data):
             return None
-        if entry.kind is Kind.FILE and self.normalize_eol:
+        if entry.kind is Kind.FILE and self.repo.eol_converted((entry.path,)):
             # Give the working tree its checkout form (CRLF where git would write CRLF),
             # as long as that form still hashes to the signed value.
             try:
@@ -284,13 +285,13 @@ class Restorer:
         root: Path,
         finder: BlobFinder,
         *,
-        normalize_eol: bool,
+        eol: Callable[[Iterable[str]], AbstractSet[str]],
         exec_bit_meaningful: bool,
         stamp: Callable[[], str] = new_stamp,
     ):
         self.root = root
         self.finder = finder
-        self.normalize_eol = normalize_eol
+        self.eol = eol
         self.exec_bit_meaningful = exec_bit_meaningful and os.name == "posix"
         self._stamp = stamp
 
@@ -298,7 +299,7 @@ class Restorer:
         return observe_path(
             str(self.root),
             path,
-            normalize_eol=self.normalize_eol,
+            normalize_eol=bool(self.eol((path,))),
             dir_ok=lambda d: self._blocker(d + "/x") is None,
         )
 
@@ -321,6 +322,13 @@ class Restorer:
         reason = unsafe_path_reason(path)
         if reason is not None:
             return out(Action.BLOCKED, f"unsafe manifest path: {reason}")
+        if entry.kind is Kind.GITLINK:
+            # git moves a submodule; a checkout of the signed commit is git's to make.
+            return out(
+                Action.BLOCKED,
+                f"a submodule signed at commit {entry.sha256[:12]}; run "
+                f"`git -C {path} checkout {entry.sha256}` (or `git submodule update`)",
+            )
         blocker = self._blocker(path)
         if blocker is not None:
             return out(Action.BLOCKED, f"{blocker}; move it away, then restore again")
@@ -466,11 +474,10 @@ def restorer_for(ctx: Context, *, stamp: Callable[[], str] = new_stamp) -> Resto
             where=str(ctx.root),
             hint="run `git init` and commit",
         )
-    normalize = ctx.repo.normalize_eol
     return Restorer(
         ctx.root,
-        BlobFinder(ctx.repo, normalize_eol=normalize),
-        normalize_eol=normalize,
+        BlobFinder(ctx.repo),
+        eol=ctx.repo.eol_converted,
         exec_bit_meaningful=ctx.repo.filemode,
         stamp=stamp,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from qeguard.errors import EnvelopeError
+from qeguard.errors import ConfigError, EnvelopeError
 from qeguard.fsutil import atomic_write
 from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
 from qeguard.integrity.keys import SigningKey
@@ -22,6 +22,7 @@ from qeguard.integrity.manifest import (
     Entry,
     Payload,
     cycle_collection_paused,
+    display_path,
     format_list,
     new_payload,
     unsafe_path_reason,
@@ -57,6 +58,7 @@ def build_tiers(
         if name in names:
             assigned[name].append(path)
     everything = sorted(p for paths in assigned.values() for p in paths)
+    _refuse_unsafe(everything)
     if progress is not None:
         observed = tree.observe(everything, progress)  # type: ignore[call-arg]
     else:
@@ -67,6 +69,19 @@ def build_tiers(
             entries = [e for p in assigned[t.name] if (e := observed[p].as_entry(p)) is not None]
             out.append(TierBuild(tier=t, entries=entries, list_bytes=format_list(entries)))
     return out
+
+
+def _refuse_unsafe(paths: Sequence[str]) -> None:
+    """Never list a path verification would reject: the one rule (`unsafe_path_reason`)
+    decides for both, so every path `sign` writes verifies."""
+    for path in paths:
+        reason = unsafe_path_reason(path)
+        if reason is not None:
+            raise ConfigError(
+                f"{display_path(path)} cannot be protected here: {reason}",
+                where=display_path(path),
+                hint="rename it (`git mv`), or narrow the tier's patterns so it is not covered",
+            )
 
 
 def _signed_paths(tree: Tree, tiers: Sequence[Tier]) -> set[str]:

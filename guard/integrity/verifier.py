@@ -18,6 +18,7 @@ from qeguard.integrity.checks.envelope import Options, check_tier
 from qeguard.integrity.config import Config
 from qeguard.integrity.layout import envelope_path, list_path
 from qeguard.integrity.manifest import unsafe_path_reason
+from qeguard.integrity.policy import policy_findings
 from qeguard.integrity.trees.base import Tree
 from qeguard.report import Finding, TierSummary
 
@@ -77,6 +78,10 @@ def verify(
     # A working tree can hash the signed files in the background (large trees), while
     # git lists the candidates and the policy assigns their tiers.
     signed_sorted = sorted(signed)
+    # A progress display (`cli.progress.Progress`) learns the total as soon as it is known.
+    expect = getattr(progress, "expect", None)
+    if expect is not None:
+        expect(len(signed_sorted))
     observe_ahead = getattr(tree, "observe_ahead", None)
     if observe_ahead is not None:
         observe_ahead(signed_sorted, progress)
@@ -84,6 +89,14 @@ def verify(
     matcher = policy.matcher()
     assigned: dict[str, list[str]] = {t.name: [] for t in policy.tiers}
     paths = tree.candidates() if opts.only_paths is None else sorted(opts.only_paths)
+    # Where the policy cannot work (a pattern that matches nothing needs the whole tree).
+    findings.extend(
+        policy_findings(
+            policy,
+            trust.key_counts([t.name for t in policy.tiers], opts.now),
+            paths if opts.only_paths is None else None,
+        )
+    )
     for path in paths:
         name = matcher.tier_of(path)
         if name is not None:
@@ -94,6 +107,8 @@ def verify(
             wanted.update(assigned[c.tier.name])
     # Usually every protected path is signed: then the sorted list is already at hand.
     to_observe = signed_sorted if len(wanted) == len(signed) else sorted(wanted)
+    if expect is not None:
+        expect(len(to_observe))
     observe: Any = tree.observe  # WorkTree.observe also takes a progress callback
     observed = observe(to_observe, progress) if progress is not None else observe(to_observe)
     summaries: list[TierSummary] = []

@@ -170,7 +170,7 @@ def test_removing_a_file_from_the_policy_instead_of_signing(
     code, doc = verify_json(repo, *CI)
     assert code == 1
     found = rules(doc)
-    assert "QG-TRUST-CHANGE .qeguard/trust.toml" in found
+    assert "QG-TRUST-CHANGE .qeguard/policy.toml" in found  # the file that changed
     # main's policy still applies, so the changed file is still core's and still caught.
     assert f"QG-INT-ADDED {CORE_FILE}" in found
     assert "QG-SIG-POLICY .qeguard/policy.toml" in found

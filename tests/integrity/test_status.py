@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import KeyPair, git_run, protect, run_qeguard
 from qeguard.integrity.gate import run_verify
-from qeguard.integrity.status import HooksHealth, assess, hooks_state, render_text
+from qeguard.integrity.status import Health, HooksHealth, assess, hooks_state, render_text
 from qeguard.report import DatabaseInfo
 
 FRESH_DB = DatabaseInfo(source="offline", name="test db", date="2030-01-01", age_days=2, records=10)
@@ -66,10 +66,11 @@ def test_expiry_drift_shortfall_and_old_database_need_action(two_signers: Path) 
         database=old_db,
         database_error=None,
         hooks=HooksHealth(installed=False),
+        refreshed_by_scans=False,  # e.g. a policy that keeps scans offline
     )
     core = next(t for t in health.tiers if t.name == "core")
     assert core.drift == 2
-    assert any("expires in 9 day" in p or "expires in 10 day" in p for p in core.problems)
+    assert any("expires in 9 days" in p or "expires in 10 days" in p for p in core.problems)
     assert health.database_problem is not None and "qeguard db update" in health.database_problem
     assert any("install-hooks" in n for n in health.notes)
     assert health.exit_code == 1
@@ -114,3 +115,30 @@ def test_hooks_detected_in_git_hooks_hookspath_and_pre_commit_config(repo: Path)
 def test_no_policy_is_a_usage_error(repo: Path) -> None:
     code, _, err = run_qeguard("status", cwd=repo)
     assert code == 2 and "qeguard init" in err
+
+
+def _health(root: Path, now: datetime, database: DatabaseInfo = FRESH_DB) -> Health:
+    return assess(
+        run_verify(root, now=now),
+        now=now,
+        database=database,
+        database_error=None,
+        hooks=HooksHealth(installed=True, where="x"),
+    )
+
+
+def test_old_database_alone_is_a_note_when_scans_refresh_it(two_signers: Path) -> None:
+    old_db = DatabaseInfo(source="offline", name="old", date="2020-01-01", age_days=900)
+    health = _health(two_signers, datetime.now(UTC), old_db)
+    assert health.exit_code == 0 and health.database_problem is None
+    assert any("900 days old; dependency scans refresh it" in n for n in health.notes)
+
+
+def test_status_lines_read_as_english(two_signers: Path) -> None:
+    now = datetime.now(UTC)
+    text = render_text(_health(two_signers, now))
+    assert "signed today" in text and "day(s)" not in text
+    assert "threshold 2: 2 signed (alice, bob), met" in text
+    assert "/2" not in text and "/1" not in text
+    later = render_text(_health(two_signers, now + timedelta(days=1, hours=1)))
+    assert "signed yesterday" in later

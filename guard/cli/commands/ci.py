@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
-from qeguard.cli.output import add_output_arguments, emit, output_pairs
+from qeguard.cli.output import add_output_arguments, emit, output_pairs, render_options
 from qeguard.deps.audit import scan_repository
 from qeguard.errors import ExitCode
 from qeguard.integrity.gate import run_verify
@@ -42,16 +43,21 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace, console: Console) -> ExitCode:
     root = args.repo.resolve() if args.repo else find_workspace().root
     outputs = output_pairs(args)
-    report = run_verify(root, trust_ref=args.trust_ref, local=False)
+    # `ci` even without the dependency scan: the header names the command the user ran.
+    verified = run_verify(root, trust_ref=args.trust_ref, local=False, cwd=Path.cwd())
+    report = replace(verified, command="ci")
     if not args.no_deps:
         policy = load_policy(root, required=False)
         deps = scan_repository(root, policy, online=args.online, db_path=args.db)
         report = report.merged(deps)
-    emit(report, outputs, console)
+    options = render_options(args, console)
+    emit(report, outputs, console, options)
     if os.environ.get("GITHUB_ACTIONS") == "true":
+        # The runner reads workflow commands from stderr too; stdout is the report's alone.
         for line in github.annotations(report):
-            console.print(line)
+            console.err.write(line + "\n")
+        console.err.flush()
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
-            github.append_step_summary(report, summary)
+            github.append_step_summary(report, summary, options)
     return report.exit_code

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
-from qeguard.cli.output import add_output_arguments, emit, output_pairs
+from qeguard.cli.output import add_output_arguments, emit, output_pairs, render_options
 from qeguard.errors import ExitCode
 
 
@@ -194,5 +194,5 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
         report = dataclasses.replace(report, findings=report.findings + tuple(sast), inputs=inputs)
     if report.database and report.database.note:
         console.warn(report.database.note)
-    emit(report, outputs, console)
+    emit(report, outputs, console, render_options(args, console))
     return report.exit_code

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
-from qeguard.cli.output import add_output_arguments, emit, output_pairs
-from qeguard.cli.progress import Progress
+from qeguard.cli.output import add_output_arguments, emit, output_pairs, render_options
 from qeguard.errors import ExitCode, UsageError
 from qeguard.integrity.gate import open_context, run_verify
 from qeguard.integrity.layout import find_workspace
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
             raise UsageError(
                 f"cannot read the commit message: {exc.strerror}", where=str(args.message_file)
             ) from None
-    with Progress("verifying", stream=console.err) as bar:
+    with console.progress("verifying") as bar:
         report = run_verify(
             root,
             trust_ref=args.trust_ref,
@@ -87,7 +86,8 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
             local=args.local,
             overrides=overrides,
             message=message,
-            progress=bar.advance if bar.enabled and not (args.staged or args.commit) else None,
+            cwd=Path.cwd(),
+            progress=bar if bar.enabled and not (args.staged or args.commit) else None,
         )
-    emit(report, outputs, console)
+    emit(report, outputs, console, render_options(args, console))
     return report.exit_code

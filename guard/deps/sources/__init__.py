@@ -78,6 +78,12 @@ def loader(kind: str) -> Loader:
 
 def load_path(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
     kind = kind_of(path)
+    if kind is None and path.is_dir():
+        raise UsageError(
+            f"{relpath(path, root)} is a folder, not a dependency file",
+            hint="name the files in it (e.g. requirements.txt, pyproject.toml), or run "
+            "`qeguard deps` alone to find them in the repository root",
+        )
     if kind is None:
         raise UsageError(
             f"cannot tell what kind of dependency file {relpath(path, root)} is",

@@ -56,7 +56,8 @@ def approve_config_change(
             + "; ".join(problems)
             + f"; verifying with the trust from {trusted.label}",
             title="Unapproved trust change",
-            path=TRUST_PATH,
+            # The file that changed (trust.toml when both did: it names who is trusted).
+            path=TRUST_PATH if candidate.trust_bytes != trusted.trust_bytes else POLICY_PATH,
             severity=Severity.CRITICAL,
             fix=f"signers trusted at {trusted.label} for tier {tier.name!r} run: "
             f"{sign_hint(tier.name, opts.hints)}",

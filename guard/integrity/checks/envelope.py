@@ -89,6 +89,31 @@ def check_tier(
                 )
             )
         payload = Payload.from_bytes(envelope.payload, source=epath)
+        if payload.tier != tier.name:
+            return rejected(
+                problem(
+                    RuleId.SIG_BINDING,
+                    f"the envelope was signed for tier {payload.tier!r}, not {tier.name!r}",
+                    title="Envelope from another tier",
+                    path=epath,
+                ),
+                payload,
+            )
+        # The list is bound before it is parsed: a list its payload does not name costs
+        # one hash, however large (a valid list has one line per entry).
+        digest = hashlib.sha256(list_bytes).hexdigest()
+        count = list_bytes.count(b"\n")
+        if digest != payload.list_sha256 or count != payload.count:
+            return rejected(
+                problem(
+                    RuleId.SIG_BINDING,
+                    f"{lpath} does not match its signed payload (digest {digest[:12]} vs "
+                    f"{payload.list_sha256[:12]}, {count} vs {payload.count} entries)",
+                    title="List does not match signature",
+                    path=lpath,
+                ),
+                payload,
+            )
         partial = opts.only_paths is not None and len(opts.only_paths) <= PARTIAL_MAX
         entries = (
             entries_for(list_bytes, opts.only_paths or frozenset(), lpath)
@@ -103,29 +128,6 @@ def check_tier(
                 title="Manifest malformed",
                 path=exc.where.split(":")[0] if exc.where else epath,
             )
-        )
-    if payload.tier != tier.name:
-        return rejected(
-            problem(
-                RuleId.SIG_BINDING,
-                f"the envelope was signed for tier {payload.tier!r}, not {tier.name!r}",
-                title="Envelope from another tier",
-                path=epath,
-            ),
-            payload,
-        )
-    digest = hashlib.sha256(list_bytes).hexdigest()
-    count = list_bytes.count(b"\n") if partial else len(entries)
-    if digest != payload.list_sha256 or count != payload.count:
-        return rejected(
-            problem(
-                RuleId.SIG_BINDING,
-                f"{lpath} does not match its signed payload (digest {digest[:12]} vs "
-                f"{payload.list_sha256[:12]}, {count} vs {payload.count} entries)",
-                title="List does not match signature",
-                path=lpath,
-            ),
-            payload,
         )
     signers = count_signers(envelope, trust, tier.name, opts.now)
     if len(signers) < tier.threshold:
@@ -149,7 +151,7 @@ def check_tier(
         findings.append(
             problem(
                 RuleId.SIG_EXPIRED,
-                f"tier {tier.name!r}'s manifest expired at {payload.expires}",
+                f"the manifest of tier {tier.name!r} expired at {payload.expires}",
                 title="Manifest expired",
                 path=epath,
             )
@@ -174,7 +176,7 @@ def check_tier(
             findings.append(
                 problem(
                     RuleId.SIG_ROLLBACK,
-                    f"tier {tier.name!r}'s payload changed but its "
+                    f"the payload of tier {tier.name!r} changed but its "
                     f"sequence {payload.sequence} is not above the base's {base_seq}",
                     title="Manifest rollback",
                     path=epath,

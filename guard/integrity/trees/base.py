@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from qeguard.integrity.manifest import MODE_LINK, Entry, Kind
+from qeguard.integrity.manifest import MODE_GITLINK, MODE_LINK, Entry, Kind
 
 
 class Seen(enum.Enum):
     FILE = "file"
     SYMLINK = "symlink"
+    GITLINK = "gitlink"  # a submodule; `sha256` holds the commit it is at
     DIRECTORY = "directory"
     MISSING = "missing"
     OTHER = "other"  # fifo, socket, device, or a path through a symlinked folder
@@ -41,7 +42,14 @@ class Observed:
             return Entry(path=path, sha256=self.sha256, mode=self.mode, kind=Kind.FILE)
         if self.seen is Seen.SYMLINK and self.sha256:
             return Entry(path=path, sha256=self.sha256, mode=MODE_LINK, kind=Kind.SYMLINK)
+        if self.seen is Seen.GITLINK and self.sha256:
+            return Entry(path=path, sha256=self.sha256, mode=MODE_GITLINK, kind=Kind.GITLINK)
         return None
+
+
+def gitlink(commit: str) -> Observed:
+    """A submodule path, at `commit`."""
+    return Observed(seen=Seen.GITLINK, sha256=commit, mode=MODE_GITLINK)
 
 
 class Tree(Protocol):

@@ -14,7 +14,8 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from qeguard.integrity.manifest import (
     MODE_LINK,
     cycle_collection_paused,
 )
-from qeguard.integrity.trees.base import Observed, Seen, hash_bytes, looks_binary
+from qeguard.integrity.trees.base import Observed, Seen, gitlink, hash_bytes, looks_binary
 
 _CHUNK = 1 << 20  # read size, and the most one file adds to memory per worker
 _BATCH = 64
@@ -177,10 +178,18 @@ class WorkTree:
         list_paths: Callable[[], list[str]] | None = None,
         start_listing: Callable[[], Callable[[], list[str]]] | None = None,
         normalize_eol: bool = False,
+        eol: Callable[[Iterable[str]], AbstractSet[str]] | None = None,
+        gitlinks: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
         exec_bit_meaningful: bool = True,
         workers: int | None = None,
     ):
+        """`eol` says which of some paths git stores with CRLF turned into LF (see
+        `GitRepo.eol_converted`); only those are hashed normalised. Without it,
+        `normalize_eol` normalises every path or none. `gitlinks` gives the commit of
+        each of some folders that is a submodule (`GitRepo.worktree_gitlinks`)."""
         self.root = root
+        self._eol = eol
+        self._gitlinks = gitlinks
         self._list_paths = list_paths
         self._start_listing = start_listing
         self._listing: Callable[[], list[str]] | None = None
@@ -210,9 +219,15 @@ class WorkTree:
         data = full.read_bytes()
         # Policy, trust and manifests as git stores them: a CRLF checkout (autocrlf) of
         # a clean tree must not look like a changed policy or a malformed list.
-        if self.normalize_eol and b"\r\n" in data and not looks_binary(data):
+        if b"\r\n" in data and not looks_binary(data) and self._normalized((path,)):
             data = data.replace(b"\r\n", b"\n")
         return data
+
+    def _normalized(self, paths: Sequence[str]) -> AbstractSet[str]:
+        """Which of `paths` are hashed with CRLF as LF (empty: the fast path for all)."""
+        if self._eol is not None:
+            return self._eol(paths)
+        return frozenset(paths) if self.normalize_eol else frozenset()
 
     def observe_ahead(
         self, paths: Sequence[str], progress: Callable[[int], None] | None = None
@@ -221,10 +236,23 @@ class WorkTree:
         can work meanwhile; `observe` takes what it asks for from them. Small sets, or
         platforms without fork, are left to `observe`."""
         if self._ahead is None and _use_processes(len(paths)):
-            self._ahead = _Forked(str(self.root), paths, self.normalize_eol, progress)
+            self._ahead = _Forked(str(self.root), paths, self._normalized(paths), progress)
 
     def observe(
         self, paths: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> dict[str, Observed]:
+        result = self._observe(paths, progress)
+        if self._gitlinks is not None:
+            # git lists a submodule as one path; on disk it is a folder (empty when not
+            # checked out). Its state is the commit it is at.
+            folders = [p for p, o in result.items() if o.seen is Seen.DIRECTORY]
+            if folders:
+                for path, commit in self._gitlinks(folders).items():
+                    result[path] = gitlink(commit)
+        return result
+
+    def _observe(
+        self, paths: Sequence[str], progress: Callable[[int], None] | None
     ) -> dict[str, Observed]:
         root = str(self.root)
         result: dict[str, Observed] = {}
@@ -235,15 +263,20 @@ class WorkTree:
                 return done
             result = {p: o for p in paths if (o := done.get(p)) is not None}
             paths = [p for p in paths if p not in done]
+        norm = self._normalized(paths)
         if _use_processes(len(paths)):
-            result.update(_Forked(root, paths, self.normalize_eol, progress).result())
+            result.update(_Forked(root, paths, norm, progress).result())
             return result
-        norm = self.normalize_eol
 
         def batch(chunk: Sequence[str]) -> list[tuple[str, Observed]]:
             buffer = bytearray(_CHUNK)
             out = [
-                (p, observe_path(root, p, normalize_eol=norm, dir_ok=self._dir_ok, buffer=buffer))
+                (
+                    p,
+                    observe_path(
+                        root, p, normalize_eol=p in norm, dir_ok=self._dir_ok, buffer=buffer
+                    ),
+                )
                 for p in chunk
             ]
             if progress:
@@ -325,7 +358,7 @@ class _Forked:
         self,
         root: str,
         paths: Sequence[str],
-        normalize_eol: bool,
+        normalize: AbstractSet[str],
         progress: Callable[[int], None] | None,
     ):
         assert _FORK is not None
@@ -336,7 +369,10 @@ class _Forked:
         # The first submit forks every worker, here in the calling thread and before the
         # pool starts its own thread: forking a process that runs threads can deadlock.
         self._futures = [
-            self._pool.submit(_observe_rows, root, chunk, normalize_eol) for chunk in self._chunks
+            self._pool.submit(
+                _observe_rows, root, chunk, frozenset(p for p in chunk if p in normalize)
+            )
+            for chunk in self._chunks
         ]
 
     def result(self) -> dict[str, Observed]:
@@ -360,7 +396,7 @@ class _Forked:
                 self._progress(len(chunk))
 
 
-def _observe_rows(root: str, paths: Sequence[str], normalize_eol: bool) -> list[_Row]:
+def _observe_rows(root: str, paths: Sequence[str], normalize: AbstractSet[str]) -> list[_Row]:
     """What `observe_path` says about each of `paths` (sorted), in a worker process.
 
     The usual case, a regular file in real folders, is opened relative to its folder's
@@ -378,6 +414,7 @@ def _observe_rows(root: str, paths: Sequence[str], normalize_eol: bool) -> list[
     try:
         for rel in paths:
             row = None
+            normalize_eol = rel in normalize
             if folders is not None:
                 parent, _, name = rel.rpartition("/")
                 if parent != last_parent:  # sorted: a folder's files come together
