@@ -44,6 +44,7 @@ class RuleId(enum.StrEnum):
     DEP_OUTDATED = "QG-DEP-OUTDATED"
     DEP_DB = "QG-DEP-DB"
     DEP_NOTHING_CHECKED = "QG-DEP-NOTHING-CHECKED"
+    DEP_UNEVALUATED = "QG-DEP-UNEVALUATED"
     SAST = "QG-SAST"
     SAST_ERROR = "QG-SAST-ERROR"
 
@@ -388,6 +389,19 @@ _RULES = [
         full="The offline database is older than 30 days, or the online service failed and the "
         "scan fell back to the offline database.",
         help="Run `qeguard db update` when online.",
+    ),
+    Rule(
+        id=RuleId.DEP_UNEVALUATED,
+        name="UnevaluatedAdvisory",
+        security_severity=5.0,
+        identity=Identity.PACKAGE,
+        advisory=True,
+        short="An advisory for a dependency could not be evaluated.",
+        full="The record's version ranges cannot be ordered (a boundary is not a PEP 440 "
+        "version) and it lists no affected versions, so whether this version is affected "
+        "is unknown.",
+        help="Read the advisory and judge the version by hand; ignore it in `[deps]` with a "
+        "reason once reviewed.",
     ),
     Rule(
         id=RuleId.DEP_NOTHING_CHECKED,

@@ -11,13 +11,16 @@ tampered cache file can corrupt a scan's input but never run code.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,13 +29,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from packaging.utils import canonicalize_name
-from qeguard.deps.osv import Record, index_form, parse_record
+from qeguard.deps.osv import Record, index_form, parse_record, validate_record
 from qeguard.errors import DatabaseError
 from qeguard.fsutil import atomic_write
 from qeguard.report import DatabaseInfo
 
-INDEX_FORMAT = 5
+INDEX_FORMAT = 6
 STALE_DAYS = 30
+# Bounds on an archive, whoever made it: real OSV records are a few kB (the largest
+# PyPI record is about 200 kB) and OSV's PyPI export has tens of thousands of them.
+MAX_RECORD_BYTES = 8 << 20
+MAX_MEMBERS = 2_000_000
+MAX_TOTAL_BYTES = 8 << 30
 EMBEDDED_ZIP = "pypa-advisory-db-2024-10-10.osv.zip"
 EMBEDDED_META = "pypa-advisory-db-2024-10-10.json"
 USER_DB = "pypi-osv.zip"
@@ -59,10 +67,22 @@ def user_db_path() -> Path:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DatabaseMeta:
+    """What `db import`/`db update` recorded beside the stored database."""
+
     name: str
     date: str | None  # YYYY-MM-DD: when the data was current
     source: str | None = None
     license: str | None = None
+    # The download's validators, for a conditional request next time.
+    etag: str | None = None
+    last_modified: str | None = None
+    # When the data was last confirmed current (downloaded, or answered 304), RFC 3339.
+    checked: str | None = None
+    # The stored zip's digest with the size and mtime it had, so a warm scan need not
+    # hash a large archive again.
+    sha256: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,7 +90,22 @@ class DatabaseMeta:
             "date": self.date,
             "source": self.source,
             "license": self.license,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "checked": self.checked,
+            "sha256": self.sha256,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
         }
+
+    def checked_at(self) -> datetime | None:
+        if not self.checked:
+            return None
+        try:
+            when = datetime.fromisoformat(self.checked)
+        except ValueError:
+            return None
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _read_meta(path: Path) -> DatabaseMeta | None:
@@ -80,12 +115,42 @@ def _read_meta(path: Path) -> DatabaseMeta | None:
         return None
     if not isinstance(data, dict):
         return None
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) else None
+
+    def number(key: str) -> int | None:
+        value = data.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
     return DatabaseMeta(
-        name=str(data.get("name") or path.stem),
-        date=data.get("date"),
-        source=data.get("source"),
-        license=data.get("license"),
+        name=text("name") or path.stem,
+        date=text("date"),
+        source=text("source"),
+        license=text("license"),
+        etag=text("etag"),
+        last_modified=text("last_modified"),
+        checked=text("checked") or text("imported"),
+        sha256=text("sha256"),
+        size=number("size"),
+        mtime_ns=number("mtime_ns"),
     )
+
+
+def user_meta_path() -> Path:
+    return user_db_path().with_name(USER_META)
+
+
+def read_user_meta() -> DatabaseMeta | None:
+    """The stored database's metadata, or None when no database is stored."""
+    if not user_db_path().is_file():
+        return None
+    return _read_meta(user_meta_path())
+
+
+def write_user_meta(meta: DatabaseMeta) -> None:
+    atomic_write(user_meta_path(), json.dumps(meta.to_dict(), indent=2).encode())
 
 
 class PackageIndex(Protocol):
@@ -101,6 +166,9 @@ class PackageIndex(Protocol):
 
     def raw_records_many(self, names: Sequence[str]) -> dict[str, list[dict[str, Any]]]: ...
 
+    @property
+    def skipped(self) -> tuple[str, ...]: ...
+
     def packages_for_id(self, ident: str) -> list[str]: ...
 
     def package_names(self) -> list[str]: ...
@@ -114,6 +182,8 @@ class MemoryIndex:
     ids: dict[str, list[str]]
     count: int
     latest_modified: str | None
+    # `member: reason` for every record that was skipped as malformed.
+    skipped: tuple[str, ...] = ()
 
     def raw_records(self, name: str) -> list[dict[str, Any]]:
         return self.packages.get(name, [])
@@ -138,6 +208,7 @@ class SqliteIndex:
         self.format = int(meta["format"])
         self.count = int(meta["count"])
         self.latest_modified: str | None = meta.get("latest_modified") or None
+        self.skipped: tuple[str, ...] = tuple(json.loads(meta.get("skipped") or "[]"))
 
     @classmethod
     def open(cls, path: Path) -> SqliteIndex:
@@ -191,6 +262,7 @@ def write_index(index: MemoryIndex, digest: str, target: Path) -> None:
                     ("digest", digest),
                     ("count", str(index.count)),
                     ("latest_modified", index.latest_modified or ""),
+                    ("skipped", json.dumps(list(index.skipped))),
                 ],
             )
             conn.executemany(
@@ -225,6 +297,11 @@ class OsvDatabase:
         self._index = index
         self.count: int = index.count
         self._parsed: dict[str, list[Record]] = {}
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """Malformed records the index left out, `member: reason`."""
+        return self._index.skipped
 
     @property
     def date(self) -> str | None:
@@ -291,7 +368,7 @@ def open_database(path: Path | None = None) -> OsvDatabase:
         return _load(path, meta)
     user = user_db_path()
     if user.is_file():
-        return _load(user, _read_meta(user.with_name(USER_META)))
+        return _load(user, _read_meta(user_meta_path()), stored=True)
     embedded = embedded_path()
     if not embedded.is_file():
         raise DatabaseError(
@@ -303,16 +380,25 @@ def open_database(path: Path | None = None) -> OsvDatabase:
     return _load(embedded, _read_meta(meta_file), embedded=True)
 
 
-def _digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _digest(path: Path, meta: DatabaseMeta | None = None) -> str:
     if path.is_file():
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    else:
-        for p in sorted(path.rglob("*.json")):
-            st = p.stat()
-            h.update(f"{p.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        if meta is not None and meta.sha256:
+            st = path.stat()
+            if st.st_size == meta.size and st.st_mtime_ns == meta.mtime_ns:
+                return meta.sha256
+        return file_digest(path)
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*.json")):
+        st = p.stat()
+        h.update(f"{p.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -333,8 +419,10 @@ def _open_index(idx_file: Path, digest: str) -> SqliteIndex | None:
     return index
 
 
-def _load(path: Path, meta: DatabaseMeta | None, *, embedded: bool = False) -> OsvDatabase:
-    digest = _digest(path)
+def _load(
+    path: Path, meta: DatabaseMeta | None, *, embedded: bool = False, stored: bool = False
+) -> OsvDatabase:
+    digest = _digest(path, meta if stored else None)
     idx_file = index_path(digest)
     index: PackageIndex | None = _open_index(idx_file, digest)
     if index is None:
@@ -346,22 +434,63 @@ def _load(path: Path, meta: DatabaseMeta | None, *, embedded: bool = False) -> O
     if meta is None:
         meta = DatabaseMeta(name=path.name, date=index.latest_modified)
     elif meta.date is None:
-        meta = DatabaseMeta(
-            name=meta.name,
-            date=index.latest_modified,
-            source=meta.source,
-            license=meta.license,
-        )
+        meta = dataclasses.replace(meta, date=index.latest_modified)
     return OsvDatabase(path, meta, index, embedded=embedded)
 
 
-def iter_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(member name, parsed JSON) for every record in a zip or folder."""
+def check_archive(zf: zipfile.ZipFile, where: str) -> list[zipfile.ZipInfo]:
+    """The archive's JSON members, after refusing an archive no OSV export looks like:
+    member names that climb out of the archive (`../`, absolute, drive letters), more
+    members than any export has, or members whose declared size exceeds the caps."""
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise DatabaseError(
+            f"the archive has {len(infos)} members (at most {MAX_MEMBERS} allowed)",
+            where=where,
+            hint="use OSV's PyPI export (all.zip)",
+        )
+    total = 0
+    members: list[zipfile.ZipInfo] = []
+    for info in infos:
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
+            raise DatabaseError(
+                f"unsafe member name {name!r} in the archive (a path outside it)",
+                where=where,
+                hint="the archive is not an OSV export; the current database is kept",
+            )
+        if info.is_dir() or not name.endswith(".json"):
+            continue
+        if info.file_size > MAX_RECORD_BYTES:
+            raise DatabaseError(
+                f"member {name!r} is {info.file_size} bytes (at most {MAX_RECORD_BYTES})",
+                where=where,
+                hint="the archive is not an OSV export; the current database is kept",
+            )
+        total += info.file_size
+        members.append(info)
+    if total > MAX_TOTAL_BYTES:
+        raise DatabaseError(
+            f"the archive unpacks to {total} bytes (at most {MAX_TOTAL_BYTES})",
+            where=where,
+            hint="the archive is not an OSV export; the current database is kept",
+        )
+    return members
+
+
+def iter_records(
+    path: Path, skipped: list[str] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(member name, parsed JSON) for every valid record in a zip or folder; a malformed
+    record is left out and, when `skipped` is given, noted there as `member: reason`."""
     if path.is_dir():
         for p in sorted(path.rglob("*.json")):
-            if p.name == "qeguard-db.json":
+            if p.name == "qeguard-db.json" or p.is_symlink():
                 continue
-            yield str(p), _parse_json(p.read_bytes(), str(p))
+            data = _parse_json(p.read_bytes(), str(p), skipped)
+            if data is not None:
+                yield str(p), data
         return
     try:
         zf = zipfile.ZipFile(path)
@@ -372,25 +501,41 @@ def iter_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             hint="give a zip of OSV JSON records (OSV's PyPI all.zip)",
         ) from None
     with zf:
-        for info in zf.infolist():
-            if info.is_dir() or not info.filename.endswith(".json"):
-                continue
+        for info in check_archive(zf, str(path)):
             where = f"{path}!{info.filename}"
-            yield where, _parse_json(zf.read(info), where)
+            try:
+                with zf.open(info) as member:
+                    # Read one byte past the cap: a member may lie about its size.
+                    blob = member.read(MAX_RECORD_BYTES + 1)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                raise DatabaseError(
+                    f"damaged archive: {exc}",
+                    where=where,
+                    hint="download the database again with `qeguard db update`",
+                ) from None
+            if len(blob) > MAX_RECORD_BYTES:
+                raise DatabaseError(
+                    f"member is larger than {MAX_RECORD_BYTES} bytes",
+                    where=where,
+                    hint="the archive is not an OSV export; the current database is kept",
+                )
+            data = _parse_json(blob, where, skipped)
+            if data is not None:
+                yield where, data
 
 
-def _parse_json(blob: bytes, where: str) -> dict[str, Any]:
+def _parse_json(blob: bytes, where: str, skipped: list[str] | None) -> dict[str, Any] | None:
     try:
         data = json.loads(blob)
     except ValueError as exc:
-        raise DatabaseError(
-            f"malformed OSV record: {exc}",
-            where=where,
-            hint="re-download the database with `qeguard db update`",
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-        raise DatabaseError("not an OSV record (no `id`)", where=where)
-    return data
+        problem: str | None = f"malformed JSON: {exc}"
+    else:
+        problem = validate_record(data)
+    if problem is not None:
+        if skipped is not None:
+            skipped.append(f"{where}: {problem}")
+        return None
+    return dict(data)
 
 
 def build_index(path: Path) -> MemoryIndex:
@@ -398,15 +543,16 @@ def build_index(path: Path) -> MemoryIndex:
     with what warm scans would otherwise recompute stored alongside it)."""
     packages: dict[str, list[dict[str, Any]]] = {}
     ids: dict[str, list[str]] = {}
+    skipped: list[str] = []
+    normal_forms: dict[str, str | None] = {}
     latest = ""
     count = 0
-    for _, data in iter_records(path):
+    for _, data in iter_records(path, skipped):
         names = sorted(
             {
                 canonicalize_name(a["package"]["name"])
                 for a in data.get("affected") or ()
-                if isinstance(a, dict)
-                and isinstance(a.get("package"), dict)
+                if isinstance(a.get("package"), dict)
                 and a["package"].get("ecosystem") == "PyPI"
                 and a["package"].get("name")
             }
@@ -415,39 +561,94 @@ def build_index(path: Path) -> MemoryIndex:
             continue
         count += 1
         latest = max(latest, str(data.get("modified") or ""))
-        slim = index_form(data)
+        slim = index_form(data, normal_forms=normal_forms)
         for n in names:
             packages.setdefault(n, []).append(slim)
         for ident in {data["id"], *(data.get("aliases") or ())}:
             bucket = ids.setdefault(str(ident), [])
             bucket.extend(n for n in names if n not in bucket)
-    return MemoryIndex(packages=packages, ids=ids, count=count, latest_modified=latest[:10] or None)
+    return MemoryIndex(
+        packages=packages,
+        ids=ids,
+        count=count,
+        latest_modified=latest[:10] or None,
+        skipped=tuple(skipped),
+    )
 
 
-def install(source: Path, *, name: str, origin: str) -> OsvDatabase:
-    """Copy a validated zip into the user cache as the database later scans use."""
-    index = build_index(source)  # validates every record before anything is replaced
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Installed:
+    db: OsvDatabase
+    skipped: tuple[str, ...]  # malformed records left out, `member: reason`
+
+
+def install(
+    source: Path,
+    *,
+    name: str,
+    origin: str,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    move: bool = False,
+) -> Installed:
+    """Make a validated zip (or folder) the database later scans use.
+
+    Every record is read and checked before anything is replaced; the index is written
+    before the zip, so the first scan is warm; the zip and then its metadata are replaced
+    atomically, so a failure at any step leaves the previous database in place. With
+    `move`, `source` (a file in the database folder) is renamed rather than copied."""
+    index = build_index(source)
     if index.count == 0:
         raise DatabaseError(
-            "the file holds no PyPI records",
+            "the file holds no valid PyPI records"
+            + (f" ({len(index.skipped)} malformed)" if index.skipped else ""),
             where=str(source),
             hint="use OSV's PyPI export: https://osv-vulnerabilities.storage."
-            "googleapis.com/PyPI/all.zip",
+            "googleapis.com/PyPI/all.zip; the current database is kept",
         )
     target = user_db_path()
-    blob = _zip_folder(source) if source.is_dir() else source.read_bytes()
-    atomic_write(target, blob)
-    meta = DatabaseMeta(name=name, date=index.latest_modified, source=origin)
-    meta_dict = {**meta.to_dict(), "imported": datetime.now(UTC).isoformat(timespec="seconds")}
-    atomic_write(target.with_name(USER_META), json.dumps(meta_dict, indent=2).encode())
-    return open_database()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if move:
+        staged = source
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        staged = Path(tmp)
+        try:
+            if source.is_dir():
+                _zip_folder(source, staged)
+            else:
+                shutil.copyfile(source, staged)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+    try:
+        digest = file_digest(staged)
+        with contextlib.suppress(OSError, sqlite3.Error):
+            write_index(index, digest, index_path(digest))
+        os.replace(staged, target)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    st = target.stat()
+    write_user_meta(
+        DatabaseMeta(
+            name=name,
+            date=index.latest_modified,
+            source=origin,
+            etag=etag,
+            last_modified=last_modified,
+            checked=datetime.now(UTC).isoformat(timespec="seconds"),
+            sha256=digest,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+        )
+    )
+    return Installed(db=open_database(), skipped=index.skipped)
 
 
-def _zip_folder(folder: Path) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+def _zip_folder(folder: Path, target: Path) -> None:
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(folder.rglob("*.json")):
-            zf.write(p, p.relative_to(folder).as_posix())
-    return buf.getvalue()
+            if not p.is_symlink():
+                zf.write(p, p.relative_to(folder).as_posix())

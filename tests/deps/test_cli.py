@@ -138,11 +138,6 @@ def test_db_info_import_and_bad_zip(tmp_path: Path, capsys, monkeypatch):
     assert main(["db", "import", str(tmp_path / "bad.zip")]) == 2
 
 
-def test_db_update_offline_is_a_clear_error(capsys):
-    assert main(["db", "update", "--url", "http://127.0.0.1:9/all.zip", "--timeout", "2"]) == 2
-    assert "cannot download" in capsys.readouterr().err
-
-
 def test_sbom_validates(repo: Path, tmp_path: Path, capsys):
     out = tmp_path / "sbom.cdx.json"
     assert main(["-C", str(repo), "sbom", "--output", str(out)]) == 0
@@ -152,3 +147,28 @@ def test_sbom_validates(repo: Path, tmp_path: Path, capsys):
         "pkg:pypi/requests@2.19.0",
         "pkg:pypi/jinja2@2.10",
     }
+
+
+def test_pip_audit_conventions_are_in_help_and_docs(capsys):
+    assert main(["deps", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    docs = (DATA.parent.parent / "docs" / "deps.md").read_text()
+    for flag in (
+        "-r FILE, --requirement FILE",
+        "--ignore-vuln ID",
+        "--strict",
+        "--desc",
+        "--aliases",
+        "-s {osv,pypi}, --service {osv,pypi}",
+        "--offline",
+    ):
+        assert flag in text, flag
+        assert flag.split(",")[-1].strip().split(" ")[0] in docs, flag
+
+
+def test_requirement_and_service_aliases(repo: Path, capsys):
+    code = main(["deps", "-r", str(repo / "requirements.txt"), "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["inputs"]["files"][0].endswith("requirements.txt")
+    args = ["-C", str(repo), "deps", "-s", "pypi", "--format", "json"]
+    assert main(args) == 1  # offline: the service is only chosen, not asked

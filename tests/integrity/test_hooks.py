@@ -69,7 +69,7 @@ def test_hook_manifest_declares_the_hooks() -> None:
     # A passing hook's warning must be seen: pre-commit hides output unless verbose.
     assert all(hooks[h]["verbose"] is True for h in hooks if h.startswith("qeguard-verify"))
     assert hooks["qeguard-deps"]["entry"] == "qeguard deps"
-    assert hooks["qeguard-deps"]["pass_filenames"] is False
+    assert hooks["qeguard-deps"]["pass_filenames"] is True  # the changed files are scanned
     import re
 
     files = re.compile(hooks["qeguard-deps"]["files"])
@@ -82,9 +82,11 @@ def test_hook_manifest_declares_the_hooks() -> None:
         "pylock.toml",
         "pylock.dev.toml",
         "Pipfile.lock",
+        "requirements/dev.txt",
+        "sub/uv.lock",
     ):
         assert files.search(hit), hit
-    for miss in ("src/pkg/model.py", "README.md", "requirements.py"):
+    for miss in ("src/pkg/model.py", "README.md", "requirements.py", "Cargo.lock"):
         assert not files.search(miss), miss
     assert all("minimum_pre_commit_version" in h for h in hooks.values())
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import PROJECT, Protected, git_run, make_keypair, with_bare_remote
+from helpers import FILES, PROJECT, Protected, git_run, make_keypair, with_bare_remote
 
 
 def _block(doc: str, heading: str, *, lang: str = "") -> str:
@@ -42,7 +42,8 @@ def _setup(tmp_path: Path) -> tuple[Protected, Path]:
     home = tmp_path / "home"
     keys = home / ".config" / "qeguard" / "keys"
     signers = [make_keypair(keys, name) for name in ("alice", "bob", "carol")]
-    p = Protected.build(tmp_path / "repo", signers[:2])
+    files = {**FILES, "requirements.txt": "packaging==24.1\n"}  # something for `ci` to scan
+    p = Protected.build(tmp_path / "repo", signers[:2], files=files)
     return p, home
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import (
     CORE_FILE,
+    FILES,
     MIDDLE_FILE,
     KeyPair,
     Protected,
@@ -106,7 +107,9 @@ def _with_env(env: dict[str, str], *args: str, cwd: Path) -> Run:
 
 @pytest.fixture
 def world(tmp_path: Path, keypair: Callable[..., KeyPair]) -> Iterator[World]:
-    p = Protected.build(tmp_path / "repo", [keypair("alice"), keypair("bob")])
+    # A dependency file too: `qeguard ci` (and the action) fail a scan that checked nothing.
+    files = {**FILES, "requirements.txt": "packaging==24.1\n"}
+    p = Protected.build(tmp_path / "repo", [keypair("alice"), keypair("bob")], files=files)
     with_bare_remote(tmp_path, p.root)
     assert run_qeguard("install-hooks", cwd=p.root).code == 0
     git_run(p.root, "checkout", "-q", "-b", "attack")

@@ -42,6 +42,8 @@ def kind_of(path: Path) -> str | None:
         return "uv.lock"
     if name == "poetry.lock":
         return "poetry.lock"
+    if name == "pdm.lock":
+        return "pdm.lock"
     if name == "pipfile.lock":
         return "Pipfile.lock"
     if name == "pylock.toml" or (name.startswith("pylock.") and name.endswith(".toml")):
@@ -52,13 +54,22 @@ def kind_of(path: Path) -> str | None:
 
 
 def loader(kind: str) -> Loader:
-    from qeguard.deps.sources import pipfile, poetry, pylock, pyproject, requirements, uvlock
+    from qeguard.deps.sources import (
+        pdm,
+        pipfile,
+        poetry,
+        pylock,
+        pyproject,
+        requirements,
+        uvlock,
+    )
 
     table: dict[str, Loader] = {
         "requirements": requirements.load,
         "pyproject": pyproject.load,
         "uv.lock": uvlock.load,
         "poetry.lock": poetry.load,
+        "pdm.lock": pdm.load,
         "pylock": pylock.load,
         "Pipfile.lock": pipfile.load,
     }
@@ -76,7 +87,7 @@ def load_path(path: Path, *, root: Path, env: TargetEnvironment) -> list[Depende
     if kind is None:
         raise UsageError(
             f"cannot tell what kind of dependency file {relpath(path, root)} is",
-            hint="name it requirements*.txt, pyproject.toml, uv.lock, poetry.lock, "
+            hint="name it requirements*.txt, pyproject.toml, uv.lock, poetry.lock, pdm.lock, "
             "pylock*.toml or Pipfile.lock",
         )
     return loader(kind)(path, root=root, env=env)
@@ -93,6 +104,7 @@ def detect(root: Path) -> list[Path]:
         "pyproject.toml",
         "uv.lock",
         "poetry.lock",
+        "pdm.lock",
         "pylock.toml",
         "pylock.*.toml",
         "Pipfile.lock",
