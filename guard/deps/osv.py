@@ -220,45 +220,45 @@ def parse_record(data: Mapping[str, Any], *, ecosystem: str = "PyPI") -> Record:
     )
 
 
-def index_form(
-    data: Mapping[str, Any],
-    *,
-    ecosystem: str = "PyPI",
-    normal_forms: dict[str, str | None] | None = None,
-) -> dict[str, Any]:
-    """The parts of an OSV record `parse_record` reads, with the costly parts precomputed
-    (PEP 440 normal forms of listed versions, the severity rating, the one-line summary).
+def index_extras(data: Mapping[str, Any], forms: NormalForms | None = None) -> dict[str, Any]:
+    """What the index stores beside a record so that a warm scan need not compute it: the
+    severity rating (so scans never import cvss) and, for each `affected` entry in order,
+    the PEP 440 normal forms of its listed versions that differ from how they are written.
 
-    `parse_record(index_form(d))` equals `parse_record(d)`; the index stores this form, so
-    a warm scan decodes and parses less and never imports cvss. `normal_forms` caches
-    normal forms across the records of one index build (advisories of one package list
-    the same releases again and again).
-    """
+    `parse_record(with_extras(d, index_extras(d)))` equals `parse_record(d)`. `forms`
+    caches normal forms across the records of one index build (advisories of one package
+    list the same releases again and again)."""
     rating = record_rating(data)
-    affected = []
+    normalized = []
     for entry in data.get("affected") or ():
-        pkg = entry.get("package") or {}
-        if pkg.get("ecosystem") != ecosystem or not pkg.get("name"):
-            continue
-        versions = [str(v) for v in entry.get("versions") or ()]
-        slim: dict[str, Any] = {"package": {"ecosystem": ecosystem, "name": pkg["name"]}}
-        if versions:
-            slim["versions"] = versions
-            slim[NORMALIZED_KEY] = normalized_versions(versions, normal_forms)
-        if entry.get("ranges"):
-            slim["ranges"] = entry["ranges"]
-        affected.append(slim)
-    summary = data.get("summary") or data.get("details") or ""
+        versions = entry.get("versions") or ()
+        normalized.append(normalized_versions(versions, forms) if versions else [])
     return {
-        "id": data["id"],
-        "aliases": list(data.get("aliases") or ()),
-        "summary": _one_line(str(summary)),
-        "details": str(data.get("details") or data.get("summary") or "").strip(),
-        "published": data.get("published"),
-        "withdrawn": data.get("withdrawn"),
         SEVERITY_KEY: [rating.severity.value, rating.vector, rating.score, rating.source.value],
-        "affected": affected,
+        NORMALIZED_KEY: normalized,
     }
+
+
+def with_extras(data: dict[str, Any], extras: Any) -> dict[str, Any]:
+    """`data` (a record as the archive holds it) with the index's `extras` put where
+    `parse_record` reads them; extras that do not fit (a damaged cache file) are left out,
+    so the record is parsed from its own fields, and any such keys the record itself
+    carries are replaced, never trusted."""
+    affected = data.get("affected")
+    entries = affected if isinstance(affected, list) else []
+    try:
+        severity = extras[SEVERITY_KEY]
+        normalized = extras[NORMALIZED_KEY]
+        fits = isinstance(normalized, list) and len(normalized) == len(entries)
+    except (KeyError, TypeError):
+        severity, normalized, fits = None, [], False
+    data[SEVERITY_KEY] = severity
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            entry.pop(NORMALIZED_KEY, None)
+            if fits and isinstance(normalized[i], list):
+                entry[NORMALIZED_KEY] = normalized[i]
+    return data
 
 
 def _one_line(text: str, limit: int = 500) -> str:
@@ -289,22 +289,38 @@ _NORMAL = re.compile(
 )
 
 
-def normalized_versions(
-    versions: Iterable[str], cache: dict[str, str | None] | None = None
-) -> list[str]:
+class NormalForms:
+    """Normal forms already worked out during one index build: `normal` holds versions
+    written in normal form, `odd` maps the others to their normal form (None when not
+    PEP 440). A set difference then finds in C the few versions of a list not yet seen."""
+
+    __slots__ = ("normal", "odd")
+
+    def __init__(self) -> None:
+        self.normal: set[str] = set()
+        self.odd: dict[str, str | None] = {}
+
+
+def normalized_versions(versions: Iterable[Any], forms: NormalForms | None = None) -> list[str]:
     """PEP 440 normal forms of `versions` that differ from how they are written."""
-    cache = {} if cache is None else cache
+    forms = NormalForms() if forms is None else forms
+    listed = set(versions)
+    if not set(map(type, listed)) <= {str}:
+        listed = {str(v) for v in listed}  # parse_record reads every item as a string
     out = []
-    for raw in versions:
-        try:
-            normal = cache[raw]
-        except KeyError:
-            normal = None
-            if not _NORMAL.fullmatch(raw):
-                v = _version(raw)
-                if v is not None and str(v) != raw:
-                    normal = str(v)
-            cache[raw] = normal
+    for raw in listed - forms.normal:
+        if raw in forms.odd:
+            normal = forms.odd[raw]
+        elif _NORMAL.fullmatch(raw):
+            forms.normal.add(raw)
+            continue
+        else:
+            v = _version(raw)
+            normal = None if v is None else str(v)
+            if normal == raw:
+                forms.normal.add(raw)
+                continue
+            forms.odd[raw] = normal
         if normal is not None:
             out.append(normal)
     return out
@@ -401,8 +417,10 @@ def _named_severity(text: str) -> Severity | None:
     return names.get(text.strip().lower())
 
 
+@lru_cache(maxsize=4096)
 def cvss_rating(kind: str, vector: str) -> Rating | None:
-    """A CVSS v3.x or v4.0 vector scored with the `cvss` library, or None if invalid."""
+    """A CVSS v3.x or v4.0 vector scored with the `cvss` library, or None if invalid.
+    Cached: an index build rates every record, and records share a few hundred vectors."""
     from cvss import CVSS3, CVSS4
     from cvss.exceptions import CVSSError
 
@@ -431,8 +449,10 @@ def validate_record(data: Any) -> str | None:
 
     Checks the shape the OSV schema requires of what matching reads (id, modified,
     affected packages, ranges and events as strings), so that one malformed record is
-    skipped with a warning instead of failing the whole database or a scan."""
-    if not isinstance(data, Mapping):
+    skipped with a warning instead of failing the whole database or a scan. JSON objects
+    are dicts: `isinstance(x, dict)` is what `json.loads` makes, and much cheaper than an
+    ABC check in a loop that runs for every record of an index build."""
+    if not isinstance(data, dict):
         return "not a JSON object"
     if not isinstance(data.get("id"), str) or not data["id"]:
         return "no string `id`"
@@ -448,11 +468,11 @@ def validate_record(data: Any) -> str | None:
         return "`affected` is not a list"
     for i, entry in enumerate(affected):
         where = f"affected[{i}]"
-        if not isinstance(entry, Mapping):
+        if not isinstance(entry, dict):
             return f"{where} is not an object"
         pkg = entry.get("package")
         if pkg is not None and not (
-            isinstance(pkg, Mapping)
+            isinstance(pkg, dict)
             and isinstance(pkg.get("ecosystem"), str)
             and isinstance(pkg.get("name"), str)
         ):
@@ -465,19 +485,19 @@ def validate_record(data: Any) -> str | None:
         if not isinstance(ranges, list):
             return f"{where}.ranges is not a list"
         for j, rng in enumerate(ranges):
-            if not isinstance(rng, Mapping) or not isinstance(rng.get("type"), str):
+            if not isinstance(rng, dict) or not isinstance(rng.get("type"), str):
                 return f"{where}.ranges[{j}] needs a string `type`"
             events = rng.get("events")
             if not isinstance(events, list):
                 return f"{where}.ranges[{j}].events must be a list"
             for event in events:  # loops, not all(): this runs for every record of a build
-                if not isinstance(event, Mapping):
+                if not isinstance(event, dict):
                     return f"{where}.ranges[{j}].events must be objects of strings"
                 for value in event.values():
                     if not isinstance(value, str):
                         return f"{where}.ranges[{j}].events must be objects of strings"
     severity = data.get("severity", [])
-    if not isinstance(severity, list) or not all(isinstance(s, Mapping) for s in severity):
+    if not isinstance(severity, list) or not all(isinstance(s, dict) for s in severity):
         return "`severity` is not a list of objects"
     return None
 

@@ -13,6 +13,7 @@ for importing requests (or even urllib) when the stored database is current.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import time
@@ -104,7 +105,7 @@ def update_database(
             assert meta is not None  # a 304 answers only a conditional request
             write_user_meta(replace(meta, checked=_now()))
             return UpdateResult(changed=False, db=None, url=url)
-        size, etag, last_modified = fetched
+        size, digest, etag, last_modified = fetched
         try:
             installed = install(
                 staged,
@@ -113,6 +114,7 @@ def update_database(
                 etag=etag,
                 last_modified=last_modified,
                 move=True,
+                sha256=digest,
             )
         except DatabaseError as exc:
             raise DatabaseError(
@@ -134,8 +136,8 @@ def _download(
     headers: dict[str, str],
     limits: Limits,
     progress: Progress | None,
-) -> tuple[int, str | None, str | None] | None:
-    """Stream `url` into `target`: (bytes, ETag, Last-Modified), or None on 304."""
+) -> tuple[int, str, str | None, str | None] | None:
+    """Stream `url` into `target`: (bytes, SHA-256, ETag, Last-Modified), or None on 304."""
     # Imported here: urllib.request brings ssl and email, which a scan that does not
     # refresh never needs.
     import http.client
@@ -161,6 +163,7 @@ def _download(
         if total is not None and total > limits.max_bytes:
             raise _failed(url, f"the archive is {total} bytes (at most {limits.max_bytes})")
         done = 0
+        digest = hashlib.sha256()
         try:
             with target.open("wb") as out:
                 while True:
@@ -173,6 +176,7 @@ def _download(
                     if done > limits.max_bytes:
                         raise _failed(url, f"the archive exceeds {limits.max_bytes} bytes")
                     out.write(chunk)
+                    digest.update(chunk)
                     if progress is not None:
                         progress(done, total)
                 out.flush()
@@ -186,7 +190,8 @@ def _download(
             raise _failed(url, f"the download failed after {done} bytes: {exc}") from None
         if total is not None and done != total:
             raise _failed(url, f"the download was cut off: {done} of {total} bytes")
-        return done, response.headers.get("ETag"), response.headers.get("Last-Modified")
+        etag, last_modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+        return done, digest.hexdigest(), etag, last_modified
 
 
 def _failed(url: str, why: str) -> DatabaseError:

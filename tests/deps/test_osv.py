@@ -15,11 +15,12 @@ from qeguard.deps.database import embedded_path
 from qeguard.deps.model import Advisory, Rating, SeveritySource
 from qeguard.deps.osv import (
     Match,
-    index_form,
+    index_extras,
     lowest_clearing,
     merge_aliases,
     parse_record,
     validate_record,
+    with_extras,
 )
 from qeguard.report import Severity
 
@@ -116,7 +117,8 @@ def test_real_record_rating_and_description():
     assert r.rating.source is SeveritySource.CVSS_V3 and r.rating.score == 8.1
     assert r.severity is Severity.HIGH
     assert len(r.description) > len(r.summary) or "\n" not in r.description
-    assert parse_record(index_form(real("PYSEC-2023-192"))) == r
+    data = real("PYSEC-2023-192")
+    assert parse_record(with_extras(real("PYSEC-2023-192"), index_extras(data))) == r
 
 
 def test_same_version_fixed_then_introduced_keeps_the_next_interval():
