@@ -225,7 +225,7 @@ def needs_refresh(
     behind their back (the 30-day staleness finding still applies)."""
     if meta is None:
         return True
-    if not (meta.source or "").startswith(("https://", "http://")):
+    if not _replaced_by_scans(meta):
         return False
     if meta.source != url:
         return True
@@ -233,6 +233,27 @@ def needs_refresh(
     if checked is None:
         return True
     return (now or datetime.now(UTC)) - checked > timedelta(days=max_age_days)
+
+
+def _replaced_by_scans(meta: DatabaseMeta | None) -> bool:
+    """The bundled snapshot (no stored database) or one downloaded from a URL; never one
+    `qeguard db import` stored from a file."""
+    return meta is None or (meta.source or "").startswith(("https://", "http://"))
+
+
+def why_scans_keep_it_old(
+    meta: DatabaseMeta | None, *, max_age_days: float, stale_days: float
+) -> str | None:
+    """Why dependency scans will not refresh the database before it is `stale_days` old,
+    or None when they will (so its age alone needs no action): `needs_refresh` and
+    `refresh` below decide what a scan does, and this reads the same conditions."""
+    if offline_from_env():
+        return f"scans do not use the network (${OFFLINE_ENV} is set)"
+    if not _replaced_by_scans(meta):
+        return "scans never replace a database `qeguard db import` stored"
+    if max_age_days > stale_days:
+        return f"the policy's deps.db_max_age_days ({max_age_days:g}) lets it age past that"
+    return None
 
 
 def refresh(

@@ -235,16 +235,31 @@ def exposed_key_message(rel: str, *, tracked: bool, hints: Hints = DEFAULT) -> s
     )
 
 
-def database_refreshed_by_scans() -> bool:
-    """Whether a dependency scan refreshes an old vulnerability database by itself.
+def database_refreshed_by_scans(root: Path | None = None) -> bool:
+    """Whether dependency scans refresh an old vulnerability database by themselves.
 
-    The one place `status` decides whether the database's age alone needs action. The
-    dependency scanner's default is fresh data: a scan refreshes a cached or bundled
-    database older than the policy's limit whenever the network answers, and falls back
-    with a finding of its own otherwise. A policy setting that turns the refresh off
-    belongs here once the scanner has it.
+    The one place `status` decides whether the database's age alone needs action. A scan
+    refreshes the bundled snapshot, or a database `db update` downloaded, once it is older
+    than the policy's `deps.db_max_age_days` (default 1) and the network answers; it never
+    does with `$QEGUARD_OFFLINE` set, never replaces a database `db import` stored, and a
+    policy limit above the staleness limit lets the database age past it
+    (`qeguard.deps.update.why_scans_keep_it_old` reads the scanner's conditions). The
+    policy is the work tree's `[deps]` table, as `qeguard deps` reads it.
     """
-    return True
+    from qeguard.deps.config import DepsPolicy
+    from qeguard.deps.database import STALE_DAYS, read_user_meta
+    from qeguard.deps.update import why_scans_keep_it_old
+    from qeguard.errors import GuardError
+    from qeguard.integrity.policy import load_policy
+
+    try:
+        policy = load_policy(root, required=False) if root is not None else None
+        deps = DepsPolicy.from_table(policy.deps if policy else None)
+    except GuardError:  # a broken policy is verify's finding; judge by the defaults
+        deps = DepsPolicy()
+    meta = read_user_meta()
+    why = why_scans_keep_it_old(meta, max_age_days=deps.db_max_age_days, stale_days=STALE_DAYS)
+    return why is None
 
 
 def hooks_state(root: Path) -> HooksHealth:
@@ -321,7 +336,7 @@ def collect(
         database_error=error,
         hooks=hooks_state(root),
         stale_days=STALE_DAYS,
-        refreshed_by_scans=database_refreshed_by_scans(),
+        refreshed_by_scans=database_refreshed_by_scans(root),
         exposed_keys=[exposed_key_message(p, tracked=t, hints=hints) for p, t in exposed],
         hints=hints,
     )

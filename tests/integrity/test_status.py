@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import KeyPair, git_run, protect, run_qeguard
+from helpers import DATA, KeyPair, git_run, protect, run_qeguard
 from qeguard.integrity.gate import run_verify
 from qeguard.integrity.status import Health, HooksHealth, assess, hooks_state, render_text
 from qeguard.report import DatabaseInfo
@@ -142,3 +142,67 @@ def test_status_lines_read_as_english(two_signers: Path) -> None:
     assert "/2" not in text and "/1" not in text
     later = render_text(_health(two_signers, now + timedelta(days=1, hours=1)))
     assert "signed yesterday" in later
+
+
+def _status(root: Path) -> tuple[int, dict]:
+    code, out, err = run_qeguard("status", "--format", "json", cwd=root)
+    assert code in (0, 1), err
+    return code, json.loads(out)
+
+
+def test_old_bundled_database_needs_action_only_when_scans_stay_offline(
+    two_signers: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled snapshot is years old. Scans allowed the network refresh it before
+    they use it: a note. With $QEGUARD_OFFLINE set they never do: status needs action."""
+    monkeypatch.delenv("QEGUARD_OFFLINE")
+    code, doc = _status(two_signers)
+    assert doc["database"]["age_days"] > 30
+    assert code == 0 and doc["database_problem"] is None
+    assert any("dependency scans refresh it when online" in n for n in doc["notes"])
+    monkeypatch.setenv("QEGUARD_OFFLINE", "1")
+    code, doc = _status(two_signers)
+    assert code == 1 and "db update` when online" in doc["database_problem"]
+    assert doc["problems"] == [f"vulnerability database: {doc['database_problem']}"]
+
+
+def test_old_database_needs_action_when_the_policy_or_an_import_keeps_it(
+    two_signers: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Network allowed, but scans will not refresh: a policy whose db_max_age_days is
+    above the 30-day staleness limit, or a database `db import` stored (the real records
+    of tests/data, last modified years ago)."""
+    monkeypatch.delenv("QEGUARD_OFFLINE")
+    policy = two_signers / ".qeguard/policy.toml"
+    original = policy.read_text()
+    policy.write_text(original + "\n[deps]\ndb_max_age_days = 90\n")
+    _, doc = _status(two_signers)
+    assert "older than 30" in (doc["database_problem"] or "")
+    policy.write_text(original + "\n[deps]\ndb_max_age_days = 30\n")
+    _, doc = _status(two_signers)
+    assert doc["database_problem"] is None
+    policy.write_text(original)
+    assert run_qeguard("db", "import", DATA / "deps" / "osv", cwd=two_signers).code == 0
+    code, doc = _status(two_signers)
+    assert doc["database"]["source"] == "offline" and doc["database"]["age_days"] > 30
+    assert code == 1 and "db update` when online" in doc["database_problem"]
+
+
+def test_scans_keep_a_database_old_for_the_reasons_status_reports() -> None:
+    """The scanner's own conditions, each named (`qeguard.deps.update`)."""
+    from qeguard.deps.database import DatabaseMeta
+    from qeguard.deps.update import needs_refresh, why_scans_keep_it_old
+
+    downloaded = DatabaseMeta(name="osv", date="2020-01-01", source="https://example/all.zip")
+    imported = DatabaseMeta(name="osv", date="2020-01-01", source="/tmp/all.zip")
+    keep = why_scans_keep_it_old
+    assert "QEGUARD_OFFLINE" in (keep(None, max_age_days=1, stale_days=30) or "")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("QEGUARD_OFFLINE")
+        assert keep(None, max_age_days=1, stale_days=30) is None
+        assert keep(downloaded, max_age_days=30, stale_days=30) is None
+        assert "db_max_age_days (31)" in (keep(downloaded, max_age_days=31, stale_days=30) or "")
+        assert "db import" in (keep(imported, max_age_days=1, stale_days=30) or "")
+    # ... and they agree with what a scan does.
+    assert needs_refresh(downloaded, 1, url="https://example/all.zip")
+    assert not needs_refresh(imported, 1, url="https://example/all.zip")
