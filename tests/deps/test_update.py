@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import DATA
+from helpers import DATA, FILES, Protected
 from qeguard.cli.main import main
 from qeguard.deps.audit import run_scan
 from qeguard.deps.database import (
@@ -127,7 +127,7 @@ def test_200_installs_then_304_costs_one_round_trip(server):
     assert meta.etag == ETAG and meta.last_modified == LAST_MODIFIED and meta.source == url
     assert meta.sha256 and meta.checked
     # The index is written with the database: the first scan is warm.
-    assert type(open_database()._index).__name__ == "SqliteIndex"
+    assert not open_database()._index.built
     first_checked = meta.checked
     time.sleep(1.1)
     again = update_database()
@@ -248,6 +248,24 @@ def test_offline_scan_never_asks(server, tmp_path, capsys):
     assert doc["database"]["date"] == "2024-10-10"
     assert not [f for f in doc["findings"] if f["details"].get("id") == "refresh-failed"]
     assert main(["-C", str(root), "deps", "--offline", "--online"]) == 2
+
+
+def test_ci_offline_never_asks(server, repo: Path, keypair, capsys):
+    """`qeguard ci --offline` scans with what is stored (here the bundled snapshot) and
+    sends no request; the same run without it refreshes first."""
+    served, _ = server
+    Protected.build(
+        repo, (keypair("alice"),), files={**FILES, "requirements.txt": "jinja2==2.10\n"}
+    )
+    assert main(["-C", str(repo), "ci", "--offline", "--format", "json"]) in (0, 1)
+    assert served.requests == []
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["database"]["date"] == "2024-10-10" and doc["inputs"]["dependencies"] > 0
+    assert main(["-C", str(repo), "ci", "--format", "json"]) in (0, 1)
+    assert len(served.requests) == 1
+    assert json.loads(capsys.readouterr().out)["database"]["name"] == "OSV PyPI (all.zip)"
+    assert main(["-C", str(repo), "ci", "--offline", "--online"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_refresh_honours_the_policy_max_age(server, tmp_path):

@@ -34,10 +34,17 @@ def add_parser(sub: Any) -> None:
         metavar="REF",
         help="the base branch (e.g. refs/remotes/origin/main) for rollback and overrides",
     )
-    p.add_argument(
+    network = p.add_mutually_exclusive_group()
+    network.add_argument(
         "--online",
         action="store_true",
         help="look vulnerabilities up with pip-audit's online service",
+    )
+    network.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never use the network: no automatic database refresh (also $QEGUARD_OFFLINE=1)",
     )
     p.add_argument("--db", type=Path, help="offline OSV database (zip or folder)")
     p.add_argument("--no-deps", action="store_true", help="skip the dependency scan")
@@ -55,7 +62,9 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     report = replace(verified, command="ci")
     if not args.no_deps:
         policy = load_policy(root, required=False)
-        deps = scan_repository(root, policy, online=args.online, db_path=args.db)
+        deps = scan_repository(
+            root, policy, online=args.online, offline=args.offline, db_path=args.db
+        )
         report = report.merged(deps)
     options = render_options(args, console)
     emit(report, outputs, console, options)
