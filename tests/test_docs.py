@@ -83,13 +83,20 @@ PROJECT_FILES: dict[str, str | bytes] = {
 }
 
 
-def _shell(script: str, cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
+def _shell(
+    script: str, cwd: Path, home: Path, *, online: bool = False
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "HOME": str(home),
         "NO_COLOR": "1",
     }
+    if online:
+        # As a user runs it, network allowed (so `status` counts on scans to refresh the
+        # old bundled database); a refresh would go to a closed local port, never out.
+        del env["QEGUARD_OFFLINE"]
+        env["QEGUARD_DB_URL"] = "http://127.0.0.1:9/PyPI/all.zip"
     return subprocess.run(
         ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
@@ -107,7 +114,7 @@ def test_the_quick_start_runs_as_shown(tmp_path: Path) -> None:
     write_files(repo, PROJECT_FILES)
     commit(repo, "the project")
     script = "set -euo pipefail\n" + "\n".join(f"echo '+ {c}' >&2\n{c}" for c in commands[2:])
-    done = _shell(script, repo, tmp_path / "home")
+    done = _shell(script, repo, tmp_path / "home", online=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.rstrip().endswith("healthy")
     # No private key anywhere in the work tree; nothing left for `git add -A` to take.
