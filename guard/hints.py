@@ -108,6 +108,23 @@ class Hints:
     def rebase(self, ref: str) -> str:
         return self.git("rebase", ref)
 
+    def run_in(self, folder: str | None, *words: str) -> str:
+        """Any tool's command line; with `folder` (a repository folder, POSIX from the root,
+        or an absolute path), run there: `cd FOLDER && ...` from the user's folder (absolute
+        from outside the repository), unless they are in it. Lockers (uv, poetry, pdm) act
+        on the project of the folder they run in."""
+        command = _join(*words)
+        if folder is None:
+            return command
+        if not os.path.isabs(folder) and self._outside and self.root is not None:
+            # From outside the repository: absolute, as `-C` names the root.
+            folder = os.path.normpath(os.path.join(self.root, *folder.split("/")))
+        shown = folder if os.path.isabs(folder) else self._from_cwd(folder or ".")
+        shown = shown.replace(os.sep, "/")
+        if shown == ".":
+            return command
+        return f"cd {shlex.quote(f'./{shown}' if shown.startswith('-') else shown)} && {command}"
+
     def pin_root(self, commit: str) -> str:
         """Verify with trust walked from a pinned root."""
         return self.qeguard("verify", "--trust-root", commit)

@@ -11,6 +11,7 @@ installed; otherwise, and for Pipfile.lock and pylock.toml, qeguard says what to
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shutil
 import subprocess
@@ -20,20 +21,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qeguard.fsutil import atomic_write
+from qeguard.hints import DEFAULT, Hints
 from qeguard.report import Fix
 
 if TYPE_CHECKING:
     from qeguard.deps.audit import ScanResult
     from qeguard.deps.model import Dependency
 
-_HINTS = {
-    "uv.lock": "uv lock --upgrade-package {name}=={version}",
-    "poetry.lock": "poetry update {name}",
-    "pdm.lock": "pdm update {name}",
-    "Pipfile.lock": "pipenv upgrade {name}=={version}",
+# What to run by hand for a fix --fix does not apply itself: (tool and arguments, whether
+# it runs in the input file's folder); None: no command fits, the text says what to do.
+_BY_HAND: dict[str, tuple[tuple[str, ...], bool] | str] = {
+    "uv.lock": (("uv", "lock", "--upgrade-package", "{name}=={version}"), True),
+    "poetry.lock": (("poetry", "update", "{name}"), True),
+    "pdm.lock": (("pdm", "update", "{name}"), True),
+    "Pipfile.lock": (("pipenv", "upgrade", "{name}=={version}"), True),
+    "environment": (("pip", "install", "{name}=={version}"), False),
     "pylock": "regenerate pylock.toml (e.g. `pip lock` or `uv export --format pylock.toml`)",
     "pyproject": "raise the bound in pyproject.toml",
-    "environment": "pip install '{name}=={version}'",
 }
 LOCKER_TIMEOUT_S = 600
 
@@ -102,9 +106,20 @@ def _name_pattern(name: str) -> str:
     return r"[-_.]+".join(re.escape(p) for p in parts)
 
 
-def apply_fixes(result: ScanResult, *, root: Path) -> FixOutcome:
+def by_hand(kind: str, name: str, version: str, source: str, hints: Hints = DEFAULT) -> str:
+    """What the user runs (or does) to apply one fix to an input of `kind` at `source`."""
+    how = _BY_HAND.get(kind, "regenerate the file")
+    if isinstance(how, str):
+        return how
+    words, in_folder = how
+    filled = [w.format(name=name, version=version) for w in words]
+    return hints.run_in(posixpath.dirname(source) if in_folder else None, *filled)
+
+
+def apply_fixes(result: ScanResult, *, root: Path, hints: Hints = DEFAULT) -> FixOutcome:
     """Rewrite pins atomically (one write per file) and run the lockers; report what was
-    done or refused."""
+    done or refused. Commands left to run by hand come from `hints`: pasteable where the
+    user is."""
     messages: list[str] = []
     applied: set[tuple[str, str, str]] = set()  # (path, canonical name, old version)
     edits: dict[str, list[tuple[int, Dependency, str]]] = {}
@@ -118,13 +133,15 @@ def apply_fixes(result: ScanResult, *, root: Path) -> FixOutcome:
         if dep.kind in LOCKERS:
             locks.setdefault(dep.source, []).append((dep, new))
         elif dep.kind != "requirements":
-            hint = _HINTS.get(dep.kind, "regenerate the file").format(name=dep.name, version=new)
+            hint = by_hand(dep.kind, dep.name, new, dep.source, hints)
             messages.append(f"{dep.location}: not rewritten ({dep.kind}); run: {hint}")
         elif dep.hashes:
+            compile_ = hints.run_in(
+                None, "pip-compile", "--generate-hashes", "--upgrade-package", f"{dep.name}=={new}"
+            )
             messages.append(
                 f"{dep.location}: {dep.name} pin has --hash options: hashes must be "
-                f"regenerated for {dep.name}=={new} (e.g. `pip-compile --generate-hashes "
-                f"--upgrade-package {dep.name}=={new}`); not rewritten"
+                f"regenerated for {dep.name}=={new} (e.g. `{compile_}`); not rewritten"
             )
         elif dep.line is not None:
             edits.setdefault(dep.source, []).append((dep.line, dep, new))
@@ -149,7 +166,7 @@ def apply_fixes(result: ScanResult, *, root: Path) -> FixOutcome:
             atomic_write(path, "".join(lines).encode("utf-8"))
             changed = True
     for source, wanted in sorted(locks.items()):
-        done, lines_out = _relock(source, wanted, root)
+        done, lines_out = _relock(source, wanted, root, hints)
         messages.extend(lines_out)
         if done:
             changed = True
@@ -162,19 +179,20 @@ def apply_fixes(result: ScanResult, *, root: Path) -> FixOutcome:
 
 
 def _relock(
-    source: str, wanted: Sequence[tuple[Dependency, str]], root: Path
+    source: str, wanted: Sequence[tuple[Dependency, str]], root: Path, hints: Hints
 ) -> tuple[bool, list[str]]:
     """Run the lock file's tool for `wanted`; (whether the lock was changed, messages)."""
     kind = wanted[0][0].kind
     locker = LOCKERS[kind]
     upgrades = sorted({(d.name, new) for d, new in wanted})
     lock = _path(source, root)
+    words = locker.command(locker.tool, upgrades)
+    # The command as the user would type it where they are, to run it again by hand.
+    shown = hints.run_in(posixpath.dirname(source), *words)
     exe = shutil.which(locker.tool)
     if exe is None:
-        hint = " && ".join(_HINTS[kind].format(name=n, version=v) for n, v in upgrades)
-        return False, [f"{source}: {locker.tool} is not installed; run in {lock.parent}: {hint}"]
+        return False, [f"{source}: {locker.tool} is not installed; run: {shown}"]
     cmd = locker.command(exe, upgrades)
-    shown = " ".join([locker.tool, *cmd[1:]])
     before = lock.read_bytes()
     try:
         proc = subprocess.run(
@@ -192,7 +210,7 @@ def _relock(
         return False, [f"{source}: `{shown}` failed (exit {proc.returncode}): {' / '.join(tail)}"]
     if lock.read_bytes() == before:
         return False, [f"{source}: `{shown}` left the lock file unchanged"]
-    return True, [f"{source}: relocked with `{shown}`"]
+    return True, [f"{source}: relocked with `{hints.run_in(None, *words)}`"]
 
 
 def _path(source: str, root: Path) -> Path:

@@ -113,8 +113,10 @@ def test_fix_without_uv_says_what_to_run(uv_project: Path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(empty))
     before = (uv_project / "uv.lock").read_bytes()
     code, doc, err = _fix(uv_project, capsys)
-    assert "uv is not installed; run in" in err
-    assert "uv lock --upgrade-package demo==2.0" in err
+    # Run from outside the project (-C): the folder to run in is absolute.
+    assert (
+        f"uv is not installed; run: cd {uv_project} && uv lock --upgrade-package demo==2.0" in err
+    )
     assert (uv_project / "uv.lock").read_bytes() == before
     assert code == 1 and doc["fixes"][0]["applied"] is False
 
@@ -125,4 +127,35 @@ def test_fix_on_poetry_without_poetry_says_what_to_run(tmp_path: Path, capsys, m
     shutil.copy(DATA / "deps" / "poetry" / "poetry.lock", tmp_path / "poetry.lock")
     main(["-C", str(tmp_path), "deps", "--fix", str(tmp_path / "poetry.lock"), "-f", "json"])
     err = capsys.readouterr().err
-    assert "poetry is not installed" in err and "poetry update certifi" in err
+    assert "poetry is not installed" in err and "poetry update black certifi" in err
+
+
+def test_the_command_to_run_by_hand_pastes_from_a_subfolder(tmp_path: Path, capsys, monkeypatch):
+    """From a subfolder of the project, a lock file in a folder whose name has a space:
+    the printed command, pasted into a real shell where the user is, runs the locker in
+    the lock file's folder with the right arguments."""
+    root = tmp_path / "my project"
+    (root / "locks dir").mkdir(parents=True)
+    (root / "docs").mkdir()
+    shutil.copy(DATA / "deps" / "poetry" / "poetry.lock", root / "locks dir" / "poetry.lock")
+    monkeypatch.setenv("QEGUARD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))  # no poetry for qeguard to run
+    monkeypatch.chdir(root / "docs")
+    main(["-C", str(root), "deps", "--fix", "../locks dir/poetry.lock", "-f", "json"])
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if "poetry is not installed" in ln)
+    command = line.split("; run: ", 1)[1]
+    assert command.startswith("cd '../locks dir' && poetry update ") and " certifi " in command
+    # The user's shell, with a poetry that records where it ran and with what.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "poetry").write_text('#!/bin/sh\npwd > "$RECORD"\necho "$@" >> "$RECORD"\n')
+    (tools / "poetry").chmod(0o755)
+    record = tmp_path / "record.txt"
+    subprocess.run(
+        ["/bin/sh", "-c", command],
+        cwd=root / "docs",
+        env={"PATH": f"{tools}{os.pathsep}/usr/bin:/bin", "RECORD": str(record)},
+        check=True,
+    )
+    assert record.read_text().splitlines() == [str(root / "locks dir"), command.split("poetry ")[1]]

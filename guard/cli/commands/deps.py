@@ -173,11 +173,12 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
         bar.finish()
     if args.fix_suggestions or args.fix:
         from qeguard.deps.fix import apply_fixes, describe_suggestions
+        from qeguard.hints import Hints
 
         for line in describe_suggestions(result):
             console.info(line)
         if args.fix:
-            outcome = apply_fixes(result, root=root)
+            outcome = apply_fixes(result, root=root, hints=Hints.here(root))
             for line in outcome.messages:
                 console.info(line)
             if outcome.changed:
