@@ -26,6 +26,7 @@ from qeguard.deps.model import (
 from qeguard.deps.osv import Match, Record, lowest_clearing
 from qeguard.deps.services import lookup
 from qeguard.deps.services.interface import Key
+from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity.policy import Policy
 from qeguard.report import (
     DatabaseInfo,
@@ -38,6 +39,10 @@ from qeguard.report import (
     Suppression,
 )
 from qeguard.rules import RuleId
+
+# Compilers that write a requirements file with hashes (a fix for unhashed pins).
+_HASHED_UV = DEFAULT.run_in(None, "uv", "pip", "compile", "--generate-hashes")
+_HASHED_PIP = DEFAULT.run_in(None, "pip-compile", "--generate-hashes")
 
 if TYPE_CHECKING:
     from qeguard.deps.services.pypi import LatestReleases  # imports requests: only for --online
@@ -171,8 +176,7 @@ def evaluate(
                         version=dep.version,
                         title=f"{dep.name} has no hash",
                         message=f"{dep.name}=={dep.version} is installed without a hash check",
-                        fix="regenerate with `uv pip compile --generate-hashes` or "
-                        "`pip-compile --generate-hashes`",
+                        fix=f"regenerate with `{_HASHED_UV}` or `{_HASHED_PIP}`",
                     )
                 )
         else:
@@ -451,6 +455,7 @@ def database_findings(
     *,
     refreshed: Refresh | None = None,
     skipped: Sequence[str] = (),
+    hints: Hints = DEFAULT,
 ) -> list[Finding]:
     out: list[Finding] = []
     if fallback:
@@ -472,8 +477,8 @@ def database_findings(
                 title="vulnerability database could not be refreshed",
                 message=f"{refreshed.error}; the scan used {info.name} dated "
                 f"{info.date or 'unknown'} instead",
-                fix="check the network (or $QEGUARD_DB_URL) and run `qeguard db update`; "
-                "use --offline to scan without trying",
+                fix="check the network (or $QEGUARD_DB_URL) and run "
+                f"`{hints.qeguard('db', 'update')}`; use --offline to scan without trying",
                 details={"id": "refresh-failed"},
             )
         )
@@ -485,7 +490,7 @@ def database_findings(
                 title=f"{len(skipped)} malformed advisory record(s) skipped",
                 message=f"the database holds records that are not valid OSV, so they were "
                 f"not checked: {'; '.join(skipped[:3])}{'; ...' if len(skipped) > 3 else ''}",
-                fix="download the database again with `qeguard db update`",
+                fix=f"download the database again with `{hints.qeguard('db', 'update')}`",
                 details={"id": "skipped-records", "records": list(skipped[:100])},
             )
         )
@@ -497,7 +502,7 @@ def database_findings(
                 title=f"vulnerability database is {info.age_days} days old",
                 message=f"{info.name} dates from {info.date} ({info.age_days} days ago); "
                 f"advisories published since then are not checked",
-                fix="run `qeguard db update` when online, or scan with --online",
+                fix=f"run `{hints.qeguard('db', 'update')}` when online, or scan with --online",
                 details={"id": "stale"},
             )
         )
@@ -527,9 +532,11 @@ def run_scan(
     ignore_vulns: Sequence[str] = (),
     strict: bool = False,
     progress: Progress | None = None,
+    hints: Hints = DEFAULT,
 ) -> ScanResult:
     """Read the inputs, refresh a stale database (unless offline), look every pin up and
-    judge it. `offline` None means `$QEGUARD_OFFLINE`."""
+    judge it. `offline` None means `$QEGUARD_OFFLINE`; `hints` make the commands in fixes
+    pasteable where the user is."""
     from qeguard.deps import sources
     from qeguard.deps.sources.environment import installed, load_environment
     from qeguard.deps.update import offline_from_env, refresh
@@ -589,7 +596,9 @@ def run_scan(
             note=f"severities rated from {db.meta.name} ({db.date})",
         )
     findings.extend(
-        database_findings(info, result.fallback_reason, refreshed=refreshed, skipped=db.skipped)
+        database_findings(
+            info, result.fallback_reason, refreshed=refreshed, skipped=db.skipped, hints=hints
+        )
     )
     services = [result.source]
     if online and deps_policy.outdated:

@@ -32,6 +32,7 @@ from qeguard.deps.database import (
     write_user_meta,
 )
 from qeguard.errors import DatabaseError, UsageError
+from qeguard.hints import DEFAULT
 
 OSV_PYPI_ZIP = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
 URL_ENV = "QEGUARD_DB_URL"
@@ -41,6 +42,7 @@ OFFLINE_ENV = "QEGUARD_OFFLINE"
 MAX_DOWNLOAD_BYTES = 1 << 30
 DEFAULT_MAX_AGE_DAYS = 1.0
 CHUNK = 1 << 20
+_IMPORT = DEFAULT.qeguard("db", "import", "all.zip")  # what to run without a network
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total if known)
 
@@ -83,7 +85,7 @@ def update_database(
     if offline_from_env():
         raise UsageError(
             "offline mode ($QEGUARD_OFFLINE) forbids downloading the database",
-            hint=f"unset {OFFLINE_ENV}, or import a file: `qeguard db import all.zip`",
+            hint=f"unset {OFFLINE_ENV}, or import a file: `{_IMPORT}`",
         )
     url = database_url(url)
     meta = read_user_meta()
@@ -197,8 +199,9 @@ def _download(
 def _failed(url: str, why: str) -> DatabaseError:
     return DatabaseError(
         f"cannot download the database from {url}: {why}",
-        hint="check the network and run `qeguard db update` again; offline, fetch all.zip "
-        "elsewhere and run `qeguard db import all.zip` (scans keep the current database)",
+        hint=f"check the network and run `{DEFAULT.qeguard('db', 'update')}` again; offline, "
+        f"fetch all.zip elsewhere and run `{_IMPORT}` "
+        "(scans keep the current database)",
     )
 
 

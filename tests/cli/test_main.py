@@ -39,8 +39,10 @@ def test_repo_option_names_a_missing_folder_or_a_file(
 
 
 def test_quiet_init_sign_status_install_hooks_and_verify(
-    repo: Path, keypair: Any, run_cli: Any
+    repo: Path, keypair: Any, run_cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Network allowed, as for a user: scans refresh the old bundled database (none runs).
+    monkeypatch.delenv("QEGUARD_OFFLINE")
     alice: KeyPair = keypair("alice")
     for args in (
         ("init", "--preset", "default"),
@@ -66,9 +68,13 @@ def test_quiet_init_sign_status_install_hooks_and_verify(
     assert r.code == 1 and r.out.startswith("! tier source:") and "healthy" not in r.out
 
 
-def test_out_of_the_box_status_is_healthy(repo: Path, keypair: Any, run_cli: Any) -> None:
+def test_out_of_the_box_status_is_healthy(
+    repo: Path, keypair: Any, run_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Signed, committed, hooks installed, the bundled database: nothing to act on; the
-    database's age is a note, since a dependency scan refreshes it when online."""
+    database's age is a note, since a dependency scan refreshes it when online (the
+    network is allowed here, as for a user; status itself never uses it)."""
+    monkeypatch.delenv("QEGUARD_OFFLINE")
     protect(repo, keypair("alice"), keypair("bob"))
     assert run_cli("install-hooks", cwd=repo).code == 0
     r = run_cli("status", cwd=repo)

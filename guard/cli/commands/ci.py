@@ -12,6 +12,7 @@ from qeguard.cli.console import Console
 from qeguard.cli.output import add_output_arguments, emit, output_pairs, render_options
 from qeguard.deps.audit import scan_repository
 from qeguard.errors import ExitCode
+from qeguard.hints import Hints
 from qeguard.integrity.gate import run_verify
 from qeguard.integrity.layout import find_workspace
 from qeguard.integrity.policy import load_policy
@@ -63,7 +64,12 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     if not args.no_deps:
         policy = load_policy(root, required=False)
         deps = scan_repository(
-            root, policy, online=args.online, offline=args.offline, db_path=args.db
+            root,
+            policy,
+            online=args.online,
+            offline=args.offline,
+            db_path=args.db,
+            hints=Hints.here(root),
         )
         report = report.merged(deps)
     options = render_options(args, console)

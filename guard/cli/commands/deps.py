@@ -137,6 +137,7 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     from qeguard.cli.commands.db import DownloadBar
     from qeguard.deps.audit import ScanResult, replace_report, run_scan
     from qeguard.deps.model import TargetEnvironment
+    from qeguard.hints import Hints
     from qeguard.integrity.layout import find_workspace
     from qeguard.integrity.policy import load_policy
 
@@ -165,6 +166,7 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
             ignore_vulns=args.ignore_vuln,
             strict=args.strict,
             progress=bar,
+            hints=Hints.here(root),
         )
 
     try:
@@ -173,7 +175,6 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
         bar.finish()
     if args.fix_suggestions or args.fix:
         from qeguard.deps.fix import apply_fixes, describe_suggestions
-        from qeguard.hints import Hints
 
         for line in describe_suggestions(result):
             console.info(line)
