@@ -41,9 +41,11 @@ def annotation(report: Report, finding: Finding) -> str:
     """One `::error file=...,line=...,title=...::message` line for a finding."""
     command = _LEVEL_COMMAND[level(report, finding)]
     path, line = artifact(finding, report)
-    props = [f"file={escape_property(_clean(path))}"]
-    if line is not None and line >= 1:
-        props.append(f"line={line}")
+    props = []
+    if path is not None:  # without a file, the annotation is on the run
+        props.append(f"file={escape_property(_clean(path))}")
+        if line is not None and line >= 1:
+            props.append(f"line={line}")
     title = f"{finding.rule}: {finding.title}" if finding.title else finding.rule
     props.append(f"title={escape_property(_clean(title))}")
     message = finding.message or finding.title

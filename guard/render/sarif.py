@@ -88,15 +88,18 @@ def _safe_relative(path: str) -> bool:
     )
 
 
-def artifact(finding: Finding, report: Report | None = None) -> tuple[str, int | None]:
-    """The repo-relative file a finding points at, and its line when known.
+def artifact(finding: Finding, report: Report | None = None) -> tuple[str | None, int | None]:
+    """The repo-relative file a finding points at, and its line when known; no file when
+    nothing in the repository governs it.
 
     Code scanning drops results without a location, so findings about an installed
     package, a tier as a whole or an unsafe manifest entry point at the file that
-    governs them: the tier's manifest list, the trust file or the policy.
+    governs them: the tier's manifest list, the trust file or the policy. A dependency
+    scan alone may have read no file at all (`deps --env` without a policy): then there is
+    none, rather than a policy file that does not exist.
     """
     loc = finding.location
-    if loc is not None and _safe_relative(loc.path):
+    if loc is not None and _safe_relative(loc.path) and not _names_no_file(loc.path):
         return posixpath.normpath(loc.path), loc.line
     if finding.tier:
         return f".qeguard/manifests/{finding.tier}.list", None
@@ -105,11 +108,25 @@ def artifact(finding: Finding, report: Report | None = None) -> tuple[str, int |
     source = finding.details.get("source")
     if isinstance(source, str) and _safe_relative(source):
         return posixpath.normpath(source), None
-    # A dependency scan alone may run without a policy file: point at what it read.
-    inputs = report.inputs if report is not None and not report.tiers else None
-    if inputs is not None and inputs.files and _safe_relative(inputs.files[0]):
-        return posixpath.normpath(inputs.files[0]), None
+    if report is not None and not report.tiers:
+        # A dependency scan alone may run without a policy file: point at what it read.
+        files = report.inputs.files if report.inputs is not None else ()
+        first = next((f for f in files if _safe_relative(f)), None)
+        return (posixpath.normpath(first) if first else None), None
     return POLICY_FILE, None
+
+
+def _names_no_file(path: str) -> bool:
+    # A dependency's source in parentheses, e.g. "(installed environment)", is not a file.
+    return path.startswith("(")
+
+
+def _subject(finding: Finding) -> str:
+    """Where a SARIF result with no file points: code scanning refuses a result without a
+    location, so it names what the finding is about in parentheses, claiming no file."""
+    if finding.location is not None and _names_no_file(finding.location.path):
+        return finding.location.path
+    return "(vulnerability database)" if finding.rule == RuleId.DEP_DB else "(no file)"
 
 
 def _uri(path: str) -> str:
@@ -283,6 +300,8 @@ def _physical(path: str, line: int | None) -> dict[str, Any]:
 
 def _result(report: Report, finding: Finding, rule_id: str, index: int) -> dict[str, Any]:
     path, line = artifact(finding, report)
+    if path is None:
+        path = _subject(finding)
     props: dict[str, Any] = {"severity": finding.severity.value, "qeguard-rule": finding.rule}
     for key in ("tier", "package", "version", "fix"):
         value = getattr(finding, key)
