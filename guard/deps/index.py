@@ -215,13 +215,23 @@ def _index_share(source: Path, share: int, shares: int, out: str) -> _Stats:
         conn.close()
 
 
+_WORKER = (
+    "import sys; sys.path.append(sys.argv[1]); import qeguard.deps.index as i; i._worker_main()"
+)
+
+
 def _worker_main() -> None:
-    """A worker process: `python -c ... SOURCE SHARE SHARES OUT`; its share goes into
-    the database file OUT, and one JSON line on stdout says what it found."""
-    source, share, shares, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    """A worker process: `python -I -c _WORKER HOME PACKAGE SOURCE SHARE SHARES OUT`; its
+    share goes into the database file OUT, and one JSON line on stdout says what it found.
+    It exits 3, doing nothing, when it did not import the qeguard at PACKAGE."""
+    import qeguard
+
+    package, source, share, shares, out = sys.argv[2:7]
+    if str(Path(qeguard.__file__).resolve()) != package:
+        sys.exit(3)
     try:
         with _no_gc():
-            stats = _index_share(Path(source), share, shares, out)
+            stats = _index_share(Path(source), int(share), int(shares), out)
     except DatabaseError as exc:
         report: dict[str, Any] = {"error": [exc.message, exc.where, exc.hint]}
     else:
@@ -257,17 +267,18 @@ def _fill_from_workers(
         return None
     import qeguard
 
-    env = dict(os.environ)
-    # Where this qeguard was imported from, so that the workers import the same one.
-    home = str(Path(qeguard.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (home, env.get("PYTHONPATH")) if p)
-    code = "from qeguard.deps.index import _worker_main; _worker_main()"
+    # Isolated (-I): neither the current folder (the repository being scanned) nor
+    # PYTHON* variables decide what the worker imports; this qeguard's folder is appended
+    # to the path, and the worker checks that it imported this very qeguard.
+    package = str(Path(qeguard.__file__).resolve())
+    home = str(Path(package).parents[1])
     outs: list[str] = []
 
     def run(share: int) -> dict[str, Any] | None:
-        args = [sys.executable, "-c", code, str(source), str(share), str(workers), outs[share]]
+        args = [sys.executable, "-I", "-c", _WORKER, home, package, str(source), str(share)]
+        args += [str(workers), outs[share]]
         try:
-            proc = subprocess.run(args, env=env, capture_output=True, check=False)
+            proc = subprocess.run(args, capture_output=True, check=False)
             # The last line: anything a site hook printed before it is not ours.
             report = json.loads(proc.stdout.splitlines()[-1]) if proc.returncode == 0 else None
         except (OSError, ValueError, IndexError):

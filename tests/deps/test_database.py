@@ -241,3 +241,23 @@ def test_a_damaged_member_fails_the_workers_build(tiny: Path, tmp_path: Path, mo
         build_index(damaged, target, digest="d", workers=2)
     assert err.value.where == f"{damaged}!{info.filename}"
     assert list(target.parent.iterdir()) == []
+
+
+def test_the_folder_a_build_runs_in_cannot_put_code_in_its_workers(
+    mixed: Path, tmp_path: Path, monkeypatch
+):
+    """Scans run in the repository under test: a `json.py` or `zipfile.py` there must not
+    be what the worker processes import (they run isolated)."""
+    import qeguard.deps.index as index_module
+
+    hostile = tmp_path / "hostile repo"
+    hostile.mkdir()
+    marker = tmp_path / "ran"
+    for name in ("json", "zipfile", "sqlite3", "qeguard"):
+        (hostile / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write('{name}')\n")
+    monkeypatch.chdir(hostile)
+    monkeypatch.setenv("PYTHONPATH", str(hostile))
+    monkeypatch.setattr(index_module, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(index_module, "_fill_serial", _not_here)
+    index = build_index(mixed, tmp_path / "index.sqlite3", digest="d", workers=2)
+    assert index.count == 16 and not marker.exists()
