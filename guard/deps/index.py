@@ -81,7 +81,8 @@ class SqliteIndex:
         for start in range(0, len(names), 500):  # below SQLite's bound-parameter limit
             chunk = names[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT name, pair FROM records WHERE name IN ({marks}) ORDER BY rowid"
+            # The index's own order (name, then rowid): no sort.
+            sql = f"SELECT name, pair FROM records WHERE name IN ({marks}) ORDER BY name, rowid"
             for name, pair in self._conn.execute(sql, chunk):
                 out[name].append(_decode(pair))
         return out
