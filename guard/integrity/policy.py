@@ -535,8 +535,8 @@ def policy_findings(
                         rule=RuleId.INT_UNMATCHED,
                         severity=Severity.LOW,
                         title="Pattern matches no file",
-                        message=f"tier {tier_name!r}'s pattern {pattern!r} matches no file "
-                        "in the tree",
+                        message=f"pattern {pattern!r} matches no file in the tree "
+                        f"(tier {tier_name!r})",
                         location=Location(path=policy.source.split(" ")[0]),
                         tier=tier_name,
                         fix="check the pattern for a typo (gitignore syntax: `src/*/core/**`)",
