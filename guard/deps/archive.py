@@ -129,8 +129,9 @@ def iter_records(
 def parse(blob: bytes) -> tuple[str, dict[str, Any]] | str:
     """(JSON text, record) of a valid record, else why it is not one."""
     try:
-        # What json.loads(bytes) does, keeping the text: the index stores it as it is.
-        text = blob.decode(json.detect_encoding(blob), "surrogatepass")
+        # What json.loads(bytes) does, keeping the text (the index stores it as it is),
+        # but strict: a lone surrogate is not valid UTF-8 and could not be stored.
+        text = blob.decode(json.detect_encoding(blob))
         data = json.loads(text)
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return f"malformed JSON: {exc}"

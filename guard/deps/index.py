@@ -124,11 +124,19 @@ def entry(blob: bytes, forms: NormalForms) -> Entry | str | None:
     )
     if not names:
         return None
+    ids: list[str] = sorted({data["id"], *(data.get("aliases") or ())})
+    modified = str(data.get("modified") or "")
+    if not all(_storable(t) for t in (*names, *ids, modified)):
+        return "a name, id or `modified` holds an escaped lone surrogate"
     extras = json.dumps(index_extras(data, forms), separators=(",", ":"))
     # The text parsed as exactly one JSON value, so the pair parses to [data, extras].
     pair = f"[{text.strip()},{extras}]"
-    ids: list[str] = sorted({data["id"], *(data.get("aliases") or ())})
-    return names, ids, str(data.get("modified") or ""), pair
+    return names, ids, modified, pair
+
+
+def _storable(text: str) -> bool:
+    # SQLite stores text as UTF-8; JSON's `\ud800` escape decodes to what UTF-8 cannot hold.
+    return text.isascii() or not any("\ud800" <= c <= "\udfff" for c in text)
 
 
 @dataclass(kw_only=True, slots=True)

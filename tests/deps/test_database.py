@@ -6,6 +6,7 @@ so no test here indexes the whole snapshot unless it is about the snapshot."""
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sqlite3
 import zipfile
@@ -189,6 +190,12 @@ def mixed(tmp_path: Path) -> Path:
             if n == 5:
                 zf.writestr("GHSA-bad.json", '{"id": "GHSA-bad", "modified": "x", "affected": 3}')
                 zf.writestr("GO-1.json", '{"id": "GO-1", "modified": "2024-01-01T00:00:00Z"}')
+                # Text SQLite cannot store: a lone surrogate, escaped and as raw bytes.
+                record = json.loads(p.read_text())
+                zf.writestr("alias.json", json.dumps({**record, "aliases": ["\ud800"]}))
+                zf.writestr(
+                    "raw.json", json.dumps(record).encode()[:-1] + b', "x": "\xed\xa0\x80"}'
+                )
     return path
 
 
@@ -203,8 +210,12 @@ def test_worker_processes_build_the_same_index(mixed: Path, tmp_path: Path, monk
     monkeypatch.setattr(index_module, "_fill_serial", _not_here)
     parallel = build_index(mixed, tmp_path / "parallel.sqlite3", digest="d", workers=3)
     assert parallel.count == serial.count == 16
-    assert parallel.skipped == serial.skipped and len(serial.skipped) == 1
+    assert parallel.skipped == serial.skipped and len(serial.skipped) == 3
     assert "GHSA-bad.json: `affected` is not a list" in serial.skipped[0]
+    assert (
+        "alias.json: a name, id or `modified` holds an escaped lone surrogate" in serial.skipped[1]
+    )
+    assert "raw.json: malformed JSON: 'utf-8' codec can't decode" in serial.skipped[2]
     assert _rows(tmp_path / "parallel.sqlite3") == _rows(tmp_path / "serial.sqlite3")
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
