@@ -8,14 +8,46 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
+from packaging.utils import canonicalize_name
 from qeguard.errors import ConfigError, ExitCode
+from qeguard.rules import Identity, RuleId
+from qeguard.rules import rule as lookup_rule
 
 REPORT_SCHEMA = "qeguard.report/v1"
+OSV_URL = "https://osv.dev/vulnerability/"
+ELLIPSIS = "\u2026"
+
+# What an advisory id looks like (PYSEC-2018-28, GHSA-8q59-q68h-6hv4, CVE-2018-18074,
+# RUSTSEC-..., PSF-...): only such ids become links, so report data cannot inject a URL.
+_ADVISORY_ID = re.compile(r"^[A-Za-z][A-Za-z0-9]*-[A-Za-z0-9][A-Za-z0-9._:-]{0,120}$")
+
+
+def advisory_url(advisory_id: str) -> str | None:
+    """The osv.dev page of an advisory (OSV serves PYSEC, GHSA and CVE ids alike), or None
+    for text that does not look like an advisory id."""
+    if not _ADVISORY_ID.match(advisory_id):
+        return None
+    return OSV_URL + quote(advisory_id, safe="-._:")
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, at most `limit` characters; a cut ends at a word with an ellipsis
+    so that a reader sees it was cut."""
+    one = " ".join(text.split())
+    if len(one) <= limit:
+        return one
+    cut = one[: max(limit - 1, 1)]
+    space = cut.rfind(" ")
+    if space > limit * 0.6:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-") + ELLIPSIS
 
 
 class Severity(enum.Enum):
@@ -77,6 +109,17 @@ class Location:
     def __str__(self) -> str:
         return f"{self.path}:{self.line}" if self.line else self.path
 
+    @property
+    def sort_key(self) -> tuple[str, int]:
+        return (self.path, self.line or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "line": self.line}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Location:
+        return cls(path=d["path"], line=d.get("line"))
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Suppression:
@@ -89,13 +132,18 @@ class Suppression:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Finding:
-    """One thing the guard found. `fingerprint` is stable across runs for the same issue."""
+    """One thing the guard found. `fingerprint` is stable across runs for the same issue.
+
+    `location` is the primary place (formats that take one location show it); `also_at`
+    holds the other places that declare the same thing (a pin read through two files).
+    """
 
     rule: str
     severity: Severity
     title: str
     message: str
     location: Location | None = None
+    also_at: tuple[Location, ...] = ()
     tier: str | None = None
     package: str | None = None
     version: str | None = None
@@ -109,20 +157,68 @@ class Finding:
         if not self.fingerprint:
             object.__setattr__(self, "fingerprint", self.compute_fingerprint())
 
-    def compute_fingerprint(self) -> str:
-        # Stable identity: what is wrong and where, not the wording or the line number,
-        # so that reflowing a requirements file does not make an old finding look new.
-        parts = [
+    def identity(self) -> tuple[str, ...]:
+        """What this finding is about; equal identities are one finding.
+
+        A rule with package identity (a vulnerability, a license) is about the package
+        version, wherever it is declared: (rule, canonical package name, version, advisory
+        id). Every other rule is about a place: (rule, path, line, tier, package, version,
+        id), so six hits of one bandit test in one file are six findings. "id" is
+        `details[rule.key]` (`details["entry"]` for QG-INT-PATH). The wording, severity and
+        fix are not part of it. `report.schema.json` documents this.
+        """
+        r = lookup_rule(self.rule)
+        ident = str(self.details.get(r.key, ""))
+        package = canonicalize_name(self.package) if self.package else ""
+        if r.identity is Identity.PACKAGE and package:
+            return (self.rule, package, self.version or "", ident)
+        loc = self.location
+        return (
             self.rule,
-            self.location.path if self.location else "",
+            loc.path if loc else "",
+            str(loc.line) if loc and loc.line else "",
             self.tier or "",
-            self.package or "",
+            package,
             self.version or "",
-            str(self.details.get("id", "")),
-        ]
-        return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[
-            :32
-        ]
+            ident,
+        )
+
+    def compute_fingerprint(self) -> str:
+        data = "\x1f".join(self.identity()).encode("utf-8", "surrogateescape")
+        return hashlib.sha256(data).hexdigest()[:32]
+
+    @property
+    def locations(self) -> tuple[Location, ...]:
+        """Every place the finding applies to, the primary one first."""
+        return ((self.location,) if self.location else ()) + self.also_at
+
+    @property
+    def advisory_ids(self) -> tuple[str, ...]:
+        """The advisories this finding is about (its own id first), for rules that name them."""
+        if not lookup_rule(self.rule).advisory:
+            return ()
+        ids: list[str] = []
+        first = self.details.get("id")
+        if isinstance(first, str) and first:
+            ids.append(first)
+        more = self.details.get("ids")
+        if isinstance(more, list | tuple):
+            ids.extend(str(i) for i in more if str(i) not in ids)
+        return tuple(ids)
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        raw = self.details.get("aliases")
+        if not isinstance(raw, list | tuple):
+            return ()
+        return tuple(str(a) for a in raw)
+
+    @property
+    def fix_versions(self) -> tuple[str, ...]:
+        raw = self.details.get("fix_versions")
+        if not isinstance(raw, list | tuple):
+            return ()
+        return tuple(str(v) for v in raw)
 
     def suppress(self, suppression: Suppression) -> Finding:
         return replace(self, suppressed=suppression)
@@ -133,9 +229,8 @@ class Finding:
             "severity": self.severity.value,
             "title": self.title,
             "message": self.message,
-            "location": (
-                {"path": self.location.path, "line": self.location.line} if self.location else None
-            ),
+            "location": self.location.to_dict() if self.location else None,
+            "also_at": [loc.to_dict() for loc in self.also_at],
             "tier": self.tier,
             "package": self.package,
             "version": self.version,
@@ -163,7 +258,8 @@ class Finding:
             severity=Severity(data["severity"]),
             title=data["title"],
             message=data["message"],
-            location=Location(path=loc["path"], line=loc.get("line")) if loc else None,
+            location=Location.from_dict(loc) if loc else None,
+            also_at=tuple(Location.from_dict(a) for a in data.get("also_at") or ()),
             tier=data.get("tier"),
             package=data.get("package"),
             version=data.get("version"),
@@ -180,6 +276,14 @@ class Finding:
         )
 
 
+class TierVerdict(enum.Enum):
+    """A tier's signers against its threshold, decided once by the envelope check."""
+
+    MET = "met"
+    WARNED = "warned"  # short, with at least one valid signer, in a hook: warns only
+    NOT_MET = "not met"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TierSummary:
     """What verification saw for one tier."""
@@ -192,11 +296,15 @@ class TierSummary:
     signers: tuple[str, ...] = ()
     created: str | None = None
     expires: str | None = None
+    # Set by the verifier (`checks.envelope`); None only in reports from older versions.
+    verdict: TierVerdict | None = None
 
     @property
     def threshold_met(self) -> bool:
-        """Enough distinct trusted signers (always, for an unsigned tier). The one place
-        this is computed; renderers, overrides and status read it."""
+        """Enough distinct trusted signers (always, for an unsigned tier); renderers,
+        overrides and status read it."""
+        if self.verdict is not None:
+            return self.verdict is TierVerdict.MET
         return len(self.signers) >= self.threshold
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,6 +317,7 @@ class TierSummary:
             "signers": list(self.signers),
             "created": self.created,
             "expires": self.expires,
+            "verdict": self.verdict.value if self.verdict else None,
         }
 
     @classmethod
@@ -222,6 +331,7 @@ class TierSummary:
             signers=tuple(d.get("signers") or ()),
             created=d.get("created"),
             expires=d.get("expires"),
+            verdict=TierVerdict(d["verdict"]) if d.get("verdict") else None,
         )
 
 
@@ -290,6 +400,36 @@ class Inputs:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Fix:
+    """A version that clears a package's findings: suggested, or applied by `deps --fix`."""
+
+    package: str
+    version: str | None
+    fixed: str
+    path: str | None
+    applied: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "package": self.package,
+            "version": self.version,
+            "fixed": self.fixed,
+            "path": self.path,
+            "applied": self.applied,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Fix:
+        return cls(
+            package=d["package"],
+            version=d.get("version"),
+            fixed=d["fixed"],
+            path=d.get("path"),
+            applied=bool(d.get("applied", False)),
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Override:
     """An emergency override: who let a blocked change through, when and why."""
 
@@ -323,6 +463,14 @@ class Report:
     inputs: Inputs | None = None
     overrides: tuple[Override, ...] = ()
     findings: tuple[Finding, ...] = ()
+    fixes: tuple[Fix, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Every report holds unique findings and says when nothing was checked, however it
+        # was built (a producer, `merged`, `replace`, `from_dict`): renderers rely on both.
+        findings = tuple(self.findings) + nothing_checked(self)
+        object.__setattr__(self, "findings", merge_findings(findings))
+        object.__setattr__(self, "fixes", tuple(self.fixes))
 
     @property
     def active_findings(self) -> tuple[Finding, ...]:
@@ -370,6 +518,7 @@ class Report:
             inputs=self.inputs or other.inputs,
             overrides=self.overrides + other.overrides,
             findings=self.findings + other.findings,
+            fixes=self.fixes + other.fixes,
             commit=self.commit or other.commit,
             trust_source=self.trust_source or other.trust_source,
         )
@@ -392,6 +541,7 @@ class Report:
             "inputs": self.inputs.to_dict() if self.inputs else None,
             "overrides": [o.to_dict() for o in self.overrides],
             "findings": [f.to_dict() for f in self.sorted_findings()],
+            "fixes": [x.to_dict() for x in self.fixes],
         }
 
     @classmethod
@@ -416,6 +566,7 @@ class Report:
             inputs=Inputs.from_dict(d["inputs"]) if d.get("inputs") else None,
             overrides=tuple(Override.from_dict(o) for o in d.get("overrides", ())),
             findings=tuple(Finding.from_dict(f) for f in d.get("findings", ())),
+            fixes=tuple(Fix.from_dict(x) for x in d.get("fixes") or ()),
         )
 
 
@@ -428,3 +579,52 @@ def count_by(findings: Iterable[Finding], key: str) -> dict[str, int]:
         name = getattr(f, key) or "(none)"
         out[name] = out.get(name, 0) + 1
     return out
+
+
+def merge_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    """One finding per fingerprint, in first-seen order, with every place it was found.
+
+    Of the duplicates, an active one wins over a suppressed one (a suppression must hold
+    for every declaration to hide the finding), then the most severe; its primary location
+    is the first of all the places in path order, so the result does not depend on the
+    order in which producers read the files.
+    """
+    groups: dict[str, list[Finding]] = {}
+    for f in findings:
+        groups.setdefault(f.fingerprint, []).append(f)
+    out: list[Finding] = []
+    for group in groups.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        base = min(group, key=lambda f: (f.suppressed is not None, -f.severity.rank))
+        places = sorted({loc for f in group for loc in f.locations}, key=lambda x: x.sort_key)
+        out.append(replace(base, location=places[0] if places else None, also_at=tuple(places[1:])))
+    return tuple(out)
+
+
+def nothing_checked(report: Report) -> tuple[Finding, ...]:
+    """The finding that fails a dependency scan which read nothing or had no data.
+
+    Its severity is at least `high` and at least `fail_on`, so it fails whatever the
+    policy's threshold: a clean result from an empty scan would be a false assurance.
+    """
+    inputs, db = report.inputs, report.database
+    reasons: list[str] = []
+    if inputs is not None and not inputs.files and inputs.dependencies == 0:
+        reasons.append("no dependency file or installed package was read")
+    if db is not None and db.records == 0:
+        reasons.append(f"the vulnerability database {db.name} holds no records")
+    if not reasons:
+        return ()
+    severity = report.fail_on if report.fail_on.rank > Severity.HIGH.rank else Severity.HIGH
+    return (
+        Finding(
+            rule=RuleId.DEP_NOTHING_CHECKED,
+            severity=severity,
+            title="the dependency scan checked nothing",
+            message="; ".join(reasons) + ", so no vulnerability could have been found",
+            fix="pass the project's requirements or lock files (`qeguard deps FILE`), or "
+            "load a database (`qeguard db update`)",
+        ),
+    )

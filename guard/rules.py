@@ -6,7 +6,7 @@ Rule ids are stable: code scanning, ignores and dashboards key on them.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class RuleId(enum.StrEnum):
@@ -20,6 +20,7 @@ class RuleId(enum.StrEnum):
     INT_SYMLINK = "QG-INT-SYMLINK"
     INT_PATH = "QG-INT-PATH"
     INT_UNREADABLE = "QG-INT-UNREADABLE"
+    INT_UNMATCHED = "QG-INT-UNMATCHED"
     SIG_MISSING = "QG-SIG-MISSING"
     SIG_MALFORMED = "QG-SIG-MALFORMED"
     SIG_BINDING = "QG-SIG-BINDING"
@@ -27,8 +28,11 @@ class RuleId(enum.StrEnum):
     SIG_EXPIRED = "QG-SIG-EXPIRED"
     SIG_POLICY = "QG-SIG-POLICY"
     SIG_ROLLBACK = "QG-SIG-ROLLBACK"
+    SIG_UNREACHABLE = "QG-SIG-UNREACHABLE"
     TRUST_CHANGE = "QG-TRUST-CHANGE"
     TRUST_SOURCE = "QG-TRUST-SOURCE"
+    TRUST_ROOT = "QG-TRUST-ROOT"
+    TRUST_HISTORY = "QG-TRUST-HISTORY"
     OVERRIDE = "QG-OVERRIDE"
     DEP_VULN = "QG-DEP-VULN"
     DEP_RANGE = "QG-DEP-RANGE"
@@ -39,6 +43,8 @@ class RuleId(enum.StrEnum):
     DEP_UNSCANNABLE = "QG-DEP-UNSCANNABLE"
     DEP_OUTDATED = "QG-DEP-OUTDATED"
     DEP_DB = "QG-DEP-DB"
+    DEP_NOTHING_CHECKED = "QG-DEP-NOTHING-CHECKED"
+    DEP_UNEVALUATED = "QG-DEP-UNEVALUATED"
     SAST = "QG-SAST"
     SAST_ERROR = "QG-SAST-ERROR"
 
@@ -73,6 +79,16 @@ def family(rule_id: str) -> Family | None:
     return None
 
 
+class Identity(enum.Enum):
+    """What makes two findings of a rule the same finding (and gives them one fingerprint)."""
+
+    # The place: a file (and line) in the tree, a tier, a declaration. Two places, two findings.
+    LOCATION = "location"
+    # The package version: one finding per (rule, package, version, advisory id), however
+    # many files declare it; the declarations become the finding's locations.
+    PACKAGE = "package"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Rule:
     id: str
@@ -80,8 +96,18 @@ class Rule:
     short: str
     full: str
     help: str
-    # SARIF `security-severity` (0.0-10.0) used when a finding carries no score of its own.
+    # SARIF `security-severity` (0.0-10.0) of the rule's usual severity; a finding of another
+    # severity gets a SARIF rule of its own (see render/sarif.py), so this names the default.
     security_severity: float = 5.0
+    # False for rules that are not about security (outdated pins, analysis errors): SARIF
+    # neither tags them `security` nor gives them a `security-severity`.
+    security: bool = True
+    identity: Identity = Identity.LOCATION
+    # `details["id"]` (and `details["ids"]`) name advisories: shown with their aliases and links.
+    advisory: bool = False
+    # The `details` field that tells two findings of this rule at one place apart (part of
+    # the fingerprint): an advisory id, or the unsafe entry a manifest list names.
+    key: str = "id"
 
 
 _RULES = [
@@ -107,7 +133,7 @@ _RULES = [
     Rule(
         id=RuleId.INT_ADDED,
         name="UnsignedProtectedFile",
-        security_severity=6.0,
+        security_severity=8.0,
         short="A file matches a tier's patterns but is not in its manifest.",
         full="New files in a protected tier must be signed before they are trusted.",
         help="Run `qeguard sign --tier TIER --key KEY` to add it to the manifest.",
@@ -123,7 +149,7 @@ _RULES = [
     Rule(
         id=RuleId.INT_EXEC,
         name="ExecBitChanged",
-        security_severity=6.0,
+        security_severity=8.0,
         short="A protected file's executable bit changed.",
         full="The mode (100644/100755) differs from the signed manifest.",
         help="Reset the mode (`chmod`) or re-sign the tier.",
@@ -139,6 +165,7 @@ _RULES = [
     Rule(
         id=RuleId.INT_PATH,
         name="UnsafeManifestPath",
+        key="entry",
         security_severity=9.0,
         short="A manifest entry names an unsafe path.",
         full="Entries must be relative POSIX paths inside the repository, never absolute, "
@@ -148,7 +175,7 @@ _RULES = [
     Rule(
         id=RuleId.INT_UNREADABLE,
         name="ProtectedFileUnreadable",
-        security_severity=6.0,
+        security_severity=8.0,
         short="A protected file cannot be read.",
         full="qeguard could not read the file to hash it (permissions or I/O error).",
         help="Fix the file's permissions and run `qeguard verify` again.",
@@ -215,6 +242,25 @@ _RULES = [
         help="Re-sign on top of the base branch: `qeguard sign --tier TIER --key KEY`.",
     ),
     Rule(
+        id=RuleId.SIG_UNREACHABLE,
+        name="ThresholdUnreachable",
+        security_severity=4.0,
+        short="A tier needs more distinct signers than are trusted for it.",
+        full="The tier's threshold is higher than the number of distinct keys trust.toml "
+        "trusts for it now, so no set of signatures can ever meet it.",
+        help="Trust more signers (`qeguard trust add NAME KEY.pub --tiers TIER`) or lower the "
+        "tier's threshold.",
+    ),
+    Rule(
+        id=RuleId.INT_UNMATCHED,
+        name="PatternMatchesNothing",
+        security_severity=3.0,
+        short="A tier pattern written in the policy matches no file.",
+        full="A pattern of the repository's policy file (not one a preset brings) matches no "
+        "file in the tree; a typo in a pattern leaves the files it meant unprotected.",
+        help="Check the pattern (gitignore syntax, e.g. `src/*/core/**`) or remove it.",
+    ),
+    Rule(
         id=RuleId.TRUST_CHANGE,
         name="UnapprovedTrustChange",
         security_severity=9.5,
@@ -226,10 +272,31 @@ _RULES = [
     Rule(
         id=RuleId.TRUST_SOURCE,
         name="TrustFromWorkingTree",
-        security_severity=3.0,
+        security_severity=0.0,
         short="Trust was read from the working tree.",
         full="No commit holds the policy and trust yet, so they could vouch for themselves.",
-        help="Commit `.qeguard/`; later runs take trust from HEAD or `--trust-ref`.",
+        help="Commit `.qeguard/`; later runs walk trust from the first commit that holds it, "
+        "or from a pinned `--trust-root`.",
+    ),
+    Rule(
+        id=RuleId.TRUST_ROOT,
+        name="TrustRootNotInHistory",
+        security_severity=9.5,
+        short="The trust root is not on the verified commit's first-parent history.",
+        full="Trust is walked from the trust root (`--trust-root`, `QEGUARD_TRUST_ROOT`, or the "
+        "first commit with `.qeguard/`) along the first-parent history to the verified commit; "
+        "a root outside that history means the history was rewritten or is unrelated.",
+        help="Verify a commit that descends from the pinned root, or pin the root anew after "
+        "review: `--trust-root COMMIT`.",
+    ),
+    Rule(
+        id=RuleId.TRUST_HISTORY,
+        name="TrustChangeDropped",
+        security_severity=9.5,
+        short="The verified commit lacks a trust change that the trust ref has.",
+        full="The newest change of policy.toml or trust.toml on `--trust-ref` is not an "
+        "ancestor of the verified commit: a rewritten history could drop a key removal this way.",
+        help="Rebase the change onto the trust ref (or merge it in) and verify again.",
     ),
     Rule(
         id=RuleId.OVERRIDE,
@@ -244,7 +311,9 @@ _RULES = [
     Rule(
         id=RuleId.DEP_VULN,
         name="VulnerableDependency",
-        security_severity=7.0,
+        security_severity=8.0,
+        identity=Identity.PACKAGE,
+        advisory=True,
         short="A dependency has a known vulnerability.",
         full="The pinned or installed version is affected by an advisory.",
         help="Upgrade to a fixed version (`qeguard deps --fix-suggestions`).",
@@ -252,7 +321,8 @@ _RULES = [
     Rule(
         id=RuleId.DEP_RANGE,
         name="SpecifierAdmitsVulnerable",
-        security_severity=4.0,
+        security_severity=3.0,
+        advisory=True,
         short="A version specifier admits known-vulnerable versions.",
         full="The declared range allows versions with known vulnerabilities.",
         help="Raise the lower bound to the suggested version.",
@@ -277,7 +347,8 @@ _RULES = [
     Rule(
         id=RuleId.DEP_LICENSE,
         name="DisallowedLicense",
-        security_severity=3.0,
+        security_severity=5.0,
+        identity=Identity.PACKAGE,
         short="A dependency's license is not allowed by the policy.",
         full="The license is on the deny list or missing from the allow list.",
         help="Replace the dependency or update `[deps.licenses]` in the policy.",
@@ -285,7 +356,8 @@ _RULES = [
     Rule(
         id=RuleId.DEP_IGNORE_EXPIRED,
         name="ExpiredIgnore",
-        security_severity=5.0,
+        security_severity=3.0,
+        advisory=True,
         short="An ignore entry has expired.",
         full="The ignore's `expires` date is past, so the finding counts again.",
         help="Fix the dependency, or renew the ignore with a new reason and date.",
@@ -293,7 +365,7 @@ _RULES = [
     Rule(
         id=RuleId.DEP_UNSCANNABLE,
         name="UnscannableDependency",
-        security_severity=2.0,
+        security_severity=3.0,
         short="A dependency cannot be checked against the database.",
         full="URLs, paths and editable installs have no version to look up.",
         help="Pin a released version, or review the source by hand.",
@@ -301,7 +373,9 @@ _RULES = [
     Rule(
         id=RuleId.DEP_OUTDATED,
         name="OutdatedPin",
-        security_severity=1.0,
+        security_severity=0.0,
+        security=False,
+        identity=Identity.PACKAGE,
         short="An exact pin is behind the latest release.",
         full="A newer release exists on the package index.",
         help="Update the pin after reviewing the release notes.",
@@ -310,10 +384,34 @@ _RULES = [
         id=RuleId.DEP_DB,
         name="VulnerabilityDatabase",
         security_severity=3.0,
+        security=False,
         short="The vulnerability data is old or a service failed.",
         full="The offline database is older than 30 days, or the online service failed and the "
         "scan fell back to the offline database.",
         help="Run `qeguard db update` when online.",
+    ),
+    Rule(
+        id=RuleId.DEP_UNEVALUATED,
+        name="UnevaluatedAdvisory",
+        security_severity=5.0,
+        identity=Identity.PACKAGE,
+        advisory=True,
+        short="An advisory for a dependency could not be evaluated.",
+        full="The record's version ranges cannot be ordered (a boundary is not a PEP 440 "
+        "version) and it lists no affected versions, so whether this version is affected "
+        "is unknown.",
+        help="Read the advisory and judge the version by hand; ignore it in `[deps]` with a "
+        "reason once reviewed.",
+    ),
+    Rule(
+        id=RuleId.DEP_NOTHING_CHECKED,
+        name="NothingChecked",
+        security_severity=8.0,
+        short="The dependency scan checked nothing.",
+        full="No dependency file or installed package was read, or the vulnerability database "
+        "holds no records, so a clean result would mean nothing.",
+        help="Point the scan at the project's requirements or lock files (`qeguard deps FILE`), "
+        "or load a database with `qeguard db update`.",
     ),
     Rule(
         id=RuleId.SAST,
@@ -326,7 +424,8 @@ _RULES = [
     Rule(
         id=RuleId.SAST_ERROR,
         name="StaticAnalysisError",
-        security_severity=0.0,
+        security_severity=3.0,
+        security=False,
         short="Static analysis could not read a file.",
         full="bandit could not parse or read a file, so it was not analysed.",
         help="Fix the file's syntax or encoding, or exclude it in `[tool.bandit]`.",
@@ -344,11 +443,4 @@ def rule(rule_id: str) -> Rule:
     base = RULES.get(prefix)
     if base is None:
         return Rule(id=rule_id, name=rule_id, short=rule_id, full=rule_id, help="")
-    return Rule(
-        id=rule_id,
-        name=base.name,
-        short=base.short,
-        full=base.full,
-        help=base.help,
-        security_severity=base.security_severity,
-    )
+    return replace(base, id=rule_id)

@@ -25,6 +25,10 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
                 mp.delenv(name, raising=False)
         for name in ("CI", "NO_COLOR", "FORCE_COLOR"):
             mp.delenv(name, raising=False)
+        # Scans refresh a stale vulnerability database from the network by default; tests
+        # never reach the internet, so they scan offline unless a test serves the database
+        # itself on 127.0.0.1 (tests/deps/test_update.py unsets this).
+        mp.setenv("QEGUARD_OFFLINE", "1")
         yield
 
 

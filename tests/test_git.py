@@ -170,9 +170,12 @@ def test_staged_verify_with_a_changed_policy_checks_the_whole_index(
     assert CORE_FILE in tree.asked and "src/pkg/core/train.py" in tree.asked
 
 
-def test_staged_hook_messages(repo: Path, keypair: Callable[..., KeyPair]) -> None:
+def test_staged_hook_messages(
+    repo: Path, keypair: Callable[..., KeyPair], chdir: Callable[[Path], None]
+) -> None:
     """Blocked: says what to run. One of two signers: passes with a warning naming them.
     No trusted signature at all: blocks."""
+    chdir(repo)  # as git runs the hook: from the root, so the hint needs no `-C`
     alice, bob = keypair("alice"), keypair("bob")
     protect(repo, alice, bob)
     write_files(repo, {CORE_FILE: "def predict(x):\n    return 0\n"})
@@ -180,25 +183,40 @@ def test_staged_hook_messages(repo: Path, keypair: Callable[..., KeyPair]) -> No
     r = run_qeguard("verify", "--staged", cwd=repo)
     assert r.code == 1
     assert "qeguard sign --tier core --key KEY && git add .qeguard" in r.out
-    assert "trust from: HEAD" in r.out
+    assert "trust from: trust root " in r.out
 
     sign(repo, alice, "core")
     git_run(repo, "add", ".qeguard")
-    code, doc = verify_json(repo, "--staged")
+    assert verify_json(repo, "--staged")[0] == 1  # strict outside the hook
+    code, doc = verify_json(repo, "--hook", "pre-commit")
     assert code == 0
     warn = next(f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD")
     assert warn["severity"] == "low" and warn["details"]["signers"] == ["alice"]
 
-    outsider = keypair("outsider")
-    run_qeguard("sign", "--key", outsider.private, "--tier", "core", cwd=repo)
+    # `qeguard sign` with an untrusted key writes nothing; an attacker can still write a
+    # manifest that covers the change and that nobody trusted signed.
     (repo / CORE_FILE).write_text("def predict(x):\n    return 1\n")
-    run_qeguard("sign", "--key", outsider.private, "--tier", "core", cwd=repo)
+    _write_unsigned_manifest(repo, "core")
     git_run(repo, "add", ".qeguard", CORE_FILE)
-    code, doc = verify_json(repo, "--staged")
+    code, doc = verify_json(repo, "--hook", "pre-commit")
     assert code == 1
     bad = next(f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD")
     assert bad["severity"] == "high" and bad["details"]["signers"] == []
     assert "QG-INT-MODIFIED" not in " ".join(rules(doc))  # covered, but by nobody trusted
+
+
+def _write_unsigned_manifest(root: Path, tier: str) -> None:
+    from datetime import UTC, datetime
+
+    from qeguard.integrity.config import parse_config
+    from qeguard.integrity.gate import open_context, work_tree
+    from qeguard.integrity.sign import build_tiers, sign_tier
+
+    tree = work_tree(open_context(root))
+    config = parse_config(tree.read, label="working tree")
+    assert config is not None
+    (build,) = build_tiers(tree, config.policy, [config.policy.tier(tier)])
+    sign_tier(root, build, config.policy, config.trust, None, now=datetime.now(UTC))
 
 
 def test_verify_commit_checks_that_commits_files(
@@ -212,3 +230,86 @@ def test_verify_commit_checks_that_commits_files(
     assert code == 1 and f"QG-INT-MODIFIED {CORE_FILE}" in rules(doc)
     r = run_qeguard("verify", "--staged", "--commit", "HEAD", cwd=repo)
     assert r.code == 2
+
+
+# -- names resolve without git's guessing -----------------------------------------------------
+
+
+def _two_commits(repo: Path) -> tuple[str, str]:
+    write_files(repo, {"a": "1\n"})
+    git_run(repo, "add", "a")
+    git_run(repo, "commit", "-q", "-m", "one")
+    first = git_run(repo, "rev-parse", "HEAD").strip()
+    write_files(repo, {"a": "2\n"})
+    git_run(repo, "commit", "-q", "-am", "two")
+    return first, git_run(repo, "rev-parse", "HEAD").strip()
+
+
+def test_full_names_commit_ids_and_steps_resolve(repo: Path) -> None:
+    first, second = _two_commits(repo)
+    g = GitRepo(repo)
+    assert g.resolve("main") == second
+    assert g.resolve("refs/heads/main") == second
+    assert g.resolve("HEAD~1") == first
+    assert g.resolve("main^") == first
+    assert g.resolve(first) == first
+    assert g.resolve(first[:10]) == first
+
+
+def test_a_tag_shadowing_a_branch_is_ambiguous(repo: Path) -> None:
+    first, second = _two_commits(repo)
+    git_run(repo, "tag", "main", first)  # git would warn and take the tag
+    with pytest.raises(GitError) as err:
+        GitRepo(repo).resolve("main", where="--trust-ref", branch=True)
+    assert "refs/heads/main" in err.value.message and "refs/tags/main" in err.value.message
+    assert err.value.where == "--trust-ref"
+    assert GitRepo(repo).resolve("refs/heads/main", branch=True) == second
+    assert GitRepo(repo).resolve("refs/tags/main", branch=True) == first
+
+
+def test_a_tag_where_a_branch_is_meant_is_refused(repo: Path) -> None:
+    first, _ = _two_commits(repo)
+    git_run(repo, "tag", "release", first)
+    with pytest.raises(GitError) as err:
+        GitRepo(repo).resolve("release", where="--trust-ref", branch=True)
+    assert "is a tag (refs/tags/release)" in err.value.message
+    assert GitRepo(repo).resolve("release") == first  # a tag is fine where any commit is
+
+
+def test_a_name_starting_with_a_dash_is_never_an_option(repo: Path) -> None:
+    _two_commits(repo)
+    with pytest.raises(GitError):
+        GitRepo(repo).resolve("--all")
+
+
+def test_verify_commit_blames_the_commit_option(repo: Path) -> None:
+    _two_commits(repo)
+    r = run_qeguard("verify", "--commit", "nope", cwd=repo)
+    assert r.code == 2
+    assert "--commit: unknown revision 'nope'" in r.err and "--trust-ref" not in r.err
+
+
+def test_shallow_clone_is_a_clear_configuration_error(
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
+    protect(repo, keypair("alice"), keypair("bob"))
+    write_files(repo, {"notes.txt": "more\n"})
+    git_run(repo, "commit", "-q", "-am", "more")
+    shallow = tmp_path / "shallow"
+    git_run(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(shallow))
+    for args in (
+        ("verify", "--trust-ref", "origin/main"),
+        ("verify",),
+        ("verify", "--staged"),
+        ("ci", "--no-deps"),
+    ):
+        r = run_qeguard(*args, cwd=shallow)
+        assert r.code == 2, (args, r.text)
+        assert "shallow clone" in r.err and "fetch-depth: 0" in r.err, args
+        assert "fetch --unshallow" in r.err and "Traceback" not in r.err, args
+    # A pinned root inside the history that is there can still be walked.
+    head = git_run(shallow, "rev-parse", "HEAD").strip()
+    r = run_qeguard("verify", "--trust-root", head, cwd=shallow)
+    assert r.code == 0, r.text
+    git_run(shallow, "fetch", "-q", "--unshallow")
+    assert run_qeguard("verify", "--trust-ref", "origin/main", cwd=shallow).code == 0

@@ -61,6 +61,7 @@ def test_sast_findings_in_the_deps_report(sast_repo: Path, capsys):
     assert shell[0]["details"]["confidence"] == "high"
     assert not any(f["location"]["path"].startswith("ignored/") for f in sast)
     assert code == 1  # a high finding fails at the default fail_on
+    assert report["inputs"]["services"][-1] == "bandit"  # the report says bandit ran
 
 
 def test_sast_in_a_plain_folder_and_unparsable_file(tmp_path: Path, capsys):

@@ -91,10 +91,37 @@ def _log_internal_error(exc: BaseException) -> Path | None:
         return None
 
 
+def _innermost(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The parser of the (sub)command the user named: `qeguard trust add` -> trust add's."""
+    while True:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not actions:
+            return parser
+        name = getattr(args, actions[0].dest, None)
+        if name not in actions[0].choices:
+            return parser
+        parser = actions[0].choices[name]
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse would blame the top-level parser and print its usage; the options
+        # belong to the command the user typed, so its usage is the helpful one.
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    repo: Path | None = args.repo
+    if repo is not None and not repo.is_dir():
+        what = "not a folder" if repo.exists() else "no such folder"
+        parser.error(f"-C {repo}: {what}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     parser = build_parser(argv)
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     console = console or Console(quiet=args.quiet)

@@ -1,20 +1,36 @@
 """`--format` / `--output` for every command that reports, and writing the outputs.
 
-add_output_arguments(parser)          # adds repeatable --format / --output
+add_output_arguments(parser)          # adds repeatable --format / --output, --sarif-category
 outputs = output_pairs(args)          # [("text", "-"), ("sarif", "out.sarif"), ...]
-emit(report, outputs, console)        # renders each format to its destination
+options = render_options(args, console)   # RenderOptions from the flags and the console
+emit(report, outputs, console, options)   # renders each format to its destination
+
+Only the report goes to stdout; everything meant for a person or the CI log (file
+notes, GitHub annotations) goes to stderr, so `--format json` on stdout always parses.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
 from qeguard.errors import UsageError
-from qeguard.render import FORMATS, STDOUT, format_for_path, render, renderer, write
+from qeguard.fsutil import atomic_write
+from qeguard.render import (
+    FORMATS,
+    MARKDOWN_LIMIT,
+    STDOUT,
+    RenderOptions,
+    format_for_path,
+    render,
+    renderer,
+    write,
+)
 from qeguard.report import Report
 
 
@@ -74,6 +90,52 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the preceding --format to PATH (- for stdout); without a --format before "
         "it, the format follows the suffix (.json .sarif .md .xml .html, else text)",
     )
+    parser.add_argument(
+        "--sarif-category",
+        metavar="NAME",
+        type=_category,
+        help="SARIF: name this analysis (runAutomationDetails.id) so matrix jobs and "
+        "subprojects keep separate results; by default the upload step's category: decides",
+    )
+    parser.add_argument(
+        "--markdown-limit",
+        metavar="BYTES",
+        type=_limit,
+        default=MARKDOWN_LIMIT,
+        help=f"Markdown: stay under this size, leaving out the least severe rows and saying "
+        f"so (default {MARKDOWN_LIMIT}, GitHub's step summary limit; a PR comment takes 65536 "
+        "characters)",
+    )
+
+
+def _category(text: str) -> str:
+    value = text.strip().strip("/")
+    if not value:
+        raise argparse.ArgumentTypeError("needs a name, e.g. qeguard-deps/py3.12")
+    return value
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
+    if value < 1024:
+        raise argparse.ArgumentTypeError("must be at least 1024 bytes")
+    return value
+
+
+def render_options(args: argparse.Namespace, console: Console) -> RenderOptions:
+    """The rendering options the command line and the console ask for. Commands without a
+    flag (e.g. `--desc` only on `deps`) get its default."""
+    return RenderOptions(
+        color=console.color,
+        quiet=console.quiet,
+        descriptions=bool(getattr(args, "desc", False)),
+        aliases=bool(getattr(args, "aliases", False)),
+        sarif_category=getattr(args, "sarif_category", None),
+        markdown_max_bytes=getattr(args, "markdown_limit", None) or MARKDOWN_LIMIT,
+    )
 
 
 def output_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -94,29 +156,83 @@ def output_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
     return pairs
 
 
-def emit(report: Report, outputs: Sequence[tuple[str, str]], console: Console) -> None:
+def emit(
+    report: Report,
+    outputs: Sequence[tuple[str, str]],
+    console: Console,
+    options: RenderOptions | None = None,
+) -> None:
     """Render `report` once per (format, destination); `-` is the console's stdout.
 
-    Text to stdout honours the console's colour and quiet settings; files never get colour.
+    Text to stdout honours the colour and quiet options; files never get colour.
     """
+    if options is None:
+        options = RenderOptions(color=console.color, quiet=console.quiet)
+    to_file = replace(options, color=False, quiet=False)
     for fmt, dest in outputs:
         if fmt not in FORMATS:
             renderer(fmt)  # raises the UsageError that names the choices
         if dest == STDOUT:
-            if fmt == "text":
-                from qeguard.render import text as text_format
-
-                console.print(text_format.render(report, color=console.color, quiet=console.quiet))
-            else:
-                console.print(render(report, fmt))
+            text = render(report, fmt, options if fmt == "text" else to_file)
+            if text:  # -q on a clean run prints nothing at all
+                console.print(text)
         else:
             path = Path(dest)
-            try:
-                write(report, fmt, path)
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot write the {fmt} report: {exc.strerror or exc}",
-                    where=str(path),
-                    hint="choose a writable --output path",
-                ) from exc
-            console.info(f"wrote {fmt} report to {path}")
+            _to_file(
+                path,
+                f"{fmt} report",
+                console,
+                functools.partial(write, report, fmt, path, to_file),
+            )
+
+
+def _to_file(path: Path, what: str, console: Console, write_it: Callable[[], None]) -> None:
+    try:
+        ensure_folder(path, console)
+        write_it()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the {what}: {exc.strerror or exc}",
+            where=str(path),
+            hint="choose a writable --output path",
+        ) from exc
+    console.info(f"wrote {what} to {path}")
+
+
+def ensure_folder(path: Path, console: Console) -> None:
+    """The folder of an --output file exists afterwards; creating it is said out loud (a
+    mistyped folder must not go unnoticed). Raises OSError when it cannot be made."""
+    folder = path.parent
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        console.info(f"created the folder {folder} for --output")
+
+
+def document_outputs(args: argparse.Namespace, formats: Sequence[str]) -> list[tuple[str, str]]:
+    """`output_pairs` for a command that writes a document, not a guard report (status,
+    watch, trust list): only `formats` are accepted."""
+    pairs = output_pairs(args)
+    for fmt, _ in pairs:
+        if fmt not in formats:
+            raise UsageError(
+                f"--format {fmt}: this command writes {' or '.join(formats)}",
+                hint="the report formats belong to verify, ci, deps and report",
+            )
+    return pairs
+
+
+def emit_document(
+    outputs: Sequence[tuple[str, str]],
+    render_as: Mapping[str, Callable[[], str]],
+    console: Console,
+) -> None:
+    """Write a document in each (format, destination); `render_as[fmt]()` makes its text."""
+    for fmt, dest in outputs:
+        text = render_as[fmt]()
+        if dest == STDOUT:
+            if text:
+                console.print(text)
+            continue
+        data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
+        path = Path(dest)
+        _to_file(path, fmt, console, functools.partial(atomic_write, path, data))

@@ -1,6 +1,8 @@
 """A small progress bar on stderr for long scans; silent unless stderr is a terminal.
 
-It stays hidden for the first second, so quick runs (and pre-commit hooks) print nothing.
+It stays hidden for the first second, so quick runs (and pre-commit hooks) print nothing,
+and under `-q` (`Console.progress` builds it disabled). Work that learns its size late
+calls `expect(total)`: the bar then shows the total and the rate.
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ _REDRAW_S = 0.1
 
 
 class Progress:
-    """`start(total)`, `advance(n)` as work completes, `finish()`; usable as a context manager."""
+    """`start(total)`, `advance(n)` (or call it) as work completes, `expect(total)` when the
+    total becomes known, `finish()`; usable as a context manager."""
 
     def __init__(
         self,
         label: str = "scanning",
         *,
+        unit: str = "files",
         stream: TextIO | None = None,
         enabled: bool | None = None,
         delay_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.label = label
+        self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
             enabled = _is_tty(self.stream) and os.environ.get("TERM") != "dumb"
@@ -46,6 +51,13 @@ class Progress:
         self.done = 0
         self._started = self._clock()
         self._drawn = False
+
+    def expect(self, total: int) -> None:
+        """The total, once known (the count so far is kept)."""
+        self.total = max(total, 0)
+
+    def __call__(self, n: int) -> None:
+        self.advance(n)
 
     def advance(self, n: int = 1) -> None:
         self.done += n
@@ -67,13 +79,15 @@ class Progress:
         self._drawn = False
 
     def line(self) -> str:
-        """The bar as text, e.g. `scanning [#######-------]  512/1024  50%`."""
+        """The bar as text, e.g. `scanning [#######-------] 512/1024  50% 2,048 files/s`."""
+        elapsed = self._clock() - self._started
+        rate = f" {self.done / elapsed:,.0f} {self.unit}/s" if elapsed > 0 and self.done else ""
         if self.total:
             frac = min(self.done / self.total, 1.0)
             filled = round(_WIDTH * frac)
             bar = "#" * filled + "-" * (_WIDTH - filled)
-            return f"{self.label} [{bar}] {self.done}/{self.total} {frac:4.0%}"
-        return f"{self.label} {self.done}"
+            return f"{self.label} [{bar}] {self.done}/{self.total} {frac:4.0%}{rate}"
+        return f"{self.label} {self.done} {self.unit}{rate}"
 
     def _draw(self) -> None:
         self.stream.write("\r" + self.line())

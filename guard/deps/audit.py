@@ -3,7 +3,7 @@ point other commands call, `scan_repository`, which does the I/O around it."""
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,18 +16,48 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 from qeguard.deps.config import DepsPolicy
 from qeguard.deps.database import STALE_DAYS, OsvDatabase, open_database
-from qeguard.deps.model import Advisory, Dependency, TargetEnvironment, parse_version
-from qeguard.deps.osv import Record, lowest_clearing
+from qeguard.deps.model import (
+    Advisory,
+    Dependency,
+    SeveritySource,
+    TargetEnvironment,
+    parse_version,
+)
+from qeguard.deps.osv import Match, Record, lowest_clearing
 from qeguard.deps.services import lookup
 from qeguard.deps.services.interface import Key
+from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity.policy import Policy
-from qeguard.report import DatabaseInfo, Finding, Location, Report, Severity, Suppression
+from qeguard.report import (
+    DatabaseInfo,
+    Finding,
+    Fix,
+    Inputs,
+    Location,
+    Report,
+    Severity,
+    Suppression,
+)
 from qeguard.rules import RuleId
+
+# Compilers that write a requirements file with hashes (a fix for unhashed pins).
+_HASHED_UV = DEFAULT.run_in(None, "uv", "pip", "compile", "--generate-hashes")
+_HASHED_PIP = DEFAULT.run_in(None, "pip-compile", "--generate-hashes")
 
 if TYPE_CHECKING:
     from qeguard.deps.services.pypi import LatestReleases  # imports requests: only for --online
+    from qeguard.deps.update import Progress, Refresh
 
-_LICENSE_SPLIT = re.compile(r"\s+(?:OR|AND|WITH|or|and)\s+|[(),;/]")
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Options:
+    """How `evaluate` judges what it finds, beyond the [deps] policy."""
+
+    # Advisory ids (any alias) ignored for this run only, from `--ignore-vuln`.
+    ignore_vulns: frozenset[str] = frozenset()
+    # `--strict`: a dependency that cannot be checked fails the scan.
+    strict: bool = False
+    fail_on: Severity = Severity.HIGH
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -36,6 +66,26 @@ class ScanResult:
     dependencies: tuple[Dependency, ...]
     # (source, canonical name, current version) -> lowest version clearing every advisory
     suggestions: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
+
+    @property
+    def fixes(self) -> tuple[Fix, ...]:
+        """One suggested fix per vulnerable declaration, in the order they were read."""
+        out: list[Fix] = []
+        for dep in self.dependencies:
+            if dep.version is None:
+                continue
+            new = self.suggestions.get((dep.source, dep.canonical_name, dep.version))
+            if new:
+                fix = Fix(
+                    package=dep.name,
+                    version=dep.version,
+                    fixed=new,
+                    path=dep.source,
+                    applied=False,
+                )
+                if fix not in out:
+                    out.append(fix)
+        return tuple(out)
 
 
 def fix_suggestion(
@@ -72,9 +122,11 @@ def evaluate(
     db: OsvDatabase | None = None,
     today: date | None = None,
     licenses: Mapping[str, tuple[str, str | None]] | None = None,
+    options: Options | None = None,
 ) -> tuple[list[Finding], dict[tuple[str, str, str], str]]:
     """Findings for `deps`, and the fix suggestion for each vulnerable pin."""
     today = today or datetime.now(UTC).date()
+    options = options or Options(fail_on=policy.fail_on or Severity.HIGH)
     findings: list[Finding] = []
     suggestions: dict[tuple[str, str, str], str] = {}
     expired_seen: set[int] = set()
@@ -84,12 +136,14 @@ def evaluate(
             findings.append(
                 Finding(
                     rule=RuleId.DEP_UNSCANNABLE,
-                    severity=Severity.LOW,
+                    # --strict: whatever cannot be checked fails the scan.
+                    severity=options.fail_on if options.strict else Severity.LOW,
                     location=loc,
                     title=f"{dep.name} cannot be checked",
                     package=dep.name,
                     message=f"{dep.name}: {dep.unscannable}; no released version to look up",
                     fix="pin a released version, or review the source by hand",
+                    details={"reason": dep.unscannable, "strict": options.strict},
                 )
             )
             continue
@@ -101,8 +155,12 @@ def evaluate(
                 suggestions[(dep.source, dep.canonical_name, dep.version)] = suggestion
             for adv in advs:
                 findings.append(
-                    _vuln_finding(dep, adv, suggestion, loc, policy, today, findings, expired_seen)
+                    _vuln_finding(
+                        dep, adv, suggestion, loc, policy, today, findings, expired_seen, options
+                    )
                 )
+            if records:
+                findings.extend(_unevaluated(dep, advs, records, loc))
             if (
                 policy.require_hashes
                 and not dep.hashes
@@ -118,8 +176,7 @@ def evaluate(
                         version=dep.version,
                         title=f"{dep.name} has no hash",
                         message=f"{dep.name}=={dep.version} is installed without a hash check",
-                        fix="regenerate with `uv pip compile --generate-hashes` or "
-                        "`pip-compile --generate-hashes`",
+                        fix=f"regenerate with `{_HASHED_UV}` or `{_HASHED_PIP}`",
                     )
                 )
         else:
@@ -143,6 +200,41 @@ def evaluate(
     return findings, suggestions
 
 
+def _unevaluated(
+    dep: Dependency, advs: Sequence[Advisory], records: Sequence[Record], loc: Location
+) -> list[Finding]:
+    """One finding per record whose ranges cannot be evaluated for this version (and that
+    no other answer already reported)."""
+    assert dep.version is not None
+    reported = {i for a in advs for i in a.ids}
+    out: list[Finding] = []
+    for r in records:
+        if r.id in reported or r.match(dep.canonical_name, dep.version) is not Match.UNKNOWN:
+            continue
+        problems = "; ".join(r.problems(dep.canonical_name)) or "its versions cannot be ordered"
+        out.append(
+            Finding(
+                rule=RuleId.DEP_UNEVALUATED,
+                severity=Severity.MEDIUM,
+                location=loc,
+                package=dep.name,
+                version=dep.version,
+                title=f"{dep.name} {dep.version}: {r.id} cannot be evaluated",
+                message=f"{r.id} ({r.summary or 'no summary'}) cannot be evaluated for "
+                f"{dep.name} {dep.version}: {problems}, and it lists no affected versions",
+                fix=f"read https://osv.dev/vulnerability/{r.id} and judge {dep.version} by "
+                "hand; once reviewed, ignore it in [deps] with a reason",
+                details={
+                    "id": r.id,
+                    "aliases": sorted(r.aliases),
+                    "problems": list(r.problems(dep.canonical_name)),
+                    "url": f"https://osv.dev/vulnerability/{r.id}",
+                },
+            )
+        )
+    return out
+
+
 def _vuln_finding(
     dep: Dependency,
     adv: Advisory,
@@ -152,6 +244,7 @@ def _vuln_finding(
     today: date,
     findings: list[Finding],
     expired_seen: set[int],
+    options: Options,
 ) -> Finding:
     current = parse_version(dep.version or "")
     later = [
@@ -165,15 +258,22 @@ def _vuln_finding(
         fix = f"upgrade {dep.name} to {later[0]} or later"
     else:
         fix = "no fixed release is known: remove or replace the dependency"
+    rating = adv.rating
     details: dict[str, object] = {
         "id": adv.id,
         "aliases": sorted(adv.aliases),
         "fix_versions": list(adv.fix_versions),
-        "cvss": adv.cvss,
+        "cvss": rating.vector,
+        "score": rating.score,
+        "severity_source": rating.source.value,
+        "description": adv.description or adv.summary,
+        "url": adv.url,
         "published": adv.published,
         "source_kind": dep.kind,
         "group": dep.group,
     }
+    # The policy decides where a vulnerability without any rating falls against fail_on.
+    severity = policy.unknown_severity if rating.source is SeveritySource.NONE else rating.severity
     suppressed = None
     ignore = policy.ignore_for(adv.ids)
     if ignore is not None:
@@ -199,9 +299,15 @@ def _vuln_finding(
                 kind="ignore",
                 expires=ignore.expires.isoformat() if ignore.expires else None,
             )
+    if suppressed is None:
+        hit = sorted(adv.ids & options.ignore_vulns)
+        if hit:
+            suppressed = Suppression(
+                reason=f"ignored for this run (--ignore-vuln {hit[0]})", kind="ignore"
+            )
     return Finding(
         rule=RuleId.DEP_VULN,
-        severity=adv.severity,
+        severity=severity,
         location=loc,
         package=dep.name,
         version=dep.version,
@@ -266,10 +372,6 @@ def range_finding(dep: Dependency, records: Sequence[Record], loc: Location) -> 
     )
 
 
-def _license_tokens(text: str) -> set[str]:
-    return {t.strip().lower() for t in _LICENSE_SPLIT.split(text) if t and t.strip()}
-
-
 def _license_findings(
     dep: Dependency,
     policy: DepsPolicy,
@@ -285,14 +387,9 @@ def _license_findings(
             lic = installed[1]
     if not lic:
         return []
-    tokens = _license_tokens(lic)
-    deny = {d.lower() for d in policy.licenses_deny}
-    allow = {a.lower() for a in policy.licenses_allow}
-    why = None
-    if tokens & deny:
-        why = f"{lic!r} is on the deny list"
-    elif allow and not tokens & allow:
-        why = f"{lic!r} is not on the allow list"
+    from qeguard.deps.licenses import decide
+
+    why = decide(lic, policy.licenses_allow, policy.licenses_deny)
     if why is None:
         return []
     return [
@@ -352,7 +449,14 @@ def outdated_findings(deps: Sequence[Dependency], releases: LatestReleases) -> l
     return out
 
 
-def database_findings(info: DatabaseInfo, fallback: str | None) -> list[Finding]:
+def database_findings(
+    info: DatabaseInfo,
+    fallback: str | None,
+    *,
+    refreshed: Refresh | None = None,
+    skipped: Sequence[str] = (),
+    hints: Hints = DEFAULT,
+) -> list[Finding]:
     out: list[Finding] = []
     if fallback:
         out.append(
@@ -365,6 +469,31 @@ def database_findings(info: DatabaseInfo, fallback: str | None) -> list[Finding]
                 details={"id": "fallback"},
             )
         )
+    if refreshed is not None and refreshed.error:
+        out.append(
+            Finding(
+                rule=RuleId.DEP_DB,
+                severity=Severity.LOW,
+                title="vulnerability database could not be refreshed",
+                message=f"{refreshed.error}; the scan used {info.name} dated "
+                f"{info.date or 'unknown'} instead",
+                fix="check the network (or $QEGUARD_DB_URL) and run "
+                f"`{hints.qeguard('db', 'update')}`; use --offline to scan without trying",
+                details={"id": "refresh-failed"},
+            )
+        )
+    if skipped:
+        out.append(
+            Finding(
+                rule=RuleId.DEP_DB,
+                severity=Severity.LOW,
+                title=f"{len(skipped)} malformed advisory record(s) skipped",
+                message=f"the database holds records that are not valid OSV, so they were "
+                f"not checked: {'; '.join(skipped[:3])}{'; ...' if len(skipped) > 3 else ''}",
+                fix=f"download the database again with `{hints.qeguard('db', 'update')}`",
+                details={"id": "skipped-records", "records": list(skipped[:100])},
+            )
+        )
     if info.source == "offline" and info.age_days is not None and info.age_days > STALE_DAYS:
         out.append(
             Finding(
@@ -373,7 +502,7 @@ def database_findings(info: DatabaseInfo, fallback: str | None) -> list[Finding]
                 title=f"vulnerability database is {info.age_days} days old",
                 message=f"{info.name} dates from {info.date} ({info.age_days} days ago); "
                 f"advisories published since then are not checked",
-                fix="run `qeguard db update` when online, or scan with --online",
+                fix=f"run `{hints.qeguard('db', 'update')}` when online, or scan with --online",
                 details={"id": "stale"},
             )
         )
@@ -392,6 +521,7 @@ def run_scan(
     paths: Sequence[Path] = (),
     env: bool = False,
     online: bool = False,
+    offline: bool | None = None,
     service: str = "osv",
     db_path: Path | None = None,
     target: TargetEnvironment | None = None,
@@ -399,21 +529,45 @@ def run_scan(
     online_service_obj: object | None = None,
     sleep: Callable[[float], None] = time.sleep,
     pypi_url: str | None = None,
+    ignore_vulns: Sequence[str] = (),
+    strict: bool = False,
+    progress: Progress | None = None,
+    hints: Hints = DEFAULT,
 ) -> ScanResult:
+    """Read the inputs, refresh a stale database (unless offline), look every pin up and
+    judge it. `offline` None means `$QEGUARD_OFFLINE`; `hints` make the commands in fixes
+    pasteable where the user is."""
     from qeguard.deps import sources
     from qeguard.deps.sources.environment import installed, load_environment
+    from qeguard.deps.update import offline_from_env, refresh
+    from qeguard.errors import UsageError
 
     started = datetime.now(UTC)
     t0 = time.perf_counter()
+    offline = offline_from_env() if offline is None else offline
+    if offline and online:
+        raise UsageError(
+            "--online and --offline (or $QEGUARD_OFFLINE) exclude each other",
+            hint="drop one of them",
+        )
     where = policy.source if policy is not None else "policy"
     deps_policy = DepsPolicy.from_table(policy.deps if policy else None, where=where)
+    fail_on = deps_policy.fail_on or (policy.fail_on if policy else Severity.HIGH)
     target = target or TargetEnvironment.current()
     deps: list[Dependency] = []
+    files: list[str] = []
     if env:
         deps.extend(load_environment())
     if paths or not env:
         inputs = list(paths) or sources.detect(root)
+        files.extend(sources.relpath(p, root) for p in inputs)
         deps.extend(sources.load_all(inputs, root=root, env=target))
+    files.extend(d.source for d in deps if not d.source.startswith("("))
+    refreshed = None
+    if db_path is None:
+        refreshed = refresh(
+            max_age_days=deps_policy.db_max_age_days, offline=offline, progress=progress
+        )
     db = open_database(db_path)
     online_obj = None
     if online:
@@ -428,22 +582,31 @@ def run_scan(
         db=db,
         today=today,
         licenses=installed() if (deps_policy.licenses_allow or deps_policy.licenses_deny) else None,
+        options=Options(ignore_vulns=frozenset(ignore_vulns), strict=strict, fail_on=fail_on),
     )
+    note = result.fallback_reason
+    if refreshed is not None and refreshed.error:
+        note = f"database refresh failed: {refreshed.error}"
     if result.source == "offline":
-        info = db.info(note=result.fallback_reason, today=today)
+        info = db.info(note=note, today=today)
     else:
         info = DatabaseInfo(
             source=result.source,
             name=f"pip-audit {result.source} service",
             note=f"severities rated from {db.meta.name} ({db.date})",
         )
-    findings.extend(database_findings(info, result.fallback_reason))
+    findings.extend(
+        database_findings(
+            info, result.fallback_reason, refreshed=refreshed, skipped=db.skipped, hints=hints
+        )
+    )
+    services = [result.source]
     if online and deps_policy.outdated:
         from qeguard.deps.services.pypi import latest_releases
 
         pinned = [d.canonical_name for d in deps if d.version is not None]
         findings.extend(outdated_findings(deps, latest_releases(pinned, url=pypi_url, sleep=sleep)))
-    fail_on = deps_policy.fail_on or (policy.fail_on if policy else Severity.HIGH)
+        services.append("pypi-json")
     report = Report(
         tool_version=qeguard.__version__,
         target=str(root),
@@ -452,6 +615,18 @@ def run_scan(
         fail_on=fail_on,
         command="deps",
         database=info,
+        inputs=Inputs(
+            files=tuple(dict.fromkeys(files)),
+            packages=len({(d.canonical_name, d.version) for d in deps if d.version}),
+            dependencies=len(deps),
+            services=tuple(services),
+        ),
         findings=tuple(findings),
     )
-    return ScanResult(report=report, dependencies=tuple(deps), suggestions=suggestions)
+    result_ = ScanResult(report=report, dependencies=tuple(deps), suggestions=suggestions)
+    return replace_report(result_, fixes=result_.fixes)
+
+
+def replace_report(result: ScanResult, **changes: Any) -> ScanResult:
+    """`result` with its report's fields replaced (e.g. the fixes `--fix` applied)."""
+    return dataclasses.replace(result, report=dataclasses.replace(result.report, **changes))

@@ -6,6 +6,8 @@ fail_on = "high"
 require_pins = true
 require_hashes = false
 check_ranges = true
+db_max_age_days = 1          # refresh the cached OSV database before a scan when older
+unknown_severity = "unknown" # the severity of a vulnerability whose record has no rating
 licenses = { allow = ["MIT", "BSD-3-Clause", "Apache-2.0"], deny = ["GPL-3.0-only"] }
 ignore = [
   { id = "PYSEC-2023-74", reason = "not reachable: we never parse untrusted URLs",
@@ -32,6 +34,8 @@ _KEYS = {
     "licenses",
     "check_ranges",
     "outdated",
+    "db_max_age_days",
+    "unknown_severity",
 }
 
 
@@ -56,6 +60,11 @@ class DepsPolicy:
     outdated: bool = True
     licenses_allow: tuple[str, ...] = ()
     licenses_deny: tuple[str, ...] = ()
+    # A cached database confirmed current longer ago than this is refreshed before a scan.
+    db_max_age_days: float = 1.0
+    # What an unrated vulnerability counts as: `unknown` ranks with `high` (fails the
+    # default fail_on); "low" lets it pass fail_on = "high"; "critical" fails any fail_on.
+    unknown_severity: Severity = Severity.UNKNOWN
     source: str = "policy"
 
     @classmethod
@@ -87,6 +96,16 @@ class DepsPolicy:
                 errors.append(f"deps.{key}: must be true or false (got {value!r})")
                 value = default
             flags[key] = value
+        max_age = table.get("db_max_age_days", 1.0)
+        if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age < 0:
+            errors.append(f"deps.db_max_age_days: must be a number of days >= 0 (got {max_age!r})")
+            max_age = 1.0
+        unrated = Severity.UNKNOWN
+        if "unknown_severity" in table:
+            try:
+                unrated = Severity.parse(str(table["unknown_severity"]))
+            except ConfigError as exc:
+                errors.append(f"deps.unknown_severity: {exc.message}")
         ignores = _ignores(table.get("ignore", []), errors)
         allow, deny = _licenses(table.get("licenses", {}), errors)
         if errors:
@@ -100,6 +119,8 @@ class DepsPolicy:
             ignores=ignores,
             licenses_allow=allow,
             licenses_deny=deny,
+            db_max_age_days=float(max_age),
+            unknown_severity=unrated,
             source=where,
             **flags,
         )

@@ -7,10 +7,12 @@ values; `guard.deps.scan` joins the two into report findings.
 
 from __future__ import annotations
 
+import enum
 import platform
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from packaging.markers import InvalidMarker, Marker, default_environment
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -60,21 +62,61 @@ class Dependency:
         return f"{self.source}:{self.line}" if self.line else self.source
 
 
+class SeveritySource(enum.Enum):
+    """Where a vulnerability's severity came from (`details.severity_source` of a finding)."""
+
+    CVSS_V3 = "cvss_v3"
+    CVSS_V4 = "cvss_v4"
+    GHSA = "ghsa"  # GitHub's database_specific.severity (a name, no score)
+    NONE = "none"  # the record has no rating: severity `unknown`
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rating:
+    """A record's severity and what it was computed from."""
+
+    severity: Severity = Severity.UNKNOWN
+    vector: str | None = None  # the CVSS vector, when scored from one
+    score: float | None = None  # the CVSS base score
+    source: SeveritySource = SeveritySource.NONE
+
+    @property
+    def sort_key(self) -> tuple[bool, int, float]:
+        """Rated before unrated, then by severity, then by score."""
+        return (
+            self.source is not SeveritySource.NONE,
+            self.severity.rank,
+            self.score or 0.0,
+        )
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Advisory:
     """One vulnerability affecting one package version, aliases already merged."""
 
     id: str
     aliases: frozenset[str] = frozenset()
-    summary: str = ""
+    summary: str = ""  # one line
+    description: str = ""  # the record's full text
     fix_versions: tuple[str, ...] = ()
-    severity: Severity = Severity.UNKNOWN
-    cvss: str | None = None
+    rating: Rating = field(default_factory=Rating)
     published: str | None = None
 
     @property
     def ids(self) -> frozenset[str]:
         return self.aliases | {self.id}
+
+    @property
+    def severity(self) -> Severity:
+        return self.rating.severity
+
+    @property
+    def cvss(self) -> str | None:
+        return self.rating.vector
+
+    @property
+    def url(self) -> str:
+        return f"https://osv.dev/vulnerability/{self.id}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -124,17 +166,23 @@ class TargetEnvironment:
         if not marker:
             return True
         try:
-            parsed = Marker(marker)
+            # Cached: a large requirements file repeats the same few markers.
+            return _evaluate(marker, tuple(sorted(self.values.items())), extras)
         except InvalidMarker as exc:
             raise DepsInputError(
                 f"invalid environment marker {marker!r}: {exc}",
                 where=where,
                 hint="see PEP 508 for the marker syntax",
             ) from None
-        env = dict(self.values)
-        if not extras:
-            return parsed.evaluate({**env, "extra": ""})
-        return any(parsed.evaluate({**env, "extra": e}) for e in extras)
+
+
+@lru_cache(maxsize=1024)
+def _evaluate(marker: str, values: tuple[tuple[str, str], ...], extras: tuple[str, ...]) -> bool:
+    parsed = Marker(marker)
+    env = dict(values)
+    if not extras:
+        return parsed.evaluate({**env, "extra": ""})
+    return any(parsed.evaluate({**env, "extra": e}) for e in extras)
 
 
 def running_python() -> str:
@@ -148,12 +196,15 @@ def parse_version(text: str) -> Version | None:
         return None
 
 
-def exact_version(specifier: str) -> str | None:
+def exact_version(specifier: str | SpecifierSet) -> str | None:
     """The single version a specifier allows (`==1.2.3`, `===1.2.3`), else None."""
-    try:
-        spec = SpecifierSet(specifier)
-    except InvalidSpecifier:
-        return None
+    if isinstance(specifier, SpecifierSet):
+        spec = specifier
+    else:
+        try:
+            spec = SpecifierSet(specifier)
+        except InvalidSpecifier:
+            return None
     items = list(spec)
     if len(items) != 1:
         return None

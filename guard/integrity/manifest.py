@@ -3,6 +3,8 @@
 List line: `<sha256> <mode> <kind> <path>`, sorted by the path's bytes, LF line ends.
 Paths with control characters, backslashes, double quotes or invalid UTF-8 are written
 in git's C-style quoting, so every path round-trips and a line can never be split.
+A submodule is a `gitlink` entry: `<commit id> 160000 gitlink <path>`, the commit the
+superproject records (40 hex digits, or 64 in a SHA-256 repository).
 """
 
 from __future__ import annotations
@@ -21,24 +23,30 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from qeguard.errors import EnvelopeError
-from qeguard.integrity.dsse import canonical_json
+from qeguard.integrity.dsse import canonical_json, loads_canonical
 
 SCHEMA = "qeguard.manifest/v1"
 MODE_FILE = "100644"
 MODE_EXEC = "100755"
 MODE_LINK = "120000"
+MODE_GITLINK = "160000"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT_ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+# A path is judged as the platform verifying it sees it: on Windows a backslash or a colon
+# is a separator, a drive or a stream (`a\..\..\x`, `C:x`, `x:stream`).
+_WINDOWS = os.name == "nt"
 
 
 class Kind(enum.Enum):
     FILE = "file"
     SYMLINK = "symlink"
+    GITLINK = "gitlink"  # a submodule: the commit the superproject records
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Entry:
     path: str  # POSIX, relative to the repository root; undecodable bytes as surrogates
-    sha256: str
+    sha256: str  # the content's SHA-256; a symlink's target's; a gitlink's commit id
     mode: str
     kind: Kind
 
@@ -64,21 +72,30 @@ def _maybe_unsafe(path: str) -> bool:
     )
 
 
-def unsafe_path_reason(path: str) -> str | None:
-    """Why an entry path must not be trusted, or None if it is a plain relative path."""
-    if not _maybe_unsafe(path):
+def unsafe_path_reason(path: str, *, windows: bool = _WINDOWS) -> str | None:
+    """Why an entry path must not be trusted, or None if it is a plain relative path.
+
+    The one rule for both sides: `sign` refuses to list what this rejects and `verify`
+    reports a listed one, so every path `sign` writes verifies. On POSIX a backslash is
+    an ordinary character of a file name (git stores such names); on Windows it is a
+    separator, so there it is rejected, and so is a colon (a drive or a data stream).
+    """
+    if not _maybe_unsafe(path) and not (windows and ":" in path):
         return None
     if not path:
         return "empty path"
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path) or path.startswith("\\"):
         return "absolute path"
+    if "\x00" in path:
+        return "path with a NUL"
     parts = path.split("/")
     if any(p in ("", ".", "..") for p in parts):
         return "path with '.', '..' or an empty component"
-    if parts[0] == ".git" or ".git" in parts:
+    # Case-insensitively, as git itself refuses them: `.GIT` is `.git` on macOS and Windows.
+    if any(p.lower() == ".git" for p in parts):
         return "path inside .git"
-    if "\\" in path or "\x00" in path:
-        return "path with a backslash or NUL"
+    if windows and ("\\" in path or ":" in path):
+        return "path with a backslash or colon (a separator, drive or stream on Windows)"
     return None
 
 
@@ -115,6 +132,13 @@ def quote_path(path: str) -> str:
     if valid:
         return text.encode("latin-1").decode("utf-8")
     return text
+
+
+def display_path(path: str) -> str:
+    """A path as messages show it: as is, or git-quoted when it holds a line break, a
+    control character or invalid UTF-8, so a file name can never forge a line of a
+    report ("x\n0 findings. Verdict: PASS" is shown as `"x\\n0 findings. ..."`)."""
+    return quote_path(path)
 
 
 def unquote_path(text: str) -> str:
@@ -195,10 +219,17 @@ def read_list(data: bytes, *, source: str) -> EntryList:
     return EntryList(data, count=count)
 
 
-# What may stand between a line's hash and its path, cut to 13 bytes (from the space
-# after the hash); the path then starts at the offset given (a symlink's head is longer).
-_HEADS = {b" 100644 file ": 77, b" 100755 file ": 77, b" 120000 symli": 80}
-_LONG_HEAD = b"nk "  # the rest of " 120000 symlink "
+# What may stand between a 64-digit hash and the path, cut to 13 bytes (from the space
+# after the hash); the path then starts at the offset given (these heads are longer).
+_HEADS = {
+    b" 100644 file ": 77,
+    b" 100755 file ": 77,
+    b" 120000 symli": 80,
+    b" 160000 gitli": 80,
+}
+_LONG_HEAD = b"nk "  # the rest of " 120000 symlink " and " 160000 gitlink "
+# A gitlink of a SHA-1 repository: its 40-digit commit id, this, then the path.
+_SHORT_GITLINK = b" 160000 gitlink "
 _HEX = b"0123456789abcdef"
 _KINDS_B = {k.value.encode(): k for k in Kind}
 _SEGMENT = 1 << 22  # bytes checked at a time: bounds the temporary objects
@@ -213,20 +244,14 @@ def _check_fast(data: bytes) -> int | None:
     pos = 0
     while pos < len(data):
         end = data.find(b"\n", min(pos + _SEGMENT, len(data)) - 1) + 1 or len(data)
-        lines = data[pos:end].split(b"\n")
+        segment = data[pos:end]
+        lines = segment.split(b"\n")
         lines.pop()  # after the last line end
-        digests = b"".join([line[:64] for line in lines])
-        if len(digests) != 64 * len(lines) or digests.translate(None, _HEX):
+        # A SHA-1 gitlink's 40-digit id shifts its line: such segments go line by line.
+        found = _check_lines(lines) if _SHORT_GITLINK in segment else _check_long(lines)
+        if found is None:
             return None
-        heads = {line[64:77] for line in lines}
-        if not heads <= _HEADS.keys():
-            return None
-        long_head = [h for h, cut in _HEADS.items() if cut != 77]
-        if heads.intersection(long_head) and any(
-            line[77:80] != _LONG_HEAD for line in lines if line[64:77] in long_head
-        ):
-            return None
-        keys = [line[_HEADS[line[64:77]] :] for line in lines]
+        keys = found
         if any(k[:1] == b'"' for k in keys):
             try:
                 keys = [_quoted_key(k) if k[:1] == b'"' else k for k in keys]
@@ -242,13 +267,52 @@ def _check_fast(data: bytes) -> int | None:
     return count
 
 
+def _check_long(lines: list[bytes]) -> list[bytes] | None:
+    """The keys of lines that all hold a 64-digit hash, or None when one is malformed:
+    whole-segment operations only, no regular expression per line."""
+    digests = b"".join([line[:64] for line in lines])
+    if len(digests) != 64 * len(lines) or digests.translate(None, _HEX):
+        return None
+    heads = {line[64:77] for line in lines}
+    if not heads <= _HEADS.keys():
+        return None
+    long_head = [h for h, cut in _HEADS.items() if cut != 77]
+    if heads.intersection(long_head) and any(
+        line[77:80] != _LONG_HEAD for line in lines if line[64:77] in long_head
+    ):
+        return None
+    return [line[_HEADS[line[64:77]] :] for line in lines]
+
+
+def _check_lines(lines: list[bytes]) -> list[bytes] | None:
+    """`_check_long` for lines among which some gitlinks hold a 40-digit commit id."""
+    keys: list[bytes] = []
+    for line in lines:
+        if line[40:56] == _SHORT_GITLINK:
+            if len(line[:40].translate(None, _HEX)) or len(line) < 56:
+                return None
+            keys.append(line[56:])
+            continue
+        found = _check_long([line])
+        if found is None:
+            return None
+        keys += found
+    return keys
+
+
 def _quoted_key(quoted: bytes) -> bytes:
     return path_key(unquote_path(quoted.decode("utf-8", "surrogateescape")))
 
 
+def path_start(line: bytes) -> int:
+    """Where the path starts in a well-formed list line: after the space that ends the
+    kind (64-digit hash), or a SHA-1 gitlink's (40-digit commit id)."""
+    return line.index(b" ", 72 if line[64:65] == b" " else 48) + 1
+
+
 def line_key(line: bytes) -> bytes:
     """The sort key of a well-formed list line (without its line end)."""
-    quoted = line[line.index(b" ", 72) + 1 :]
+    quoted = line[path_start(line) :]
     return _quoted_key(quoted) if quoted[:1] == b'"' else quoted
 
 
@@ -341,16 +405,7 @@ def _parse_strict(text: str, source: str) -> list[Entry]:
         if len(parts) != 4:
             raise EnvelopeError("expected `<sha256> <mode> <kind> <path>`", where=where)
         digest, mode, kind_text, quoted = parts
-        if not _HEX64.match(digest):
-            raise EnvelopeError("the hash is not 64 lower-case hex digits", where=where)
-        if mode not in (MODE_FILE, MODE_EXEC, MODE_LINK):
-            raise EnvelopeError(f"unknown mode {mode!r}", where=where)
-        try:
-            kind = Kind(kind_text)
-        except ValueError:
-            raise EnvelopeError(f"unknown kind {kind_text!r}", where=where) from None
-        if (kind is Kind.SYMLINK) != (mode == MODE_LINK):
-            raise EnvelopeError("mode and kind disagree", where=where)
+        kind = _check_fields(digest, mode, kind_text, where)
         try:
             path = unquote_path(quoted)
         except ValueError as exc:
@@ -362,6 +417,31 @@ def _parse_strict(text: str, source: str) -> list[Entry]:
         previous = key
         entries.append(entry)
     return entries
+
+
+# The mode each kind may have (a file's says whether it is executable).
+_MODES = {
+    Kind.FILE: (MODE_FILE, MODE_EXEC),
+    Kind.SYMLINK: (MODE_LINK,),
+    Kind.GITLINK: (MODE_GITLINK,),
+}
+
+
+def _check_fields(digest: str, mode: str, kind_text: str, where: str) -> Kind:
+    """The kind of a list line whose hash, mode and kind fields are valid together."""
+    if not (_HEX64.match(digest) or _COMMIT_ID.match(digest)):
+        raise EnvelopeError("the hash is not 64 lower-case hex digits", where=where)
+    if mode not in (MODE_FILE, MODE_EXEC, MODE_LINK, MODE_GITLINK):
+        raise EnvelopeError(f"unknown mode {mode!r}", where=where)
+    try:
+        kind = Kind(kind_text)
+    except ValueError:
+        raise EnvelopeError(f"unknown kind {kind_text!r}", where=where) from None
+    if mode not in _MODES[kind]:
+        raise EnvelopeError("mode and kind disagree", where=where)
+    if kind is not Kind.GITLINK and not _HEX64.match(digest):
+        raise EnvelopeError("the hash is not 64 lower-case hex digits", where=where)
+    return kind
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -409,15 +489,9 @@ class Payload:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str) -> Payload:
-        import json
-
-        try:
-            doc = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EnvelopeError(f"payload is not JSON: {exc}", where=source) from None
-        if not isinstance(doc, dict):
-            raise EnvelopeError("payload must be a JSON object", where=source)
-        return cls.from_dict(doc, source=source)
+        """Parse the signed payload: canonical JSON byte for byte (so it has one reading),
+        exactly the v1 fields, each of its type."""
+        return cls.from_dict(loads_canonical(data, where=source), source=source)
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], *, source: str) -> Payload:
@@ -436,6 +510,18 @@ class Payload:
                 where=f"{source}: payload.schema",
                 hint=f"expected {SCHEMA!r}; upgrade qeguard or re-sign",
             )
+        unknown = set(doc) - _PAYLOAD_FIELDS
+        if unknown:
+            raise EnvelopeError(
+                f"unknown payload field(s) {', '.join(sorted(unknown))}",
+                where=f"{source}: payload",
+                hint=f"a {SCHEMA} payload has only: {', '.join(sorted(_PAYLOAD_FIELDS))}",
+            )
+        git_commit = doc.get("git_commit")
+        if git_commit is not None and not isinstance(git_commit, str):
+            raise EnvelopeError(
+                "payload field `git_commit` must be str", where=f"{source}: payload.git_commit"
+            )
         payload = cls(
             tier=need("tier", str),
             sequence=need("sequence", int),
@@ -444,7 +530,7 @@ class Payload:
             policy_sha256=need("policy_sha256", str),
             list_sha256=need("list_sha256", str),
             count=need("count", int),
-            git_commit=doc.get("git_commit") if isinstance(doc.get("git_commit"), str) else None,
+            git_commit=git_commit,
         )
         for key in ("created", "expires"):
             try:
@@ -455,7 +541,27 @@ class Payload:
                 ) from None
         if payload.sequence < 1 or payload.count < 0:
             raise EnvelopeError("sequence must be >= 1 and count >= 0", where=f"{source}: payload")
+        for key in ("policy_sha256", "list_sha256"):
+            if not _HEX64.match(getattr(payload, key)):
+                raise EnvelopeError(
+                    "must be 64 lower-case hex digits", where=f"{source}: payload.{key}"
+                )
         return payload
+
+
+_PAYLOAD_FIELDS = frozenset(
+    {
+        "schema",
+        "tier",
+        "sequence",
+        "created",
+        "expires",
+        "policy_sha256",
+        "list_sha256",
+        "count",
+        "git_commit",
+    }
+)
 
 
 def new_payload(

@@ -1,10 +1,11 @@
 """Emergency overrides: a `Qeguard-Override: <reason>` trailer, `--override`, or
-`$QEGUARD_OVERRIDE` lets a blocked change through locally; CI records it as a finding.
+`$QEGUARD_OVERRIDE` lets a blocked change through in a hook; elsewhere it is a finding.
 
-Locally an override suppresses the blocking findings and says so. In CI (or anywhere
-trust is strict) it never suppresses anything: it becomes a QG-OVERRIDE finding that
-clears only once every tier the overridden change touched verifies clean with its full
-threshold of signers, i.e. the tier's signers co-signed the change afterwards.
+In a hook on a developer's machine (`local`: `verify --hook`, not under CI) an override
+suppresses the blocking findings and says so. Everywhere else (plain verify, `--commit`,
+CI) it never suppresses anything: it becomes a QG-OVERRIDE finding that clears only once
+every tier the overridden change touched verifies clean with its full threshold of
+signers, i.e. the tier's signers co-signed the change afterwards.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def apply(
     failing = [f for f in findings if report.is_failing(f) and f.rule != RuleId.OVERRIDE]
     if local:
         reason = "; ".join(o.reason for o in overrides)
-        suppression = Suppression(reason=f"override: {reason}", kind="override")
+        suppression = Suppression(reason=reason, kind="override")  # kind says "override"
         findings = [f.suppress(suppression) if f in failing else f for f in findings]
         for o in overrides:
             findings.append(

@@ -18,7 +18,8 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from qeguard.integrity.manifest import MODE_EXEC, Entry, Kind, unsafe_path_reaso
 from qeguard.integrity.policy import Tier
 from qeguard.integrity.trees.base import Observed, Seen, Tree, hash_bytes
 from qeguard.integrity.trees.work import observe_path
-from qeguard.report import Finding
+from qeguard.report import Finding, TierVerdict
 from qeguard.rules import RuleId
 
 # Findings whose cause a restore can undo; ADDED is a new file, not a damaged one.
@@ -62,18 +63,19 @@ class SignedState:
     warnings: list[Finding] = field(default_factory=list)
 
 
-def untrusted_reason(check: TierCheck, *, local: bool) -> str | None:
-    """Why a tier's entries must not steer a restore, or None when they may."""
+def untrusted_reason(check: TierCheck) -> str | None:
+    """Why a tier's entries must not steer a restore, or None when they may. The
+    threshold verdict is the envelope check's (relaxed only when it ran `local`)."""
     if check.entries is None or check.payload is None:
         return "; ".join(f.message for f in check.findings) or "no valid manifest"
     bad = [f for f in check.findings if f.rule in (RuleId.SIG_ROLLBACK, RuleId.SIG_EXPIRED)]
     if bad:
         return bad[0].message
-    threshold = check.tier.threshold
-    have = len(check.signers)
-    # Locally one valid signature is enough, as for verify's local relaxation.
-    if threshold > 0 and have < threshold and not (local and have >= 1):
-        return f"tier {check.tier.name!r} has {have} of {threshold} required trusted signature(s)"
+    if check.verdict is TierVerdict.NOT_MET:
+        return (
+            f"tier {check.tier.name!r} has {len(check.signers)} of {check.tier.threshold} "
+            "required trusted signature(s)"
+        )
     return None
 
 
@@ -86,10 +88,16 @@ def load_signed(
     local: bool | None = None,
 ) -> SignedState:
     """Check every tier's manifest in `tree` against the trusted config."""
-    config, base_read, warnings = trusted_config(ctx, tree, trust_ref)
+    trusted = trusted_config(ctx, tree, trust_ref)
+    config, warnings = trusted.config, list(trusted.findings)
+    # A restore runs by hand on a developer's machine: one valid signature is enough
+    # there, as in the hooks; CI or `--trust-ref` (or local=False) wants the threshold.
     is_local = (trust_ref is None and not in_ci()) if local is None else local
     opts = Options(
-        now=now or datetime.now(UTC), local=is_local, base_payloads=base_payloads(base_read, config)
+        now=now or datetime.now(UTC),
+        local=is_local,
+        base_payloads=base_payloads(trusted.base_read, config),
+        history_payloads=trusted.history,
     )
     checks: list[TierCheck] = []
     entries: dict[str, SignedEntry] = {}
@@ -104,7 +112,7 @@ def load_signed(
             opts,
         )
         checks.append(check)
-        reason = untrusted_reason(check, local=is_local)
+        reason = untrusted_reason(check)
         if reason is not None:
             untrusted[tier.name] = reason
             continue
@@ -125,14 +133,14 @@ class Candidate:
 class BlobFinder:
     """Finds, in the repository's objects, content whose hash is an entry's signed hash."""
 
-    def __init__(self, repo: GitRepo, *, normalize_eol: bool):
+    def __init__(self, repo: GitRepo):
         self.repo = repo
-        self.normalize_eol = normalize_eol
 
     def matches(self, entry: Entry, data: bytes) -> bool:
         if entry.kind is Kind.SYMLINK:
             return hashlib.sha256(data).hexdigest() == entry.sha256
-        return hash_bytes(data, normalize_eol=self.normalize_eol) == entry.sha256
+        # Blobs are already in git's clean form: never normalised.
+        return hash_bytes(data, normalize_eol=False) == entry.sha256
 
     def find(self, entry: Entry, *, deep: bool = True) -> Candidate | None:
         tried: set[str] = set()
@@ -191,7 +199,7 @@ class BlobFinder:
                 return None
         if not self.matches(entry, data):
             return None
-        if entry.kind is Kind.FILE and self.normalize_eol:
+        if entry.kind is Kind.FILE and self.repo.eol_converted((entry.path,)):
             # Give the working tree its checkout form (CRLF where git would write CRLF),
             # as long as that form still hashes to the signed value.
             try:
@@ -284,13 +292,13 @@ class Restorer:
         root: Path,
         finder: BlobFinder,
         *,
-        normalize_eol: bool,
+        eol: Callable[[Iterable[str]], AbstractSet[str]],
         exec_bit_meaningful: bool,
         stamp: Callable[[], str] = new_stamp,
     ):
         self.root = root
         self.finder = finder
-        self.normalize_eol = normalize_eol
+        self.eol = eol
         self.exec_bit_meaningful = exec_bit_meaningful and os.name == "posix"
         self._stamp = stamp
 
@@ -298,7 +306,7 @@ class Restorer:
         return observe_path(
             str(self.root),
             path,
-            normalize_eol=self.normalize_eol,
+            normalize_eol=bool(self.eol((path,))),
             dir_ok=lambda d: self._blocker(d + "/x") is None,
         )
 
@@ -321,6 +329,13 @@ class Restorer:
         reason = unsafe_path_reason(path)
         if reason is not None:
             return out(Action.BLOCKED, f"unsafe manifest path: {reason}")
+        if entry.kind is Kind.GITLINK:
+            # git moves a submodule; a checkout of the signed commit is git's to make.
+            return out(
+                Action.BLOCKED,
+                f"a submodule signed at commit {entry.sha256[:12]}; run "
+                f"`git -C {path} checkout {entry.sha256}` (or `git submodule update`)",
+            )
         blocker = self._blocker(path)
         if blocker is not None:
             return out(Action.BLOCKED, f"{blocker}; move it away, then restore again")
@@ -466,11 +481,10 @@ def restorer_for(ctx: Context, *, stamp: Callable[[], str] = new_stamp) -> Resto
             where=str(ctx.root),
             hint="run `git init` and commit",
         )
-    normalize = ctx.repo.normalize_eol
     return Restorer(
         ctx.root,
-        BlobFinder(ctx.repo, normalize_eol=normalize),
-        normalize_eol=normalize,
+        BlobFinder(ctx.repo),
+        eol=ctx.repo.eol_converted,
         exec_bit_meaningful=ctx.repo.filemode,
         stamp=stamp,
     )

@@ -13,13 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from qeguard.errors import EnvelopeError
+from qeguard.errors import ConfigError, EnvelopeError
 from qeguard.fsutil import atomic_write
 from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
 from qeguard.integrity.keys import SigningKey
 from qeguard.integrity.layout import envelope_path, list_path
-from qeguard.integrity.manifest import Payload, new_payload
+from qeguard.integrity.manifest import (
+    EntryList,
+    Payload,
+    display_path,
+    new_payload,
+    unsafe_path_reason,
+)
 from qeguard.integrity.policy import Policy, Tier
+from qeguard.integrity.trees.base import Tree, build_paths
 from qeguard.integrity.trees.work import WorkTree
 from qeguard.integrity.trust import Trust
 
@@ -30,18 +37,45 @@ class TierBuild:
     list_bytes: bytes
     count: int  # entries (lines) in the list
 
+    @property
+    def entries(self) -> EntryList:
+        """The list's entries, parsed as they are read."""
+        return EntryList(self.list_bytes, count=self.count)
+
 
 def build_tiers(
-    tree: WorkTree,
+    tree: Tree,
     policy: Policy,
     tiers: Sequence[Tier],
     progress: Callable[[int], None] | None = None,
 ) -> list[TierBuild]:
-    """Each tier's list from what the tree holds now: one walk of the tree (see
-    `WorkTree.build`), every candidate file read and hashed."""
-    tree.prepare(whole=True)
-    built = tree.build([t.name for t in tiers], policy.matcher().tier_of, progress)
-    return [TierBuild(tier=t, list_bytes=built[t.name][0], count=built[t.name][1]) for t in tiers]
+    """Each tier's list from what the tree holds now: on disk, one walk of the tree (see
+    `WorkTree.build`), every candidate file read and hashed. A path that verification
+    would reject stops the build (`_refuse_unsafe`)."""
+    names, tier_of = [t.name for t in tiers], policy.matcher().tier_of
+    if isinstance(tree, WorkTree):
+        tree.prepare(whole=True)
+        built = tree.build(names, tier_of, progress)
+    else:
+        built = build_paths(tree, names, tier_of)
+    _refuse_unsafe(built.unsafe)
+    return [
+        TierBuild(tier=t, list_bytes=built.lists[t.name][0], count=built.lists[t.name][1])
+        for t in tiers
+    ]
+
+
+def _refuse_unsafe(paths: Sequence[str]) -> None:
+    """Never list a path verification would reject: the one rule (`unsafe_path_reason`)
+    decides for both, so every path `sign` writes verifies."""
+    for path in paths:
+        reason = unsafe_path_reason(path)
+        if reason is not None:
+            raise ConfigError(
+                f"{display_path(path)} cannot be protected here: {reason}",
+                where=display_path(path),
+                hint="rename it (`git mv`), or narrow the tier's patterns so it is not covered",
+            )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

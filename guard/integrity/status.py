@@ -6,13 +6,16 @@ out); `collect` gathers those inputs from the repository, the cache and git.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from qeguard.errors import ExitCode
+from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity.manifest import parse_time
+from qeguard.render.text import signer_state
 from qeguard.report import DatabaseInfo, Report
 from qeguard.rules import Family, RuleId, family
 
@@ -71,12 +74,14 @@ class Health:
     database_problem: str | None
     hooks: HooksHealth
     notes: tuple[str, ...] = ()
+    exposed_keys: tuple[str, ...] = ()  # messages about private keys git would commit
 
     @property
     def problems(self) -> list[str]:
         out = [f"tier {t.name}: {p}" for t in self.tiers for p in t.problems]
         if self.database_problem:
             out.append(f"vulnerability database: {self.database_problem}")
+        out.extend(self.exposed_keys)
         return out
 
     @property
@@ -98,6 +103,7 @@ class Health:
             "database_problem": self.database_problem,
             "hooks": self.hooks.to_dict(),
             "notes": list(self.notes),
+            "exposed_keys": list(self.exposed_keys),
             "problems": self.problems,
             "needs_action": self.needs_action,
         }
@@ -115,8 +121,14 @@ def assess(
     database_error: str | None,
     hooks: HooksHealth,
     stale_days: int = 30,
+    refreshed_by_scans: bool = True,
+    exposed_keys: Sequence[str] = (),
+    hints: Hints = DEFAULT,
 ) -> Health:
-    """The health view of one verify run plus the database and hooks state."""
+    """The health view of one verify run plus the database and hooks state.
+
+    `refreshed_by_scans`: a dependency scan refreshes an old database by itself, so its
+    age alone is a note, not a problem (`database_refreshed_by_scans`)."""
     tiers: list[TierHealth] = []
     for t in report.tiers:
         mine = [f for f in report.active_findings if f.tier == t.name]
@@ -140,13 +152,14 @@ def assess(
             expires_in = _days(now, parse_time(t.expires))
             if 0 <= expires_in < EXPIRY_WARN_DAYS:
                 problems.append(
-                    f"the manifest expires in {expires_in} day(s) ({t.expires}); "
-                    f"re-sign: qeguard sign --tier {t.name} --key KEY"
+                    f"the manifest expires {_in_days(expires_in)} ({t.expires}); "
+                    f"re-sign: {hints.sign(t.name)}"
                 )
         if drift:
             problems.append(
-                f"{drift} file(s) differ from the signed manifest; see "
-                "`qeguard verify`, then `qeguard restore` or re-sign"
+                f"{_count(drift, 'file differs', 'files differ')} from the signed manifest; "
+                f"see `{hints.qeguard('verify')}`, then `{hints.qeguard('restore', '--all')}` "
+                "or re-sign"
             )
         tiers.append(
             TierHealth(
@@ -165,15 +178,19 @@ def assess(
             )
         )
     db_problem = database_error
-    if database is not None and database.age_days is not None and database.age_days > stale_days:
-        db_problem = (
-            f"{database.age_days} days old (older than {stale_days}); run "
-            "`qeguard db update` when online"
-        )
     notes = [f.message for f in report.active_findings if f.rule == RuleId.TRUST_SOURCE]
+    if database is not None and database.age_days is not None and database.age_days > stale_days:
+        old = f"the vulnerability database is {_count(database.age_days, 'day', 'days')} old"
+        if refreshed_by_scans:
+            notes.append(f"{old}; dependency scans refresh it when online")
+        else:
+            db_problem = (
+                f"{_count(database.age_days, 'day', 'days')} old (older than {stale_days}); "
+                f"run `{hints.qeguard('db', 'update')}` when online"
+            )
     if not hooks.installed:
         notes.append(
-            "no qeguard git hook: run `qeguard install-hooks`, or add qeguard to "
+            f"no qeguard git hook: run `{hints.qeguard('install-hooks')}`, or add qeguard to "
             ".pre-commit-config.yaml"
         )
     return Health(
@@ -185,7 +202,64 @@ def assess(
         database_problem=db_problem,
         hooks=hooks,
         notes=tuple(notes),
+        exposed_keys=tuple(exposed_keys),
     )
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _in_days(n: int) -> str:
+    return "today" if n == 0 else f"in {_count(n, 'day', 'days')}"
+
+
+def _ago(n: int) -> str:
+    return "today" if n <= 0 else "yesterday" if n == 1 else f"{n} days ago"
+
+
+def exposed_key_message(rel: str, *, tracked: bool, hints: Hints = DEFAULT) -> str:
+    """What to do about a private key file in the work tree."""
+    shown = hints.path(rel)
+    if tracked:
+        return (
+            f"private key {shown} is tracked by git: whoever has the repository has the key. "
+            f"Untrack it (`{hints.untrack(rel)}`), move it "
+            "out of the work tree, and replace the key (`qeguard keygen`, then "
+            "`qeguard trust remove`/`trust add`)"
+        )
+    return (
+        f"private key {shown} is in the work tree and not ignored: one `git add -A` "
+        "commits it. Move it out of the repository (`qeguard keygen` without --out keeps "
+        "keys in your user config folder) or add it to .gitignore"
+    )
+
+
+def database_refreshed_by_scans(root: Path | None = None) -> bool:
+    """Whether dependency scans refresh an old vulnerability database by themselves.
+
+    The one place `status` decides whether the database's age alone needs action. A scan
+    refreshes the bundled snapshot, or a database `db update` downloaded, once it is older
+    than the policy's `deps.db_max_age_days` (default 1) and the network answers; it never
+    does with `$QEGUARD_OFFLINE` set, never replaces a database `db import` stored, and a
+    policy limit above the staleness limit lets the database age past it
+    (`qeguard.deps.update.why_scans_keep_it_old` reads the scanner's conditions). The
+    policy is the work tree's `[deps]` table, as `qeguard deps` reads it.
+    """
+    from qeguard.deps.config import DepsPolicy
+    from qeguard.deps.database import STALE_DAYS, read_user_meta
+    from qeguard.deps.update import why_scans_keep_it_old
+    from qeguard.errors import GuardError
+    from qeguard.integrity.policy import load_policy
+
+    try:
+        policy = load_policy(root, required=False) if root is not None else None
+        deps = DepsPolicy.from_table(policy.deps if policy else None)
+    except GuardError:  # a broken policy is verify's finding; judge by the defaults
+        deps = DepsPolicy()
+    meta = read_user_meta()
+    why = why_scans_keep_it_old(meta, max_age_days=deps.db_max_age_days, stale_days=STALE_DAYS)
+    return why is None
 
 
 def hooks_state(root: Path) -> HooksHealth:
@@ -238,13 +312,23 @@ def database_state() -> tuple[DatabaseInfo | None, str | None]:
         return None, exc.diagnostics()
 
 
-def collect(root: Path, *, trust_ref: str | None = None, now: datetime | None = None) -> Health:
+def collect(
+    root: Path,
+    *,
+    trust_ref: str | None = None,
+    now: datetime | None = None,
+    hints: Hints = DEFAULT,
+) -> Health:
     from qeguard.deps.database import STALE_DAYS
+    from qeguard.git import open_repo
     from qeguard.integrity.gate import run_verify
+    from qeguard.integrity.keys import exposed_private_keys
 
     now = now or datetime.now(UTC)
-    report = run_verify(root, trust_ref=trust_ref, now=now)
+    report = run_verify(root, trust_ref=trust_ref, now=now, cwd=hints.cwd)
     database, error = database_state()
+    repo = open_repo(root)
+    exposed = exposed_private_keys(repo) if repo is not None else []
     return assess(
         report,
         now=now,
@@ -252,6 +336,9 @@ def collect(root: Path, *, trust_ref: str | None = None, now: datetime | None = 
         database_error=error,
         hooks=hooks_state(root),
         stale_days=STALE_DAYS,
+        refreshed_by_scans=database_refreshed_by_scans(root),
+        exposed_keys=[exposed_key_message(p, tracked=t, hints=hints) for p, t in exposed],
+        hints=hints,
     )
 
 
@@ -265,28 +352,23 @@ def render_text(health: Health) -> str:
         if t.sequence is None:
             lines.append(f"  tier {t.name}: no valid signed manifest")
         else:
-            signed = (
-                "unsigned tier (threshold 0)"
-                if t.threshold == 0
-                else f"signers {len(t.signers)}/{t.threshold}"
-                + (f" ({', '.join(t.signers)})" if t.signers else "")
-            )
-            age = f", signed {t.age_days} day(s) ago" if t.age_days is not None else ""
+            age = f", signed {_ago(t.age_days)}" if t.age_days is not None else ""
             expiry = (
-                f", expires {t.expires[:10]} (in {t.expires_in_days} days)"
+                f", expires {t.expires[:10]} ({_in_days(t.expires_in_days)})"
                 if t.expires and t.expires_in_days is not None and t.expires_in_days >= 0
                 else f", EXPIRED {t.expires}"
                 if t.expires
                 else ""
             )
             lines.append(
-                f"  tier {t.name}: sequence {t.sequence}{age}{expiry}, {signed}, "
-                f"{t.files} files, drift {t.drift}"
+                f"  tier {t.name}: sequence {t.sequence}{age}{expiry}, "
+                f"{signer_state(t.threshold, t.signers)}, {_count(t.files, 'file', 'files')}, "
+                f"drift {t.drift}"
             )
         lines.extend(f"    ! {p}" for p in t.problems)
     db = health.database
     if db is not None:
-        age = f", {db.age_days} days old" if db.age_days is not None else ""
+        age = f", {_count(db.age_days, 'day', 'days')} old" if db.age_days is not None else ""
         lines.append(
             f"  vulnerability database: {db.name} ({db.source}, "
             f"{db.date or 'date unknown'}{age}, {db.records or 0} records)"
@@ -299,10 +381,18 @@ def render_text(health: Health) -> str:
         "  hooks: "
         + (f"installed ({health.hooks.where})" if health.hooks.installed else "not installed")
     )
+    lines.extend(f"  ! {k}" for k in health.exposed_keys)
     lines.extend(f"  note: {n}" for n in health.notes)
     problems = health.problems
-    lines.append(f"needs action: {len(problems)} problem(s)" if problems else "healthy")
+    lines.append(
+        f"needs action: {_count(len(problems), 'problem', 'problems')}" if problems else "healthy"
+    )
     return "\n".join(lines)
+
+
+def render_problems(health: Health) -> str:
+    """Only what needs action (`status -q`): nothing at all when healthy."""
+    return "\n".join(f"! {p}" for p in health.problems)
 
 
 __all__ = [
@@ -312,7 +402,10 @@ __all__ = [
     "TierHealth",
     "assess",
     "collect",
+    "database_refreshed_by_scans",
     "database_state",
+    "exposed_key_message",
     "hooks_state",
+    "render_problems",
     "render_text",
 ]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from qeguard.errors import ConfigError
 from qeguard.integrity.dsse import Envelope
-from qeguard.integrity.keys import PublicKey
+from qeguard.integrity.keys import PublicKey, signature_key_type
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -36,6 +36,10 @@ class Trust:
 
     def signers_for(self, tier: str, now: datetime) -> list[Signer]:
         return [s for s in self.signers if s.may_sign(tier, now)]
+
+    def key_counts(self, tiers: Iterable[str], now: datetime) -> dict[str, int]:
+        """How many distinct keys may sign each tier now (what a threshold can reach)."""
+        return {t: len({s.key.raw for s in self.signers_for(t, now)}) for t in tiers}
 
     def by_key(self, key: PublicKey) -> Signer | None:
         for s in self.signers:
@@ -65,23 +69,36 @@ class SignatureCount:
 def count_signers(envelope: Envelope, trust: Trust, tier: str, now: datetime) -> SignatureCount:
     """Distinct trusted keys allowed for `tier` whose signature verifies over the PAE.
 
-    The keyid is only a hint: every allowed key is tried against every signature, and a
-    key counts once however many signatures (or keyids) name it.
+    The keyid is only a hint: every allowed key is tried against every signature (the
+    hinted one first), and a key counts once however many signatures (or keyids) name
+    it. The work is bounded: the envelope parser caps the number of signatures, a
+    signature seen twice is verified once, and a key already counted is not tried again.
     """
     message = envelope.pae
     allowed = trust.signers_for(tier, now)
+    others = [s for s in trust.signers if s not in allowed]
     counted: dict[bytes, str] = {}
     rejected: list[str] = []
+    seen: set[bytes] = set()
     for sig in envelope.signatures:
-        match = next((s for s in allowed if s.key.verify(sig.sig, message)), None)
-        if match is None:
-            other = next((s for s in trust.signers if s.key.verify(sig.sig, message)), None)
-            if other is not None:
-                rejected.append(f"{other.name} (not trusted for tier {tier!r} now)")
-            else:
-                rejected.append(f"keyid {sig.keyid or '?'} (unknown key or bad signature)")
+        if sig.sig in seen:
             continue
-        counted.setdefault(match.key.raw, match.name)
+        seen.add(sig.sig)
+        pending = [s for s in allowed if s.key.raw not in counted]
+        pending.sort(key=lambda s: s.key.keyid != sig.keyid)  # the hinted key first
+        match = next((s for s in pending if s.key.verify(sig.sig, message)), None)
+        if match is not None:
+            counted[match.key.raw] = match.name
+            continue
+        if any(s.key.raw in counted and s.key.keyid == sig.keyid for s in allowed):
+            continue  # a second signature by a key already counted
+        other = next((s for s in others if s.key.verify(sig.sig, message)), None)
+        if other is not None:
+            rejected.append(f"{other.name} (not trusted for tier {tier!r} now)")
+        elif (kind := signature_key_type(sig.sig)) is not None:
+            rejected.append(f"keyid {sig.keyid or '?'} (made with an unsupported {kind} key)")
+        else:
+            rejected.append(f"keyid {sig.keyid or '?'} (unknown key or bad signature)")
     return SignatureCount(signers=tuple(counted.values()), rejected=tuple(rejected))
 
 

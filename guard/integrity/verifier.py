@@ -3,7 +3,8 @@
 It runs the pure checks of `qeguard.integrity.checks` in order: the config change (was
 it approved by the old trust?), each tier's signed state (`checks.envelope`), then every
 entry against what the tree holds (`checks.entries`). The only I/O goes through the
-`Tree` it is given.
+`Tree` it is given, which scans every signed list as a stream (`Tree.scan`); progress
+comes in as plain functions (`Pipeline`), so the verifier never looks at the tree's type.
 """
 
 from __future__ import annotations
@@ -16,8 +17,19 @@ from qeguard.integrity.checks.entries import compare_block, compare_unlisted
 from qeguard.integrity.checks.envelope import Options, check_tier
 from qeguard.integrity.config import Config
 from qeguard.integrity.layout import envelope_path, list_path
+from qeguard.integrity.policy import policy_findings
 from qeguard.integrity.trees.base import Tree
 from qeguard.report import Finding, TierSummary
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pipeline:
+    """How a long scan reports progress; the defaults report nothing."""
+
+    # Told how many list entries the scan goes through, once known.
+    expect: Callable[[int], None] | None = None
+    # Told how many more it has been through, as it goes.
+    progress: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -33,7 +45,7 @@ def verify(
     opts: Options,
     *,
     candidate: Config | None = None,
-    progress: Callable[[int], None] | None = None,
+    pipeline: Pipeline = Pipeline(),
 ) -> Result:
     """Verify `tree` against the trust in `trusted`.
 
@@ -66,7 +78,12 @@ def verify(
     # unsigned candidates last; nothing holds an object per entry.
     lists = {c.tier.name: c.entries for c in checks if c.entries is not None}
     tiers = {c.tier.name: c.tier for c in checks}
-    scan = tree.scan(lists, policy.matcher().tier_of, only=opts.only_paths, progress=progress)
+    # A progress display learns the total as soon as it is known.
+    if pipeline.expect is not None:
+        pipeline.expect(sum(len(e) for e in lists.values()))
+    scan = tree.scan(
+        lists, policy.matcher().tier_of, only=opts.only_paths, progress=pipeline.progress
+    )
     found: dict[str, list[Finding]] = {name: [] for name in lists}
     exec_bit = tree.exec_bit_meaningful
     for name, block in scan.blocks():
@@ -75,6 +92,14 @@ def verify(
         )
     for name, unlisted in scan.unlisted().items():
         found[name] += compare_unlisted(tiers[name], lists[name], unlisted, hints=opts.hints)
+    # Where the policy cannot work (a pattern that matches nothing needs the whole tree).
+    findings.extend(
+        policy_findings(
+            policy,
+            trust.key_counts([t.name for t in policy.tiers], opts.now),
+            scan.candidates() if opts.only_paths is None else None,
+        )
+    )
     summaries: list[TierSummary] = []
     for c in checks:
         if c.entries is not None:
@@ -89,6 +114,7 @@ def verify(
                 signers=c.signers.signers,
                 created=c.payload.created if c.payload else None,
                 expires=c.payload.expires if c.payload else None,
+                verdict=c.verdict,
             )
         )
     return Result(findings=findings, tiers=summaries, effective=effective)

@@ -6,8 +6,10 @@ caps them itself and says what was left out.
 """
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
+from qeguard.render import DEFAULT_OPTIONS, RenderOptions
 from qeguard.render import markdown as markdown_format
 from qeguard.render.sarif import artifact, level
 from qeguard.report import Finding, Report
@@ -38,13 +40,18 @@ def _clean(text: str) -> str:
 def annotation(report: Report, finding: Finding) -> str:
     """One `::error file=...,line=...,title=...::message` line for a finding."""
     command = _LEVEL_COMMAND[level(report, finding)]
-    path, line = artifact(finding)
-    props = [f"file={escape_property(_clean(path))}"]
-    if line is not None and line >= 1:
-        props.append(f"line={line}")
+    path, line = artifact(finding, report)
+    props = []
+    if path is not None:  # without a file, the annotation is on the run
+        props.append(f"file={escape_property(_clean(path))}")
+        if line is not None and line >= 1:
+            props.append(f"line={line}")
     title = f"{finding.rule}: {finding.title}" if finding.title else finding.rule
     props.append(f"title={escape_property(_clean(title))}")
     message = finding.message or finding.title
+    ids = finding.advisory_ids
+    if ids and ids[0] not in message:
+        message = f"{ids[0]}: {message}"
     if finding.package:
         pkg = f"{finding.package}=={finding.version}" if finding.version else finding.package
         message = f"{pkg}: {message}"
@@ -88,21 +95,17 @@ def annotations(report: Report) -> list[str]:
     return lines
 
 
-def append_step_summary(report: Report, path: str | os.PathLike[str]) -> None:
+def append_step_summary(
+    report: Report, path: str | os.PathLike[str], options: RenderOptions = DEFAULT_OPTIONS
+) -> None:
     """Append the Markdown report to `$GITHUB_STEP_SUMMARY`, keeping the file under 1 MiB."""
     target = Path(path)
     existing = target.stat().st_size if target.exists() else 0
-    budget = STEP_SUMMARY_LIMIT - existing - _SUMMARY_MARGIN
+    budget = min(STEP_SUMMARY_LIMIT - existing - _SUMMARY_MARGIN, options.markdown_max_bytes)
     if budget <= 0:
         return
-    text = markdown_format.render(report, max_bytes=budget)
+    text = markdown_format.render(report, replace(options, markdown_max_bytes=budget))
     if len(text.encode("utf-8")) > budget:
-        # Even the header does not fit (a huge tier table): fall back to one line.
-        text = (
-            f"qeguard {report.command}: {report.verdict.value.upper()} "
-            f"({sum(report.counts.values())} findings); see the JSON or SARIF report.\n"
-        )
-        if len(text.encode("utf-8")) > budget:
-            return
+        return
     with target.open("a", encoding="utf-8") as f:
         f.write("\n" + text if existing else text)

@@ -6,12 +6,13 @@ import json
 from importlib import resources
 from typing import Any
 
+from qeguard.render import DEFAULT_OPTIONS, RenderOptions
 from qeguard.report import Report
 
 SCHEMA_RESOURCE = "report.schema.json"
 
 
-def render(report: Report, *, color: bool = False) -> str:
+def render(report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> str:
     # ensure_ascii: paths with invalid UTF-8 arrive as lone surrogates, which cannot be
     # encoded as UTF-8 but survive as \\udcXX escapes.
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=True) + "\n"

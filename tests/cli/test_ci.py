@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
 import pytest
 from helpers import DATA, KeyPair, Run, git_run, write_files
+from junitparser import JUnitXml
+from qeguard.render import FORMATS
 from qeguard.render.json import schema
 
 SARIF_SCHEMA = json.loads((DATA / "sarif-schema-2.1.0.json").read_text("utf-8"))
@@ -90,7 +91,7 @@ def test_one_run_all_formats_agree(
     rules = {f["rule"] for f in doc["findings"] if f["suppressed"] is None}
     # Both fronts in one report: the unsigned change and the vulnerable pin.
     assert {"QG-INT-MODIFIED", "QG-DEP-VULN"} <= rules
-    assert doc["trust_source"].startswith("main ")
+    assert doc["trust_source"].startswith("trust root ")
     assert doc["database"]["date"] == "2024-10-10"
     vuln = next(f for f in doc["findings"] if f["rule"] == "QG-DEP-VULN")
     assert vuln["package"] == "requests" and vuln["location"] == {
@@ -99,16 +100,22 @@ def test_one_run_all_formats_agree(
     }
 
     expected = {f["fingerprint"] for f in doc["findings"]}
+    assert len(expected) == len(doc["findings"])
     sarif = json.loads((out / "r.sarif").read_text())
     jsonschema.validate(sarif, SARIF_SCHEMA)
-    assert {r["partialFingerprints"]["qeguard/v1"] for r in sarif["runs"][0]["results"]} == (
+    assert {r["partialFingerprints"]["qeguard/v2"] for r in sarif["runs"][0]["results"]} == (
         expected
     )
+    # The advisory is its own SARIF rule, linked to osv.dev.
+    advisory = next(r for r in sarif["runs"][0]["tool"]["driver"]["rules"] if "helpUri" in r)
+    assert advisory["helpUri"] == f"https://osv.dev/vulnerability/{advisory['id']}"
     junit = (out / "r.xml").read_text()
-    ET.fromstring(junit)
+    JUnitXml.fromstring(junit)
     assert set(re.findall(r"fingerprint=([0-9a-f]+)", junit)) == expected
     html = (out / "r.html").read_text()
     assert set(re.findall(r'data-fingerprint="([0-9a-f]+)"', html)) == expected
+    md = (out / "r.md").read_text()
+    assert f"](https://osv.dev/vulnerability/{advisory['id']})" in md
     summary = ", ".join(f"{n} {sev}" for sev, n in doc["counts"].items() if n)
     assert summary in result.out
     assert summary in (out / "r.md").read_text()
@@ -127,7 +134,8 @@ def test_github_actions_annotations_and_summary(
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     result = run_cli("ci", "--trust-ref", "main", cwd=branch_with_findings)
     assert result.code == 1
-    errors = [ln for ln in result.out.splitlines() if ln.startswith("::error ")]
+    assert "::" not in result.out  # workflow commands go to the log (stderr), not the report
+    errors = [ln for ln in result.err.splitlines() if ln.startswith("::error ")]
     assert any("file=src/pkg/util.py" in ln for ln in errors)
     assert any("file=requirements.txt,line=1" in ln for ln in errors)
     text = summary.read_text()
@@ -146,3 +154,72 @@ def test_clean_branch_passes_and_no_deps_skips_the_scan(
     doc = json.loads(result.out)
     assert doc["database"] is None
     assert not [f for f in doc["findings"] if f["rule"].startswith("QG-DEP")]
+
+
+def _parse(fmt: str, out: str) -> object:
+    """Parse one format's stdout with the consumer that would read it."""
+    if fmt in ("json", "sarif"):
+        doc = json.loads(out)
+        jsonschema.validate(doc, schema() if fmt == "json" else SARIF_SCHEMA)
+        return doc
+    if fmt == "junit":
+        return JUnitXml.fromstring(out)
+    if fmt == "html":
+        assert out.startswith("<!DOCTYPE html>") and out.rstrip().endswith("</html>")
+        block = out.split('id="qeguard-data">', 1)[1].split("</script>", 1)[0]
+        return json.loads(block)
+    return out
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f not in ("text", "markdown")])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("ci", "--trust-ref", "main"),
+        ("verify", "--trust-ref", "main"),
+        ("deps",),
+    ],
+    ids=lambda a: a[0],
+)
+def test_machine_formats_on_stdout_parse_under_github_actions(
+    branch_with_findings: Path,
+    run_cli: Callable[..., Run],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: tuple[str, ...],
+    fmt: str,
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    result = run_cli(*argv, "--format", fmt, cwd=branch_with_findings)
+    assert result.code == 1, result.err
+    _parse(fmt, result.out)
+    assert "::error" not in result.out and "::warning" not in result.out
+    if argv[0] == "ci":
+        assert "::error " in result.err
+
+
+def test_sarif_category_names_the_analysis_only_when_asked(
+    branch_with_findings: Path, run_cli: Callable[..., Run]
+) -> None:
+    plain = json.loads(
+        run_cli("ci", "--trust-ref", "main", "--format", "sarif", cwd=branch_with_findings).out
+    )
+    # Without the flag the upload step's `category:` decides (it is ignored when set here).
+    assert "automationDetails" not in plain["runs"][0]
+    named = json.loads(
+        run_cli(
+            "ci",
+            "--trust-ref",
+            "main",
+            "--format",
+            "sarif",
+            "--sarif-category",
+            "qeguard/py3.12",
+            cwd=branch_with_findings,
+        ).out
+    )
+    assert named["runs"][0]["automationDetails"] == {"id": "qeguard/py3.12/"}
+    jsonschema.validate(named, SARIF_SCHEMA)
+    bad = run_cli("ci", "--format", "sarif", "--sarif-category", "/", cwd=branch_with_findings)
+    assert bad.code == 2

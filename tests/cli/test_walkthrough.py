@@ -49,31 +49,37 @@ def test_walkthrough(
     assert r.code == 0, r.err
     assert "core (threshold 2, block)" in r.out and "outer (threshold 0, warn)" in r.out
 
+    # A private key written into the work tree would be one `git add -A` from a commit.
+    r = run_cli("keygen", "--name", "alice", "--out", "alice.key")
+    assert r.code == 2 and "not ignored" in r.err and "--force" in r.err
+    assert not Path("alice.key").exists()
+
+    keys = repo.parent / "keys"  # outside the repository
     for name in ("alice", "bob"):
-        r = run_cli("keygen", "--name", name, "--out", f"{name}.key")
+        r = run_cli("keygen", "--name", name, "--out", keys / f"{name}.key")
         assert r.code == 0, r.err
         # keygen prints the public line, identical to the .pub file it wrote.
         line = r.out.strip()
         assert line.startswith("ssh-ed25519 ") and line.endswith(f" {name}")
-        assert Path(f"{name}.key.pub").read_text().strip() == line
-        assert stat.S_IMODE(Path(f"{name}.key").stat().st_mode) == 0o600
-        r = run_cli("trust", "add", name, f"{name}.key.pub", "--tiers", "core,middle")
+        assert (keys / f"{name}.key.pub").read_text().strip() == line
+        assert stat.S_IMODE((keys / f"{name}.key").stat().st_mode) == 0o600
+        r = run_cli("trust", "add", name, keys / f"{name}.key.pub", "--tiers", "core,middle")
         assert r.code == 0, r.err
 
-    r = run_cli("sign", "--key", "alice.key")
+    r = run_cli("sign", "--key", keys / "alice.key")
     assert r.code == 0, r.err
     assert "core: new payload (sequence 1" in r.out
     # Core needs two signers: with alice alone verify reports the shortfall.
     r = run_cli("verify")
     assert "QG-SIG-THRESHOLD" in r.out
 
-    r = run_cli("sign", "--key", "bob.key")
+    r = run_cli("sign", "--key", keys / "bob.key")
     assert r.code == 0, r.err
     assert "core: co-signed (sequence 1" in r.out and "middle: co-signed" in r.out
 
     r = run_cli("verify")
     assert r.code == 0, r.out + r.err
-    assert "tier core:" in r.out and "2/2 signers" in r.out
+    assert "tier core:" in r.out and "threshold 2: 2 signed (alice, bob), met" in r.out
 
     r = run_cli("verify", "--format", "json", "--output", "report.json")
     assert r.code == 0, r.err

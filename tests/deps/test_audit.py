@@ -186,3 +186,123 @@ def test_stale_database_warning_and_fail_on_from_policy(tmp_path: Path):
     assert report.fail_on is Severity.CRITICAL
     stale = [f for f in report.findings if f.rule == "QG-DEP-DB"]
     assert stale and "83 days" in stale[0].title
+
+
+def test_vulnerability_details_keep_the_report_contract():
+    findings, _ = _scan([_pin("urllib3", "1.26.4"), _pin("jinja2", "2.10")])
+    vulns = [f for f in findings if f.rule == "QG-DEP-VULN"]
+    for f in vulns:
+        d = f.details
+        assert set(d) >= {"id", "aliases", "fix_versions", "cvss", "score", "severity_source"}
+        assert d["aliases"] == sorted(d["aliases"])
+        assert d["url"] == f"https://osv.dev/vulnerability/{d['id']}"
+        assert d["description"] and "\n" not in f.message
+    scored = [f for f in vulns if f.details["severity_source"] == "cvss_v3"]
+    assert scored and all(isinstance(f.details["score"], float) for f in scored)
+    unrated = [f for f in vulns if f.details["severity_source"] == "none"]
+    assert unrated and all(
+        f.severity is Severity.UNKNOWN and f.details["score"] is None for f in unrated
+    )
+
+
+def test_the_policy_decides_where_unknown_severity_falls():
+    pin = [_pin("py", "1.11.0")]  # PYSEC-2022-42969 has no rating at all
+    default, _ = _scan(pin)
+    assert {f.severity for f in default if f.rule == "QG-DEP-VULN"} == {Severity.UNKNOWN}
+    low, _ = _scan(pin, DepsPolicy.from_table({"unknown_severity": "low"}))
+    assert {f.severity for f in low if f.rule == "QG-DEP-VULN"} == {Severity.LOW}
+    with pytest.raises(ConfigError, match="unknown_severity"):
+        DepsPolicy.from_table({"unknown_severity": "dire"})
+    with pytest.raises(ConfigError, match="db_max_age_days"):
+        DepsPolicy.from_table({"db_max_age_days": -1})
+
+
+def test_ignore_vuln_is_local_to_one_run(tmp_path: Path):
+    (tmp_path / "requirements.txt").write_text("jinja2==2.10\n")
+    plain = run_scan(tmp_path, None, today=TODAY).report
+    ignored = run_scan(tmp_path, None, today=TODAY, ignore_vulns=["CVE-2019-10906"]).report
+    [hit] = [f for f in ignored.findings if f.details.get("id") == "PYSEC-2019-217"]
+    assert hit.suppressed is not None and "--ignore-vuln CVE-2019-10906" in hit.suppressed.reason
+    assert len(ignored.active_findings) == len(plain.active_findings) - 1
+
+
+def test_strict_fails_on_what_cannot_be_checked(tmp_path: Path):
+    (tmp_path / "requirements.txt").write_text("git+https://example.com/x.git#egg=x\n")
+    lenient = run_scan(tmp_path, None).report
+    strict = run_scan(tmp_path, None, strict=True).report
+    assert lenient.exit_code == 0 and strict.exit_code == 1
+    [f] = [f for f in strict.findings if f.rule == "QG-DEP-UNSCANNABLE"]
+    assert f.severity is strict.fail_on
+
+
+def test_a_record_that_cannot_be_evaluated_is_reported(tmp_path: Path):
+    """binderhub's PYSEC-2021-371 has a `fixed` that is not PEP 440 and no versions list:
+    not a vulnerability finding for every release, but a finding that says so."""
+    (tmp_path / "requirements.txt").write_text("binderhub==0.2.0\nsteam==1.0\n")
+    report = run_scan(tmp_path, None, db_path=DEPS_DATA / "osv", today=TODAY).report
+    rules = {(f.rule, f.details.get("id")) for f in report.findings}
+    assert ("QG-DEP-UNEVALUATED", "PYSEC-2021-371") in rules
+    assert ("QG-DEP-UNEVALUATED", "PYSEC-2019-125") in rules
+    assert not any(r == "QG-DEP-VULN" for r, _ in rules)
+    f = next(f for f in report.findings if f.details.get("id") == "PYSEC-2021-371")
+    assert "0.2.0-n653" in f.message and f.location.line == 1
+
+
+def test_report_inputs_and_fixes(tmp_path: Path):
+    (tmp_path / "requirements.txt").write_text("-r base.txt\nrequests==2.19.0\n")
+    (tmp_path / "base.txt").write_text("jinja2==2.10\nflask>=1.0\n")
+    report = run_scan(tmp_path, None, today=TODAY).report
+    assert report.inputs.files == ("requirements.txt", "base.txt")
+    assert report.inputs.dependencies == 3 and report.inputs.packages == 2
+    assert report.inputs.services == ("offline",)
+    fixes = {(f.package, f.version, f.fixed, f.path, f.applied) for f in report.fixes}
+    assert fixes == {
+        ("requests", "2.19.0", "2.31.0", "requirements.txt", False),
+        ("jinja2", "2.10", "2.11.3", "base.txt", False),
+    }
+    assert Report.from_dict(report.to_dict()).fixes == report.fixes
+
+
+@pytest.mark.parametrize(
+    ("license", "allow", "deny", "ok"),
+    [
+        ("MIT OR GPL-3.0-only", [], ["GPL-3.0-only"], True),  # OR: the user picks MIT
+        ("MIT AND GPL-3.0-only", [], ["GPL-3.0-only"], False),
+        ("GPL-3.0-only", [], ["GPL-3.0-only"], False),
+        ("mit", ["MIT"], [], True),  # SPDX ids are case-insensitive
+        ("Apache-2.0 WITH LLVM-exception", ["Apache-2.0"], [], True),
+        ("(MIT OR BSD-3-Clause) AND Zlib", ["MIT", "Zlib"], [], True),
+        ("Proprietary", ["MIT"], [], False),
+    ],
+)
+def test_license_expressions_with_the_spdx_library(license, allow, deny, ok):
+    policy = DepsPolicy.from_table({"licenses": {"allow": allow, "deny": deny}})
+    findings, _ = _scan([_pin("a", "1", license=license)], policy)
+    assert (not [f for f in findings if f.rule == "QG-DEP-LICENSE"]) is ok
+
+
+def test_license_classifiers_map_to_spdx():
+    from email.message import Message
+
+    from qeguard.deps.sources.environment import license_of
+
+    for classifier, spdx_id in [
+        ("License :: OSI Approved :: MIT License", "MIT"),
+        ("License :: OSI Approved :: Apache Software License", "Apache-2.0"),
+    ]:
+        meta = Message()
+        meta["Classifier"] = classifier
+        meta["License"] = "see LICENSE file"
+        assert license_of(meta) == spdx_id
+    allow = DepsPolicy.from_table({"licenses": {"allow": ["MIT", "Apache-2.0"]}})
+    findings, _ = _scan(
+        [_pin("a", "1", license="MIT"), _pin("b", "1", license="Apache-2.0")], allow
+    )
+    assert findings == []
+    both = Message()
+    both["Classifier"] = "License :: OSI Approved :: MIT License"
+    both["Classifier"] = "License :: OSI Approved :: GNU General Public License v3 (GPLv3)"
+    assert license_of(both) == "MIT OR GPL-3.0-only"
+    family = Message()
+    family["Classifier"] = "License :: OSI Approved :: BSD License"
+    assert license_of(family) == "BSD License"  # names no single license: kept as text

@@ -65,8 +65,10 @@ class _Index(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def index() -> Iterator[str]:
-    """A fake index on 127.0.0.1; it also stops by itself after 60 s if a test hangs."""
+def index(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fake index on 127.0.0.1; it also stops by itself after 60 s if a test hangs.
+    `--online` is network use: the scans here may use it, and their database refresh
+    asks this server too (which has no database: the refresh fails, visibly)."""
     _Index.hits, _Index.flaky, _Index.broken = {}, set(), set()
     server = HTTPServer(("127.0.0.1", 0), _Index)
     server.timeout = 0.2
@@ -79,6 +81,8 @@ def index() -> Iterator[str]:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
+    monkeypatch.delenv("QEGUARD_OFFLINE")
+    monkeypatch.setenv("QEGUARD_DB_URL", f"http://127.0.0.1:{server.server_port}/PyPI/all.zip")
     try:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:

@@ -32,14 +32,14 @@ def test_requirements_includes_markers_hashes_and_unscannable():
     # -r and -c are relative to the including file and keep their own file and line.
     assert names["jinja2"].source == "includes/sub/base.txt"
     assert names["jinja2"].line == 1 and names["jinja2"].version == "2.10"
-    assert names["urllib3"].group == "constraints"
+    assert "urllib3" not in names  # -c restricts versions; a constraint is no dependency
     assert names["requests"].line == 5 and names["requests"].version == "2.19.0"
     assert "pywin32" not in names  # the marker is false on linux
     assert names["flask"].version is None and names["flask"].specifier == ">=0.10"
     assert names["flask"].extras == ("async",)
     unscannable = [d for d in deps if d.unscannable]
     assert {d.line for d in unscannable} == {9, 10, 11}
-    assert names["project"].unscannable == "editable install"
+    assert names["project"].unscannable.startswith("editable install")
 
 
 def test_requirements_target_platform_changes_markers():
@@ -106,7 +106,7 @@ def test_pyproject_group_cycle_is_an_error(tmp_path: Path):
     (tmp_path / "pyproject.toml").write_text(
         '[dependency-groups]\na = [{include-group = "b"}]\nb = [{include-group = "a"}]\n'
     )
-    with pytest.raises(DepsInputError, match="includes itself"):
+    with pytest.raises(DepsInputError, match="Cyclic dependency group"):
         load_path(tmp_path / "pyproject.toml", root=tmp_path, env=LINUX)
 
 
@@ -156,7 +156,7 @@ def test_malformed_lock_files_name_the_line(tmp_path: Path):
     with pytest.raises(DepsInputError) as exc:
         load_path(tmp_path / "Pipfile.lock", root=tmp_path, env=LINUX)
     assert exc.value.where == "Pipfile.lock:3"
-    (tmp_path / "pylock.toml").write_text("lock-version = '2.0'\n")
+    (tmp_path / "pylock.toml").write_text("lock-version = '2.0'\ncreated-by = 'x'\npackages = []\n")
     with pytest.raises(DepsInputError, match="lock-version"):
         load_path(tmp_path / "pylock.toml", root=tmp_path, env=LINUX)
 
@@ -199,9 +199,10 @@ _versions = st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}", fullmatch=True)
 @given(name=_names, version=_versions, comment=st.booleans())
 def test_exact_pins_round_trip(name: str, version: str, comment: bool):
     line = f"{name}=={version}" + ("  # why" if comment else "")
-    from qeguard.deps.sources.requirements import _COMMENT
+    from qeguard.deps.sources.requirements import logical_lines
 
-    dep = parse_line(_COMMENT.sub("", line), source="r.txt", line_no=1, env=LINUX)
+    [(_, text)] = logical_lines(line)
+    dep = parse_line(text, source="r.txt", line_no=1, env=LINUX)
     assert dep is not None and dep.version == version and dep.name == name
 
 

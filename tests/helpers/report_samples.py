@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from qeguard.report import (
     DatabaseInfo,
     Finding,
+    Fix,
+    Inputs,
     Location,
     Override,
     Report,
@@ -17,9 +19,46 @@ from qeguard.report import (
 
 HOSTILE_PATH = 'src/<script>alert("x")</script>|*a*,b:c%d\n.py'
 
+# 30 old pins, each affected by at least one advisory in the bundled PyPA snapshot.
+OLD_PINS = (
+    "django==2.2.0",
+    "requests==2.19.1",
+    "jinja2==2.10",
+    "pyyaml==5.3",
+    "urllib3==1.24.1",
+    "flask==0.12",
+    "pillow==6.0.0",
+    "numpy==1.16.0",
+    "cryptography==2.2",
+    "lxml==4.2.0",
+    "paramiko==2.4.0",
+    "sqlalchemy==1.2.0",
+    "werkzeug==0.14",
+    "tornado==5.0",
+    "twisted==18.4.0",
+    "aiohttp==3.5.0",
+    "celery==4.0.0",
+    "ansible==2.7.0",
+    "bleach==2.1",
+    "mistune==0.8",
+    "markdown2==2.3.0",
+    "pygments==2.5.1",
+    "setuptools==40.0.0",
+    "pip==19.0",
+    "wheel==0.30.0",
+    "certifi==2018.1.18",
+    "idna==2.7",
+    "py==1.8.0",
+    "babel==2.8.0",
+    "pyjwt==1.5.0",
+)
+
 
 def sample_report(*, hostile: bool = True) -> Report:
-    """Integrity findings with tiers, dependency findings, suppressed and location-less ones."""
+    """Integrity findings with tiers, dependency findings, suppressed and location-less ones.
+
+    The requests advisory is produced twice (requirements.txt and a constraints file), as
+    a scanner reading both would: the report holds it once, with both places."""
     findings = [
         Finding(
             rule="QG-INT-MODIFIED",
@@ -64,25 +103,44 @@ def sample_report(*, hostile: bool = True) -> Report:
             location=Location(path="../../etc/passwd"),
             tier="outer",
         ),
-        Finding(
-            rule="QG-DEP-VULN",
-            severity=Severity.HIGH,
-            title="requests 2.19.0 is vulnerable",
-            message="PYSEC-2018-28: credentials leak on redirect",
-            location=Location(path="requirements.txt", line=3),
-            package="requests",
-            version="2.19.0",
-            fix="pip install 'requests>=2.20.0'",
-            details={"id": "PYSEC-2018-28", "aliases": ["CVE-2018-18074"]},
+        *(
+            Finding(
+                rule="QG-DEP-VULN",
+                severity=Severity.HIGH,
+                title="requests 2.19.0: PYSEC-2018-28",
+                message="credentials leak on redirect",
+                location=where,
+                package=name,
+                version="2.19.0",
+                fix="upgrade requests to 2.20.0",
+                details={
+                    "id": "PYSEC-2018-28",
+                    "aliases": ["CVE-2018-18074", "GHSA-x84v-xcm2-53pg"],
+                    "fix_versions": ["2.20.0"],
+                    "cvss": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N",
+                },
+            )
+            for name, where in (
+                ("requests", Location(path="requirements.txt", line=3)),
+                ("Requests", Location(path="constraints.txt", line=1)),
+            )
         ),
         Finding(
             rule="QG-DEP-VULN",
             severity=Severity.UNKNOWN,
-            title="pyyaml 5.3 is vulnerable",
-            message="GHSA-8q59-q68h-6hv4: arbitrary code execution",
+            title="pyyaml 5.3: GHSA-8q59-q68h-6hv4",
+            message="arbitrary code execution",
             package="pyyaml",
             version="5.3",
-            details={"id": "GHSA-8q59-q68h-6hv4"},
+            details={"id": "GHSA-8q59-q68h-6hv4", "fix_versions": ["5.4"]},
+        ),
+        Finding(
+            rule="QG-INT-MODIFIED",
+            severity=Severity.LOW,
+            title="Protected file modified",
+            message="an outer-tier (warn) file changed",
+            location=Location(path="docs/guide.md"),
+            tier="outer",
         ),
         Finding(
             rule="QG-DEP-UNPINNED",
@@ -171,8 +229,24 @@ def sample_report(*, hostile: bool = True) -> Report:
             age_days=10,
             records=4321,
         ),
+        inputs=Inputs(
+            files=("requirements.txt", "constraints.txt"),
+            packages=4,
+            dependencies=5,
+            services=("offline",),
+        ),
         overrides=(Override(reason="incident 42", who="carol", when="2024-10-19T08:00:00Z"),),
         findings=tuple(findings),
+        fixes=(
+            Fix(
+                package="requests",
+                version="2.19.0",
+                fixed="2.20.0",
+                path="requirements.txt",
+                applied=False,
+            ),
+            Fix(package="pyyaml", version="5.3", fixed="5.4", path=None, applied=False),
+        ),
     )
 
 
@@ -183,4 +257,80 @@ def clean_report() -> Report:
         started=datetime(2024, 10, 20, 12, 0, 0, tzinfo=UTC),
         duration_s=0.2,
         command="verify",
+    )
+
+
+def many_findings_report(changed: int = 50_000, *, pins: bool = True) -> Report:
+    """A project with many findings, shaped like the issue's: 30 old pins declared through
+    two files (five advisories each), a few bandit hits that share a test and a file, and
+    `changed` modified protected files spread over a block, a block and a warn tier."""
+    findings: list[Finding] = []
+    for p in range(30 if pins else 0):
+        for a in range(5):
+            sev = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW)[(p + a) % 4]
+            for where in (
+                Location(path="requirements.txt", line=p + 1),
+                Location(path="requirements/base.txt", line=p + 1),
+            ):
+                findings.append(
+                    Finding(
+                        rule="QG-DEP-VULN",
+                        severity=sev,
+                        title=f"pkg{p} 1.0: PYSEC-2020-{p * 10 + a}",
+                        message=f"advisory {a} for pkg{p}: " + "a long description " * 20,
+                        location=where,
+                        package=f"pkg{p}",
+                        version="1.0",
+                        fix=f"upgrade pkg{p} to 2.{a}",
+                        details={
+                            "id": f"PYSEC-2020-{p * 10 + a}",
+                            "aliases": [f"CVE-2020-{1000 + p * 10 + a}"],
+                            "fix_versions": [f"2.{a}"],
+                        },
+                    )
+                )
+    for line in (3, 9, 27):
+        findings.append(
+            Finding(
+                rule="QG-SAST-B602",
+                severity=Severity.MEDIUM,
+                title="B602 subprocess_popen_with_shell_equals_true",
+                message="subprocess call with shell=True identified",
+                location=Location(path="src/tool.py", line=line),
+            )
+        )
+    tiers = (("core", Severity.HIGH), ("middle", Severity.HIGH), ("outer", Severity.LOW))
+    for i in range(changed):
+        tier, sev = tiers[i % 3]
+        findings.append(
+            Finding(
+                rule="QG-INT-MODIFIED",
+                severity=sev,
+                title="Protected file modified",
+                message="content hash differs from the signed manifest",
+                location=Location(path=f"pkg{i % 37:02d}/mod{i % 211:03d}/f{i:06d}.py"),
+                tier=tier,
+                fix=f"qeguard sign --tier {tier} --key KEY",
+            )
+        )
+    return Report(
+        tool_version="0.1.0",
+        target="/home/ci/work/big",
+        started=datetime(2024, 10, 20, 12, 0, 0, tzinfo=UTC),
+        duration_s=41.0,
+        command="ci",
+        tiers=tuple(
+            TierSummary(name=t, threshold=0 if t == "outer" else 1, on_change=oc, files=50_000)
+            for t, oc in (("core", "block"), ("middle", "block"), ("outer", "warn"))
+        ),
+        database=DatabaseInfo(
+            source="offline", name="pypa/advisory-database", date="2024-10-10", records=4321
+        ),
+        inputs=Inputs(
+            files=("requirements.txt", "requirements/base.txt"),
+            packages=30,
+            dependencies=60,
+            services=("offline",),
+        ),
+        findings=tuple(findings),
     )

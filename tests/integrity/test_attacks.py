@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from helpers import (
     CORE_FILE,
     MIDDLE_FILE,
@@ -28,6 +29,7 @@ from helpers import (
     with_bare_remote,
     write_files,
 )
+from helpers.workflows import ACTION, FILE_PROTECTION, fake_venv, run_step
 from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
 from qeguard.integrity.keys import load_signing_key
 from qeguard.integrity.layout import envelope_path, list_path
@@ -95,7 +97,9 @@ def test_branch_adding_its_own_keys_to_trust_cannot_sign_core(
     found = rules(doc)
     assert "QG-TRUST-CHANGE .qeguard/trust.toml" in found
     assert any(r.startswith("QG-SIG-THRESHOLD") for r in found)
-    assert doc["trust_source"].startswith("main ")
+    root = git_run(repo, "rev-list", "--max-parents=0", "main").strip()
+    assert doc["trust_source"].startswith(f"trust root {root} ")
+    assert "not approved" in doc["trust_source"]
     # The hook (trust from HEAD = main's commit here, staged = the branch) agrees.
     git_run(repo, "reset", "-q", "--soft", "HEAD~1")
     code, doc = verify_json(repo, "--staged")
@@ -118,8 +122,12 @@ def test_core_change_resigned_by_one_of_two_is_blocked_in_ci(
     threshold = [f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD"]
     assert threshold and threshold[0]["severity"] == "high"
     assert threshold[0]["details"]["signers"] == ["alice"]
-    # Locally the same state is a warning naming who signed, not a block.
+    # Plain verify is as strict as CI...
     code, doc = verify_json(repo)
+    assert code == 1
+    assert "QG-SIG-THRESHOLD" in failing(doc)
+    # ...only a hook turns the same state into a warning naming who signed.
+    code, doc = verify_json(repo, "--hook", "pre-commit")
     assert code == 0
     local = [f for f in doc["findings"] if f["rule"] == "QG-SIG-THRESHOLD"]
     assert local[0]["severity"] == "low" and "(alice)" in local[0]["message"]
@@ -140,14 +148,14 @@ def test_restoring_an_older_validly_signed_manifest_is_a_rollback(
     _branch(repo)
     git_run(repo, "checkout", "-q", old, "--", ".qeguard/manifests", CORE_FILE)
     commit(repo, "bring back the old version")
-    # The old manifest is validly signed by both and matches the old file...
-    code, doc = verify_json(repo, "--trust-ref", old)
-    assert "QG-SIG-ROLLBACK" not in " ".join(rules(doc))
-    # ...but against main it is a rollback.
-    code, doc = verify_json(repo, *CI)
-    assert code == 1
-    rb = [f for f in doc["findings"] if f["rule"] == "QG-SIG-ROLLBACK"]
-    assert rb and rb[0]["severity"] == "critical" and rb[0]["tier"] == "core"
+    # The old manifest is validly signed by both and matches the old file, but against
+    # main it is a rollback; and so it is against the old commit or no base at all,
+    # since the history walked from the trust root already holds the higher sequence.
+    for args in (CI, ("--trust-ref", old), ()):
+        code, doc = verify_json(repo, *args)
+        assert code == 1, args
+        rb = [f for f in doc["findings"] if f["rule"] == "QG-SIG-ROLLBACK"]
+        assert rb and rb[0]["severity"] == "critical" and rb[0]["tier"] == "core", args
 
 
 # 4
@@ -170,7 +178,7 @@ def test_removing_a_file_from_the_policy_instead_of_signing(
     code, doc = verify_json(repo, *CI)
     assert code == 1
     found = rules(doc)
-    assert "QG-TRUST-CHANGE .qeguard/trust.toml" in found
+    assert "QG-TRUST-CHANGE .qeguard/policy.toml" in found  # the file that changed
     # main's policy still applies, so the changed file is still core's and still caught.
     assert f"QG-INT-ADDED {CORE_FILE}" in found
     assert "QG-SIG-POLICY .qeguard/policy.toml" in found
@@ -420,3 +428,166 @@ def test_co_signing_across_commits(
     assert code == 0, rules(doc)
     core = next(t for t in doc["tiers"] if t["name"] == "core")
     assert sorted(core["signers"]) == ["alice", "bob"]
+
+
+# -- the trust root and the history from it -----------------------------------------------
+
+
+def _root_of(repo: Path, rev: str = "main") -> str:
+    return git_run(repo, "rev-list", "--max-parents=0", rev).strip()
+
+
+def test_a_root_that_is_no_ancestor_fails(
+    repo: Path, keypair: Callable[..., KeyPair], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unrelated history with its own .qeguard/ and its own keys (an orphan branch, a
+    rewritten main): the pinned root, or the root found on the base, is not in it."""
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    root = _root_of(repo)
+    m1, m2 = keypair("mallory1"), keypair("mallory2")
+    git_run(repo, "checkout", "-q", "--orphan", "evil")
+    git_run(repo, "rm", "-q", "-rf", "--cached", ".qeguard")
+    shutil.rmtree(repo / ".qeguard")
+    mallory = protect(repo, m1, m2)  # a perfectly signed repository, under mallory's keys
+    assert mallory.cli("verify").code == 0  # trust on first use cannot know better...
+    code, doc = verify_json(repo)
+    assert doc["trust_source"].startswith(f"trust root {_root_of(repo, 'evil')} ")
+    # ...a pinned root can, in every form it is given:
+    monkeypatch.setenv("CI", "true")
+    for args in (("--trust-root", root), ("--trust-ref", "main"), ("--trust-root", root, *CI)):
+        code, doc = verify_json(repo, *args)
+        assert code == 1, args
+        found = [f for f in doc["findings"] if f["rule"] == "QG-TRUST-ROOT"]
+        assert found and found[0]["severity"] == "critical", args
+        assert "not an ancestor" in found[0]["message"]
+        # The root's own trust applies: mallory's signatures count for nothing.
+        assert "QG-SIG-THRESHOLD" in failing(doc), args
+    monkeypatch.setenv("QEGUARD_TRUST_ROOT", root)
+    code, doc = verify_json(repo)
+    assert code == 1 and "QG-TRUST-ROOT" in failing(doc)
+    assert doc["trust_source"].startswith(f"trust root {root} (pinned by QEGUARD_TRUST_ROOT)")
+
+
+def test_a_root_only_on_a_merged_side_branch_is_refused(
+    repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    _branch(repo, "side")
+    write_files(repo, {"notes.txt": "side\n"})
+    side = commit(repo, "side work")
+    git_run(repo, "checkout", "-q", "main")
+    write_files(repo, {"other.txt": "main\n"})
+    commit(repo, "main work")
+    git_run(repo, "merge", "-q", "--no-ff", "--no-edit", "side")
+    code, doc = verify_json(repo, "--trust-root", side)
+    assert code == 1
+    (found,) = [f for f in doc["findings"] if f["rule"] == "QG-TRUST-ROOT"]
+    assert "first-parent" in found["message"]
+    assert verify_json(repo, "--trust-root", "HEAD^")[0] == 0
+
+
+def test_a_history_rewrite_that_drops_an_approved_trust_change_fails(
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bob's key leaks; main removes it (approved by alice and bob). The attacker rewrites
+    main from before the removal and signs a middle change with bob's key, then force
+    pushes. The push build's base (the old tip) and a root pinned after the removal both
+    catch it."""
+    alice, bob, carol = keypair("alice"), keypair("bob"), keypair("carol")
+    p = protect(repo, alice, bob)
+    with_bare_remote(tmp_path, repo)
+    before_removal = git_run(repo, "rev-parse", "HEAD").strip()
+    assert p.cli("trust", "add", "carol", carol.public, "--tiers", "core,middle").code == 0
+    assert p.cli("trust", "remove", "bob").code == 0
+    sign(repo, alice, "core")
+    sign(repo, carol, "core")  # the new trust's threshold, for the tier itself
+    # bob approves his own removal: the old trust's threshold is alice and bob.
+    _cosign_as(repo, bob, "core")
+    removal = commit(repo, "retire bob (leaked), add carol")
+    assert verify_json(repo)[0] == 0, rules(verify_json(repo)[1])
+    old_tip = git_run(repo, "rev-parse", "HEAD").strip()
+    git_run(repo, "push", "-q", "origin", "main")
+
+    git_run(repo, "reset", "-q", "--hard", before_removal)
+    write_files(repo, {MIDDLE_FILE: "HELPER = 'evil'\n"})
+    sign(repo, bob, "middle")
+    commit(repo, "bob's key still works here")
+    git_run(repo, "push", "-q", "--force", "origin", "main")
+    monkeypatch.setenv("CI", "true")
+    assert verify_json(repo)[0] == 0  # this history alone never saw the removal...
+    code, doc = verify_json(repo, "--trust-ref", old_tip)  # ...the push's base did
+    assert code == 1
+    (found,) = [f for f in doc["findings"] if f["rule"] == "QG-TRUST-HISTORY"]
+    assert found["details"]["commit"] == removal and found["severity"] == "critical"
+    code, doc = verify_json(repo, "--trust-root", removal)  # and so does the pinned root
+    assert code == 1 and "QG-TRUST-ROOT" in failing(doc)
+    # The pre-push hook's range from what the remote had, likewise.
+    code, doc = verify_json(repo, "--range", f"{old_tip}..HEAD")
+    assert code == 1 and "QG-TRUST-HISTORY" in failing(doc)
+    # The push builds pass github.event.before as that base.
+    push = {"github.event_name": "push", "github.event.before": old_tip, "inputs.sarif": "q.sarif"}
+    for path, step in (
+        (ACTION, "Run qeguard ci"),
+        (FILE_PROTECTION, "Verify with trust from the pinned root"),
+    ):
+        runner = tmp_path / f"runner-{path.name}"
+        fake_venv(runner)
+        proc = run_step(path, step, cwd=repo, runner_temp=runner, contexts=push)
+        assert proc.returncode == 1 and "QG-TRUST-HISTORY" in proc.stdout, proc.stdout + proc.stderr
+
+
+def _cosign_as(repo: Path, key: KeyPair, tier: str) -> None:
+    """Add `key`'s signature to `tier`'s envelope by hand: `sign` refuses a key the new
+    trust no longer lists, but the old trust's signer must approve the change."""
+    path = repo / envelope_path(tier)
+    env = Envelope.from_bytes(path.read_bytes(), source="test")
+    sk = load_signing_key(key.private)
+    path.write_bytes(
+        env.with_signature(Signature(keyid=sk.public.keyid, sig=sk.sign(env.pae))).to_bytes()
+    )
+    return True
+
+
+def test_rotation_chain_across_merges(
+    repo: Path, keypair: Callable[..., KeyPair], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Add carol (approved by alice and bob), merge; retire bob (approved by alice and
+    carol), merge; both with merge commits. Trust walks through both, pinned or not."""
+    alice, bob, carol = keypair("alice"), keypair("bob"), keypair("carol")
+    p = protect(repo, alice, bob)
+    root = _root_of(repo)
+    _branch(repo, "add-carol")
+    assert p.cli("trust", "add", "carol", carol.public, "--tiers", "core,middle").code == 0
+    sign(repo, alice, "core")
+    commit(repo, "trust carol, alice signs")
+    sign(repo, bob, "core")
+    commit(repo, "bob co-signs")
+    git_run(repo, "checkout", "-q", "main")
+    write_files(repo, {"notes.txt": "meanwhile on main\n"})
+    commit(repo, "unrelated work on main")
+    git_run(repo, "merge", "-q", "--no-ff", "--no-edit", "add-carol")
+    _branch(repo, "retire-bob")
+    assert p.cli("trust", "remove", "bob").code == 0
+    sign(repo, alice, "core")
+    sign(repo, carol, "core")
+    commit(repo, "retire bob")
+    git_run(repo, "checkout", "-q", "main")
+    git_run(repo, "merge", "-q", "--no-ff", "--no-edit", "retire-bob")
+    monkeypatch.setenv("CI", "true")
+    for args in ((), ("--trust-root", root), ("--trust-ref", "main")):
+        code, doc = verify_json(repo, *args)
+        assert code == 0, (args, rules(doc))
+        assert "2 approved trust change(s)" in doc["trust_source"], args
+    # bob's signature no longer counts; carol's does.
+    _branch(repo, "after")
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 11 * x\n"})
+    sign(repo, alice, "core")
+    _cosign_as(repo, bob, "core")
+    commit(repo, "signed by alice and (retired) bob")
+    code, doc = verify_json(repo, "--trust-root", root, *CI)
+    assert code == 1 and "QG-SIG-THRESHOLD" in failing(doc)
+    sign(repo, carol, "core")
+    commit(repo, "carol co-signs")
+    assert verify_json(repo, "--trust-root", root, *CI)[0] == 0

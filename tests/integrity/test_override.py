@@ -53,8 +53,11 @@ def test_override_flag_lets_the_staged_check_pass_and_records_it(
 ) -> None:
     protect(repo, keypair("alice"), keypair("bob"))
     _unsigned_core_change(repo)
-    assert verify_json(repo, "--staged")[0] == 1
+    assert verify_json(repo, "--hook", "pre-commit")[0] == 1
+    # Outside a hook an override is only reported: plain verify stays strict.
     code, doc = verify_json(repo, "--staged", "--override", "prod outage INC-42")
+    assert code == 1 and {"QG-INT-MODIFIED", "QG-OVERRIDE"} <= set(failing(doc))
+    code, doc = verify_json(repo, "--hook", "pre-commit", "--override", "prod outage INC-42")
     assert code == 0
     assert doc["overrides"][0]["reason"] == "prod outage INC-42"
     assert doc["overrides"][0]["who"] == "Test User <test@example.com>"
@@ -71,7 +74,7 @@ def test_override_environment_variable(
     protect(repo, keypair("alice"), keypair("bob"))
     _unsigned_core_change(repo)
     monkeypatch.setenv("QEGUARD_OVERRIDE", "hotfix from the env")
-    code, doc = verify_json(repo, "--staged")
+    code, doc = verify_json(repo, "--hook", "pre-commit")
     assert code == 0
     assert doc["overrides"][0]["reason"] == "hotfix from the env"
 
@@ -83,9 +86,9 @@ def test_commit_message_trailer_in_commit_msg_mode(
     _unsigned_core_change(repo)
     msg = tmp_path / "COMMIT_EDITMSG"
     msg.write_text("hotfix\n\n# Qeguard-Override: commented out does not count\n")
-    assert verify_json(repo, "--staged", "--message-file", msg)[0] == 1
+    assert verify_json(repo, "--hook", "commit-msg", "--message-file", msg)[0] == 1
     msg.write_text("hotfix\n\nQeguard-Override: pager at 3am\n")
-    code, doc = verify_json(repo, "--staged", "--message-file", msg)
+    code, doc = verify_json(repo, "--hook", "commit-msg", "--message-file", msg)
     assert code == 0
     assert [o["reason"] for o in doc["overrides"]] == ["pager at 3am"]
 

@@ -8,8 +8,17 @@ from typing import Any
 
 import pytest
 from qeguard.errors import ConfigError
-from qeguard.integrity.policy import PRESETS, OnChange, load_policy, parse_policy, preset_text
+from qeguard.integrity.policy import (
+    PRESETS,
+    OnChange,
+    load_policy,
+    parse_policy,
+    policy_findings,
+    preset_text,
+    unmatched_patterns,
+)
 from qeguard.report import Severity
+from qeguard.rules import RuleId
 
 
 def _qemlflow() -> str:
@@ -35,6 +44,13 @@ def test_qemlflow_preset_is_the_issue_layout() -> None:
         "requirements*.txt",
         ".github/workflows/**",
         ".qeguard/**",
+        ".pre-commit-config.yaml",
+        ".gitattributes",
+        ".gitmodules",
+        "setup.cfg",
+        "tox.ini",
+        "conftest.py",
+        "noxfile.py",
     )
     assert (middle.name, middle.threshold, middle.on_change) == ("middle", 1, OnChange.BLOCK)
     assert middle.patterns == (
@@ -66,6 +82,15 @@ def test_qemlflow_preset_is_the_issue_layout() -> None:
         (".qeguard/policy.toml", "core"),
         (".qeguard/trust.toml", "core"),
         (".qeguard/.gitignore", "core"),
+        (".pre-commit-config.yaml", "core"),
+        (".gitattributes", "core"),
+        ("src/qemlflow/data/.gitattributes", "core"),
+        (".gitmodules", "core"),
+        ("setup.cfg", "core"),
+        ("tox.ini", "core"),
+        ("conftest.py", "core"),
+        ("tests/unit/conftest.py", "core"),
+        ("noxfile.py", "core"),
         ("src/qemlflow/sub/__init__.py", "middle"),
         ("src/qemlflow/utils.py", "middle"),
         ("src/README.md", "middle"),
@@ -232,3 +257,60 @@ def test_cli_unknown_tier_is_exit_2(repo: Path, run_cli: Any, keypair: Any) -> N
     assert r.code == 2 and "unknown tier(s) nope" in r.err and "--tiers" in r.err
     r = run_cli("sign", "--key", key.private, "--tier", "nope", cwd=repo)
     assert r.code == 2 and "unknown tier 'nope'" in r.err
+
+
+_OWN = """extends = "qemlflow"
+
+[[tiers]]
+name = "core"
+patterns = ["src/*/core/**", "src/*/cor/**", "!src/*/core/skip.py", ".qeguard/**"]
+
+[[tiers]]
+name = "extra"
+threshold = 1
+patterns = ["data/**", "models/*.pt"]
+"""
+
+
+def test_own_patterns_are_those_the_file_writes() -> None:
+    policy = parse_policy(_OWN)
+    assert policy.own_patterns == {
+        "core": ("src/*/core/**", "src/*/cor/**", "!src/*/core/skip.py", ".qeguard/**"),
+        "extra": ("data/**", "models/*.pt"),
+    }
+    # A preset's patterns are not the repository's own: a repository without notebooks
+    # is no typo.
+    assert parse_policy('extends = "qemlflow"\n').own_patterns == {}
+    # The provenance is no part of what is signed.
+    assert parse_policy(_OWN).sha256 == policy.sha256
+
+
+def test_unmatched_patterns_in_one_pass() -> None:
+    policy = parse_policy(_OWN)
+    paths = ["src/pkg/core/a.py", ".qeguard/policy.toml", "models/net.pt", "README.md"]
+    assert unmatched_patterns(policy, paths) == {"core": ["src/*/cor/**"], "extra": ["data/**"]}
+    # One path may be the first match of several patterns.
+    assert (
+        unmatched_patterns(
+            policy, ["data/x", "src/a/cor/b", "src/a/core/c", ".qeguard/x", "models/a.pt"]
+        )
+        == {}
+    )
+    # The manifests never count as matches (they are never protected).
+    only_manifests = unmatched_patterns(policy, [".qeguard/manifests/core.list"])
+    assert ".qeguard/**" in only_manifests["core"]
+
+
+def test_policy_findings_name_the_tier_and_what_to_do() -> None:
+    policy = parse_policy(_OWN)
+    found = policy_findings(policy, {"core": 1, "middle": 1, "extra": 3}, ["data/a"])
+    unreachable = [f for f in found if f.rule == RuleId.SIG_UNREACHABLE]
+    assert [f.tier for f in unreachable] == ["core"]
+    assert "needs 2 distinct signer(s) but 1 key(s)" in unreachable[0].message
+    assert all(f.severity is Severity.LOW for f in found)
+    unmatched = sorted(str(f.details["id"]) for f in found if f.rule == RuleId.INT_UNMATCHED)
+    assert unmatched == [".qeguard/**", "models/*.pt", "src/*/cor/**", "src/*/core/**"]
+    # Fingerprints tell the patterns apart.
+    assert len({f.fingerprint for f in found}) == len(found)
+    # Without the tree (a hook's staged check) only the threshold is judged.
+    assert {f.rule for f in policy_findings(policy, {}, None)} == {RuleId.SIG_UNREACHABLE}

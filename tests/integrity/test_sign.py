@@ -92,16 +92,17 @@ def test_changed_content_starts_a_new_payload(project: Protected) -> None:
     assert "b: already signed" in r.out
 
 
-def test_untrusted_key_warns_and_signs_nothing(project: Protected, keypair: Any) -> None:
+def test_untrusted_key_fails_says_why_and_writes_nothing(project: Protected, keypair: Any) -> None:
     sign(project, project.signer("alice"))
     mallory = keypair("mallory")
     (project.root / "a/x.py").write_text("x = 666\n")
+    before = project.envelope("a")
     r = sign(project, mallory)
-    assert "is not in .qeguard/trust.toml" in r.err
-    assert "a: unsigned" in r.out and r.code == 0
-    assert project.envelope("a").signatures == ()
+    assert r.code == 2 and "nothing was signed" in r.err
+    assert "is not trusted at all" in r.err and "next:" not in r.err
+    assert project.envelope("a") == before  # alice's manifest is left as it was
     r = sign(project, mallory, "--tier", "a")
-    assert r.code == 2  # asked for a tier explicitly and could not sign it
+    assert r.code == 2 and "tier 'a': key" in r.err
 
 
 def test_sequence_advances_over_head(project: Protected) -> None:

@@ -14,7 +14,7 @@ import hashlib
 import os
 import random
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,7 +58,7 @@ HOSTILE = [
     "\u00e9t\u00e9.py",
     "line\u2028sep.py",
     "bad\udcff.py",  # invalid UTF-8 on disk
-    "back\\slash.py",  # a legal POSIX name that the manifest rejects as unsafe
+    "back\\slash.py",  # a plain name on POSIX (a separator only on Windows)
 ]
 
 
@@ -131,6 +131,8 @@ def _tree(root: Path) -> WorkTree:
         list_paths=repo.list_paths,
         start_index=repo.start_index_listing,
         ignored=repo.ignored,
+        eol=repo.eol_converted,
+        gitlinks=repo.worktree_gitlinks,
     )
 
 
@@ -168,7 +170,7 @@ EXTRA = [
     "p0/gone/x.py",
     "../escape.py",
     "a//b.py",
-    "sub/back\\slash.py",
+    "sub/.git/x",
     "real",
 ]
 
@@ -236,15 +238,16 @@ def test_forked_threaded_serial_and_plain_scans_agree(
     assert top["crlf.txt"].sha256 == hashlib.sha256(b"a\r\nb\r\n").hexdigest()
     assert top["empty.py"].sha256 == hashlib.sha256(b"").hexdigest()
     assert top["run.sh"].mode == MODE_EXEC
-    for unsafe in ("../escape.py", "a//b.py", "back\\slash.py", "sub/back\\slash.py"):
+    for unsafe in ("../escape.py", "a//b.py", "sub/.git/x"):
         assert unsafe not in top  # never looked at
-    for name in HOSTILE[:-1]:
+    for name in HOSTILE:
         path = os.fsencode(name).decode("utf-8", "surrogateescape")
         assert top[path].seen is Seen.FILE, name
     if hasattr(os, "mkfifo"):
         assert top["fifo"].seen is Seen.OTHER
     rest = dict(observed["rest"])
     assert rest["p1/m1/f1.py"].sha256 == hashlib.sha256(b"changed").hexdigest()
+    assert rest["vendor/sub"].seen is Seen.GITLINK  # a submodule: the commit it is at
     assert rest["build/kept.txt"].seen is Seen.FILE
     # Unsigned candidates: untracked and not ignored, or tracked; never ignored ones.
     assert [p for p, _ in unlisted["top"]] == ["untracked.py"]
@@ -290,7 +293,7 @@ def test_accelerator_walks_like_the_pure_walk(
         )
         keys += [b"zz/../up", b"/abs", b"a\0b", b"x" * 300, b"p0/" + b"y" * 256 + b"/f"]
         keys.sort()
-        actions = bytes(rng.choice(b"\0\1\2\2\2\3") for _ in keys)
+        actions = bytes(rng.choice(b"\0\1\2\2\2") for _ in keys)
         previous = None if i == 0 else keys[0][:-1]
         fast = scan._walk(str(big), keys, actions, i == 0, previous)
         pure = scan._walk_pure(str(big), keys, actions, i == 0, previous)
@@ -323,13 +326,13 @@ def test_build_lists_equal_the_plain_ones(big: Path, monkeypatch: pytest.MonkeyP
     expected = {t: (format_list(e), len(e)) for t, e in want.items()}
     tree = _tree(big)
     tree.prepare(whole=True)
-    assert tree.build(["top", "rest"], matcher.tier_of) == expected
+    assert tree.build(["top", "rest"], matcher.tier_of).lists == expected
     monkeypatch.setattr(scan, "_walk", None)
-    assert _tree(big).build(["top", "rest"], matcher.tier_of) == expected
+    assert _tree(big).build(["top", "rest"], matcher.tier_of).lists == expected
     monkeypatch.setattr(scan, "_FORK", False)
     monkeypatch.setattr(scan, "_FORK_MIN", 10**9)
     monkeypatch.setattr(scan, "_CHUNK_PATHS", 5)
-    assert _tree(big).build(["top", "rest"], matcher.tier_of) == expected
+    assert _tree(big).build(["top", "rest"], matcher.tier_of).lists == expected
 
 
 def test_no_git_every_file_is_a_candidate(tmp_path: Path) -> None:
@@ -342,7 +345,7 @@ def test_no_git_every_file_is_a_candidate(tmp_path: Path) -> None:
     _, unlisted = _flatten(tree.scan({"top": listed, "rest": listed}, tier_of))
     assert [p for p, _ in unlisted["top"]] == ["a.py"]
     assert [p for p, _ in unlisted["rest"]] == ["d/b.py", "d/e/c.txt"]
-    built = tree.build(["top", "rest"], tier_of)
+    built = tree.build(["top", "rest"], tier_of).lists
     assert [e.path for e in parse_list(built["rest"][0], source="x")] == ["d/b.py", "d/e/c.txt"]
 
 
@@ -386,15 +389,39 @@ def test_threaded_observe_agrees_with_observe_path(big: Path, normalize_eol: boo
     assert threaded["crlf.txt"].sha256 == hash_bytes(b"a\r\nb\r\n", normalize_eol=normalize_eol)
 
 
-def test_normalize_eol_per_path(big: Path) -> None:
+@pytest.mark.parametrize("walk", ["fast", "pure"])
+def test_line_ends_as_git_decides_them(
+    big: Path, monkeypatch: pytest.MonkeyPatch, walk: str
+) -> None:
+    """A file holding a CRLF is hashed normalised when git says so, byte for byte when
+    not; files without a CRLF never ask git (they hash the same either way)."""
+    if walk == "pure":
+        monkeypatch.setattr(scan, "_walk", None)
     lists = _lists(big, [])
-    tier_of = parse_policy(POLICY).matcher().tier_of
-    tree = _tree(big)
-    tree.normalize_eol = lambda path: path == "crlf.txt"
-    observed, _ = _flatten(tree.scan(lists, tier_of))
+    matcher = parse_policy(POLICY).matcher()
+    asked: list[str] = []
+
+    def eol(paths: Iterable[str]) -> frozenset[str]:
+        asked.extend(paths)
+        return frozenset(p for p in paths if p == "crlf.txt")
+
+    repo = GitRepo(big)
+    tree = WorkTree(big, start_index=repo.start_index_listing, ignored=repo.ignored, eol=eol)
+    observed, _ = _flatten(tree.scan(lists, matcher.tier_of))
     top = dict(observed["top"])
     assert top["crlf.txt"].sha256 == hashlib.sha256(b"a\nb\n").hexdigest()
     assert top["empty.py"].sha256 == hashlib.sha256(b"").hexdigest()
+    assert "crlf.txt" in asked
+    # Of the listed files, only those holding a CRLF are asked about (the few untracked
+    # candidates are observed one by one, git asked about each).
+    listed = [p for p in asked if p not in UNSIGNED]
+    assert all(b"\r\n" in (big / p).read_bytes() for p in listed)
+    built = tree.build(["top", "rest"], matcher.tier_of).lists
+    line = next(e for e in parse_list(built["top"][0], source="t") if e.path == "crlf.txt")
+    assert line.sha256 == hashlib.sha256(b"a\nb\n").hexdigest()
+    tree = WorkTree(big, start_index=repo.start_index_listing, ignored=repo.ignored)
+    observed, _ = _flatten(tree.scan(lists, matcher.tier_of))
+    assert dict(observed["top"])["crlf.txt"].sha256 == hashlib.sha256(b"a\r\nb\r\n").hexdigest()
 
 
 @pytest.mark.parametrize("normalize_eol", [False, True])

@@ -234,7 +234,7 @@ KEY = PublicKey(raw=bytes(32)).openssh
         (
             '[[signers]]\nname = "a"\nkey = "ssh-rsa AAAAB3NzaC1yc2E= x"\n',
             "signers[0].key",
-            "Ed25519 public key line",
+            "key type ssh-rsa (RSA) is not supported",
         ),
         ('[[signers]]\nname = "a"\nkey = "ssh-ed25519 !!!"\n', "signers[0].key", "damaged"),
         (

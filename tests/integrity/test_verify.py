@@ -80,7 +80,9 @@ def test_clean_tree_verifies(signed: Protected) -> None:
         for t in ("core", "middle", "outer")
         for e in parse_list((signed.root / list_path(t)).read_bytes(), source=t)
     )
-    assert report.trust_source is not None and report.trust_source.startswith("HEAD")
+    root = signed.git("rev-list", "--max-parents=0", "HEAD").strip()
+    assert report.trust_source is not None
+    assert report.trust_source.startswith(f"trust root {root} (first commit with .qeguard/")
 
 
 def test_modified_content(signed: Protected) -> None:
@@ -328,11 +330,13 @@ def test_untrusted_and_wrong_tier_signers_do_not_count(
     signed: Protected, keypair: Any, run_cli: Any
 ) -> None:
     carol, dave = keypair("carol"), keypair("dave")
-    # carol is trusted only for middle; dave not at all.
+    # carol is trusted only for middle; dave not at all. The trust change itself is
+    # approved by both old signers, so it is in force for the next commit.
     r = run_cli("trust", "add", "carol", carol.public, "--tiers", "middle", cwd=signed.root)
     assert r.code == 0
-    r = run_cli("trust", "remove", "bob", cwd=signed.root)
-    assert r.code == 0
+    signed.sign(signed.signer("alice"), signed.signer("bob"), tier="core")
+    signed.commit("carol joins for middle")
+    assert "QG-TRUST-CHANGE" not in rules(signed.verify())
     (signed.root / "src/demo/__init__.py").write_text("VERSION = 2\n")
     signed.sign(signed.signer("alice"))
 
@@ -344,7 +348,7 @@ def test_untrusted_and_wrong_tier_signers_do_not_count(
         return e
 
     _rewrite_envelope(signed, "core", add_others)
-    signed.commit("bob leaves, carol joins for middle")
+    signed.commit("core change signed by alice, carol and dave, not bob")
     report = signed.verify(trust_ref="HEAD")
     f = only(report, "QG-SIG-THRESHOLD")
     assert f.tier == "core" and f.details["signers"] == ["alice"]
@@ -372,9 +376,19 @@ def test_narrowed_policy_fails(signed: Protected) -> None:
         'patterns = ["pyproject.toml", ".qeguard/**"]\n'
     )
     signed.commit("narrow core")
+    # Committed is not approved: the old policy stays in force.
     report = signed.verify()
+    assert "QG-TRUST-CHANGE" in rules(report)
+    assert "QG-SIG-POLICY" not in rules(report)
+    assert report.exit_code == 1
+    # Approved by core's two signers: in force, and the tiers signed under the old
+    # policy no longer match it.
+    signed.sign(signed.signer("alice"), signed.signer("bob"), tier="core")
+    signed.commit("core signers approve the narrower policy")
+    report = signed.verify()
+    assert "QG-TRUST-CHANGE" not in rules(report)
     policy_findings = [f for f in report.findings if f.rule == "QG-SIG-POLICY"]
-    assert {f.tier for f in policy_findings} == {"core", "middle", "outer"}
+    assert {f.tier for f in policy_findings} == {"middle", "outer"}
     assert report.exit_code == 1
 
 

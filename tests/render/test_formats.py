@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import jsonschema
 import pytest
 from helpers import DATA
 from helpers.report_samples import HOSTILE_PATH, clean_report, sample_report
-from qeguard.render import FORMATS, render
+from qeguard.render import FORMATS, RenderOptions, render
 from qeguard.render.json import schema
-from qeguard.report import Finding, Report, Severity
+from qeguard.report import Finding, Location, Report, Severity
 from qeguard.rules import RULES
 
 SARIF_SCHEMA = json.loads((DATA / "sarif-schema-2.1.0.json").read_text("utf-8"))
@@ -34,18 +35,26 @@ def test_every_format_renders_non_empty(report: Report) -> None:
         assert render(report, fmt).strip(), fmt
 
 
+def html_data(html: str) -> dict[str, Any]:
+    """The findings the HTML page embeds for its script."""
+    m = re.search(r'<script type="application/json" id="qeguard-data">(.*?)</script>', html, re.S)
+    assert m is not None
+    data: dict[str, Any] = json.loads(m.group(1))
+    return data
+
+
 def test_all_formats_agree_on_the_findings() -> None:
     report = sample_report()
     expected = _fingerprints(report)
-    assert len(expected) == len(report.findings)  # the sample has no duplicate identities
+    assert len(expected) == len(report.findings)  # the model never holds duplicates
 
     data = json.loads(render(report, "json"))
     assert {f["fingerprint"] for f in data["findings"]} == expected
 
     sarif = json.loads(render(report, "sarif"))
     results = sarif["runs"][0]["results"]
-    assert {r["partialFingerprints"]["qeguard/v1"] for r in results} == expected
-    assert {r["partialFingerprints"]["qeguard/v1"] for r in results if "suppressions" in r} == (
+    assert {r["partialFingerprints"]["qeguard/v2"] for r in results} == expected
+    assert {r["partialFingerprints"]["qeguard/v2"] for r in results if "suppressions" in r} == (
         _fingerprints(report, active=False)
     )
 
@@ -53,7 +62,8 @@ def test_all_formats_agree_on_the_findings() -> None:
     assert set(re.findall(r"fingerprint=([0-9a-f]+)", junit)) == expected
 
     html = render(report, "html")
-    assert set(re.findall(r'data-fingerprint="([0-9a-f]+)"', html)) == expected
+    assert {row[8] for row in html_data(html)["rows"]} == expected
+    assert set(re.findall(r'data-fingerprint="([0-9a-f]+)"', html)) == expected  # one page
 
     # Text and Markdown show no fingerprints; they agree on counts and on what is listed.
     counts = report.counts
@@ -65,14 +75,48 @@ def test_all_formats_agree_on_the_findings() -> None:
     assert sarif["runs"][0]["properties"]["counts"] == counts
     assert "Suppressed (2)" in text and "Suppressed (2)" in md and "Suppressed (2)" in html
     n_active = len(report.active_findings)
-    md_rows = [line for line in md.splitlines() if line.startswith("| ")]
-    # header row + one row per finding in the findings table, after the tier table
-    findings_table = md.split("### Findings", 1)[1].split("<details>", 1)[0]
+    findings_table = md.split("### Findings", 1)[1].split("###", 1)[0]
     assert len([ln for ln in findings_table.splitlines() if ln.startswith("| ")]) == n_active + 1
-    assert md_rows
     for f in report.active_findings:
-        assert f.rule in text
+        assert f.rule in text or (f.advisory_ids and f.advisory_ids[0] in text)
     assert data["verdict"] == "fail" and "Verdict: FAIL" in text and "FAIL" in md
+
+
+def test_every_format_says_what_was_checked() -> None:
+    report = sample_report()
+    outputs = {fmt: render(report, fmt) for fmt in FORMATS}
+    for fmt, out in outputs.items():
+        assert "constraints.txt" in out, fmt
+        assert "pypa/advisory-database" in out, fmt
+    assert "2 dependency files (requirements.txt, constraints.txt), 4 packages" in outputs["text"]
+    assert "4 packages (5 declarations)" in outputs["markdown"]
+    assert "4 packages (5 declarations)" in outputs["html"]
+    sarif = json.loads(outputs["sarif"])["runs"][0]
+    assert sarif["properties"]["inputs"]["files"] == ["requirements.txt", "constraints.txt"]
+    assert [a["location"]["uri"] for a in sarif["artifacts"]] == [
+        "requirements.txt",
+        "constraints.txt",
+    ]
+    assert json.loads(outputs["json"])["inputs"]["packages"] == 4
+
+
+def test_every_format_shows_fixes() -> None:
+    report = sample_report()
+    for fmt in FORMATS:
+        out = render(report, fmt)
+        if fmt != "junit":  # JUnit carries the fix on each failing finding instead
+            assert "2.20.0" in out and "5.4" in out, fmt
+    assert "requests 2.19.0 -> 2.20.0 in requirements.txt (suggested)" in render(report, "text")
+    assert "| requests | 2.19.0 | 2.20.0 | requirements.txt | suggested |" in render(
+        report, "markdown"
+    )
+    assert json.loads(render(report, "json"))["fixes"][1] == {
+        "package": "pyyaml",
+        "version": "5.3",
+        "fixed": "5.4",
+        "path": None,
+        "applied": False,
+    }
 
 
 def test_json_validates_against_the_shipped_schema(report: Report) -> None:
@@ -110,16 +154,16 @@ def test_sarif_rules_results_and_locations() -> None:
     assert sarif["version"] == "2.1.0"
     run = sarif["runs"][0]
     rules = run["tool"]["driver"]["rules"]
-    assert [r["id"] for r in rules] == sorted({f.rule for f in report.findings})
+    assert len({r["id"] for r in rules}) == len(rules)
     for r in rules:
         assert r["shortDescription"]["text"] and r["fullDescription"]["text"]
         assert r["help"]["text"] and r["help"]["markdown"]
-        sev = r["properties"]["security-severity"]
-        assert isinstance(sev, str) and float(sev) == RULES[r["id"]].security_severity
+        assert r["properties"]["qeguard-rule"] in RULES
     by_fp = {f.fingerprint: f for f in report.findings}
     for res in run["results"]:
-        f = by_fp[res["partialFingerprints"]["qeguard/v1"]]
-        assert rules[res["ruleIndex"]]["id"] == res["ruleId"] == f.rule
+        f = by_fp[res["partialFingerprints"]["qeguard/v2"]]
+        assert rules[res["ruleIndex"]]["id"] == res["ruleId"]
+        assert res["properties"]["qeguard-rule"] == f.rule
         failing = f.severity.rank >= report.fail_on.rank
         assert (res["level"] == "error") == failing
         loc = res["locations"][0]["physicalLocation"]
@@ -142,25 +186,6 @@ def test_sarif_rules_results_and_locations() -> None:
     assert "<" not in uri and "\n" not in uri and "%0A" in uri
 
 
-def test_junit_has_one_testcase_per_check_and_failures_for_failing_findings() -> None:
-    report = sample_report()
-    root = ET.fromstring(render(report, "junit"))
-    cases = root.findall(".//testcase")
-    names = [c.get("name", "").split()[0] for c in cases]
-    assert len(names) == len(set(names))
-    assert set(names) >= {f.rule for f in report.findings}
-    failed = {c.get("name", "").split()[0] for c in cases if c.find("failure") is not None}
-    assert failed == {f.rule for f in report.findings if report.is_failing(f)}
-    assert int(root.get("tests", "0")) == len(cases)
-    assert int(root.get("failures", "0")) == len(failed)
-    verify_only = Report(**{**_fields(clean_report()), "command": "verify"})
-    vnames = [
-        c.get("name", "") for c in ET.fromstring(render(verify_only, "junit")).iter("testcase")
-    ]
-    assert vnames and all(not n.startswith("QG-DEP") for n in vnames)
-    assert ET.fromstring(render(verify_only, "junit")).get("failures") == "0"
-
-
 def _fields(report: Report) -> dict[str, object]:
     return {name: getattr(report, name) for name in Report.__dataclass_fields__}
 
@@ -179,14 +204,32 @@ def test_junit_survives_control_characters() -> None:
 
 
 def test_html_is_self_contained() -> None:
-    html = render(sample_report(hostile=False), "html")
+    page = render(sample_report(hostile=False), "html")
+    # Links to advisories are navigation, not fetches; nothing else names a URL.
+    osv = re.compile(r'(href=|"osv":)"https://osv\.dev/vulnerability/[A-Za-z0-9._:%-]*"')
+    assert osv.search(page)
+    html = osv.sub("", page)
+    script = html.split("<script>", 1)[1].split("</script>", 1)[0]
+    # The script's only link target is the data's osv.dev prefix (checked above).
+    assert "a.href=d.osv+encodeURIComponent(id)" in script
+    html = html.replace(script, "")
     assert not re.search(r"\b(https?|ftp|wss?|file):", html, re.I)
     assert not re.search(r"(=|url\()\s*[\"']?\s*data:", html, re.I)
     assert not re.search(r"[\"'(=]\s*//", html)  # no scheme-relative URLs either
     assert not re.search(r"\b(src|href|action|srcset)\s*=", html, re.I)
     assert "@import" not in html and "url(" not in html
     assert "default-src 'none'" in html
-    assert html.count("<script") == 1
+    assert html.count("<script>") == 1  # the one executed script; the data block is inert
+    assert html.count('<script type="application/json"') == 1
+
+
+def test_html_links_advisories_to_osv_only() -> None:
+    html = render(sample_report(), "html")
+    links = re.findall(r'href="([^"]*)"', html)
+    assert links and all(u.startswith("https://osv.dev/vulnerability/") for u in links)
+    assert 'href="https://osv.dev/vulnerability/PYSEC-2018-28"' in html
+    assert 'href="https://osv.dev/vulnerability/CVE-2018-18074"' in html
+    assert "constraints.txt:1, requirements.txt:3" in html  # one row, both places
 
 
 def test_html_escapes_hostile_text() -> None:
@@ -195,15 +238,19 @@ def test_html_escapes_hostile_text() -> None:
     assert "<img" not in html and "<b>bold" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
     assert "\x1b" not in html
-    assert html.count("<script") == 1
+    assert html.count("<script>") == 1
+    block = html.split('id="qeguard-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in block and "&" not in block  # the data block cannot end early
+    assert any("<script>alert" in row[7] for row in html_data(html)["rows"])
 
 
 def test_html_is_readable_without_js_and_has_filters() -> None:
     html = render(sample_report(), "html")
     assert '<div id="filters" hidden>' in html  # shown only when the script runs
-    for name in ("severity", "rule", "tier", "package"):
+    for name in ("status", "severity", "rule", "tier", "package"):
         assert f'<select name="{name}"' in html
-    assert html.count("<tr data-severity=") == len(sample_report().active_findings)
+    assert html.count("<tr data-fingerprint=") == len(sample_report().findings)
+    assert len(html_data(html)["rows"]) == len(sample_report().findings)
     assert (
         "<svg" in html and "Findings by severity" in html and "Findings by tier / package" in html
     )
@@ -213,33 +260,64 @@ def test_markdown_escapes_hostile_text() -> None:
     md = render(sample_report(), "markdown")
     row = next(line for line in md.splitlines() if "alert" in line)
     assert "<" not in row and "\n" not in row
-    # Unescaped pipes are only the 7 cell borders of a 6-column row.
-    assert len(re.findall(r"(?<!\\)\|", row)) == 7
+    # Unescaped pipes are only the 8 cell borders of a 7-column row.
+    assert len(re.findall(r"(?<!\\)\|", row)) == 8
     assert "\\[link\\]" in row and "`" not in row.replace("\\`", "")
     assert HOSTILE_PATH not in md
 
 
-def test_markdown_respects_max_bytes() -> None:
-    base = sample_report()
-    many = tuple(
+def _modified(n: int, *, tiers: int) -> tuple[Finding, ...]:
+    return tuple(
         Finding(
             rule="QG-INT-MODIFIED",
             severity=Severity.HIGH,
             title="t",
             message="m" * 200,
-            tier="core",
-            location=__import__("qeguard.report").report.Location(path=f"src/f{i}.py"),
+            tier=f"t{i % tiers}",
+            location=Location(path=f"src/f{i}.py"),
         )
-        for i in range(500)
+        for i in range(n)
     )
-    report = Report(**{**_fields(base), "findings": base.findings + many})
+
+
+def test_markdown_respects_max_bytes() -> None:
+    base = sample_report()
+    # Every finding in a tier of its own: nothing to group, so rows are left out.
+    report = Report(**{**_fields(base), "findings": base.findings + _modified(500, tiers=500)})
     full = render(report, "markdown")
     assert len(full.encode()) > 50_000
-    from qeguard.render.markdown import render as md_render
-
-    cut = md_render(report, max_bytes=50_000)
+    cut = render(report, "markdown", RenderOptions(markdown_max_bytes=50_000))
     assert len(cut.encode()) <= 50_000
-    assert "more findings not shown here" in cut
+    kept = len([ln for ln in cut.splitlines() if ln.startswith("| **")])
+    left = int(re.search(r"(\d+) more findings not shown", cut).group(1))  # type: ignore[union-attr]
+    assert kept + left == len(report.active_findings)
+    # Most severe first: every critical finding is kept.
+    assert cut.count("| **critical** |") == report.counts["critical"]
+
+
+def test_markdown_groups_many_findings_of_a_tier_to_keep_the_advisories() -> None:
+    base = sample_report()
+    report = Report(**{**_fields(base), "findings": base.findings + _modified(2000, tiers=2)})
+    cut = render(report, "markdown", RenderOptions(markdown_max_bytes=50_000))
+    assert len(cut.encode()) <= 50_000
+    assert "more findings not shown" not in cut  # grouped, everything is accounted for
+    assert (
+        "| **high** | QG-INT-MODIFIED | - | 1000 findings: src/f0.py, src/f10.py, src/f100.py +997"
+        in cut
+    )
+    assert "[PYSEC-2018-28](https://osv.dev/vulnerability/PYSEC-2018-28)" in cut
+    assert "More than 10 findings of one rule, tier and severity are one row." in cut
+    # Without a cap there is a row per finding.
+    assert render(report, "markdown").count("| QG-INT-MODIFIED |") == 2000 + 4  # + the sample's
+
+
+def test_markdown_shows_ids_linked_and_every_place() -> None:
+    md = render(sample_report(), "markdown")
+    row = next(line for line in md.splitlines() if "PYSEC-2018-28" in line)
+    assert "[PYSEC-2018-28](https://osv.dev/vulnerability/PYSEC-2018-28)" in row
+    assert "(https://osv.dev/vulnerability/CVE-2018-18074)" in row
+    assert "constraints.txt:1, requirements.txt:3" in row
+    assert md.count("[PYSEC-2018-28](") == 1  # one finding, not one per file
 
 
 def test_text_groups_by_severity_and_lists_suppressed_separately() -> None:
@@ -247,22 +325,22 @@ def test_text_groups_by_severity_and_lists_suppressed_separately() -> None:
     order = [
         text.index(h)
         for h in (
+            "Vulnerabilities: 2 in 2 package versions",
             "CRITICAL (2)",
-            "HIGH (3)",
-            "UNKNOWN (1)",
+            "HIGH (2)",
             "MEDIUM (2)",
-            "LOW (1)",
+            "LOW (2)",
             "INFO (1)",
             "Suppressed (2)",
         )
     ]
     assert order == sorted(order)
-    assert "requests==2.19.0 (requirements.txt:3)" in text
-    assert "tier core: 120 files, 1/2 signers, NOT met (alice)" in text
+    assert "tier core: 120 files, threshold 2: 1 signed (alice), NOT met" in text
     assert "10 days old" in text
     assert "fix: qeguard restore src/core/keys.py" in text
     suppressed = text.split("Suppressed (2)", 1)[1]
     assert "jinja2==2.10" in suppressed and "not reachable" in suppressed
+    assert "PYSEC-2019-217" in suppressed
     assert "jinja2" not in text.split("Suppressed (2)", 1)[0].split("\n\n", 1)[1]
 
 
@@ -272,7 +350,7 @@ def test_text_colour_only_when_asked_and_never_from_data() -> None:
     plain = text_format.render(sample_report())
     assert "\x1b" not in plain
     assert "\\x1b[2J" in plain and "\\x0a.py" in plain
-    coloured = text_format.render(sample_report(), color=True)
+    coloured = text_format.render(sample_report(), RenderOptions(color=True))
     assert "\x1b[1;31m" in coloured
     assert "\x1b[2J" not in coloured
 
@@ -280,8 +358,8 @@ def test_text_colour_only_when_asked_and_never_from_data() -> None:
 def test_text_quiet_prints_only_findings() -> None:
     from qeguard.render import text as text_format
 
-    quiet = text_format.render(sample_report(), quiet=True)
-    assert "QG-INT-MISSING" in quiet
+    quiet = text_format.render(sample_report(), RenderOptions(quiet=True))
+    assert "QG-INT-MISSING" in quiet and "PYSEC-2018-28" in quiet
     assert "Verdict" not in quiet and "trust from" not in quiet and "Suppressed" not in quiet
-    assert text_format.render(clean_report(), quiet=True) == ""
+    assert text_format.render(clean_report(), RenderOptions(quiet=True)) == ""
     assert "No findings." in text_format.render(clean_report())

@@ -37,7 +37,7 @@ def test_annotation_format_and_escaping() -> None:
     report = sample_report()
     f = next(f for f in report.findings if f.package == "requests")
     line = github.annotation(report, f)
-    assert line.startswith("::error file=requirements.txt,line=3,title=QG-DEP-VULN%3A ")
+    assert line.startswith("::error file=constraints.txt,line=1,title=QG-DEP-VULN%3A ")
     assert line.count("::") == 2 and "\n" not in line
     hostile = next(f for f in report.findings if f.location and "script" in f.location.path)
     line = github.annotation(report, hostile)
@@ -65,7 +65,7 @@ def test_annotations_are_capped_per_level_with_a_note() -> None:
             title="t",
             message="m",
             tier="core",
-            location=Location(path=f"f{i}.py"),
+            location=Location(path=f"{sev.value}/f{i}.py"),
         )
         for i in range(25)
         for sev in (Severity.HIGH, Severity.MEDIUM)
@@ -75,6 +75,15 @@ def test_annotations_are_capped_per_level_with_a_note() -> None:
     warnings = [ln for ln in lines if ln.startswith("::warning ")]
     assert len(errors) == 10 and len(warnings) == 10
     assert lines[-1].startswith("::notice title=qeguard::30 more findings not annotated")
+
+
+def test_annotations_name_the_advisory_and_rate_a_warn_tier_change_a_warning() -> None:
+    lines = github.annotations(sample_report())
+    vuln = next(ln for ln in lines if "requests" in ln)
+    assert vuln.startswith("::error file=constraints.txt,line=1,")
+    assert "PYSEC-2018-28: credentials leak" in vuln
+    outer = next(ln for ln in lines if "docs/guide.md" in ln)
+    assert outer.startswith("::warning ")  # low, below fail_on: not an error
 
 
 def test_long_messages_are_truncated() -> None:
@@ -99,16 +108,16 @@ def test_step_summary_appends_and_stays_under_1_mib(tmp_path: Path) -> None:
             severity=Severity.HIGH,
             title="t",
             message="m" * 2000,
-            tier="core",
+            tier=f"tier{i}",  # one finding per tier: nothing to group
             location=Location(path=f"src/{i}.py"),
         )
-        for i in range(2000)
+        for i in range(8000)
     )
     github.append_step_summary(replace(sample_report(), findings=big), path)
     text = path.read_text()
     assert text.startswith("earlier step\n")
     assert len(text.encode()) <= github.STEP_SUMMARY_LIMIT
-    assert "more findings not shown here" in text
+    assert re.search(r"\d+ more findings not shown", text)
     github.append_step_summary(sample_report(), tmp_path / "new.md")
     assert (tmp_path / "new.md").read_text().startswith("## qeguard ci: FAIL")
 

@@ -15,6 +15,7 @@ COMMANDS = (
     "db",
     "report",
     "status",
+    "ls",
     "watch",
     "restore",
     "install_hooks",

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
 from qeguard.errors import ExitCode
-
-OSV_PYPI_ZIP = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
 
 
 def add_parser(sub: Any) -> None:
@@ -22,9 +19,26 @@ def add_parser(sub: Any) -> None:
     imp = dbsub.add_parser("import", help="use a zip or folder of OSV records from now on")
     imp.add_argument("file", type=Path)
     imp.set_defaults(func=run_import)
-    upd = dbsub.add_parser("update", help="download OSV's PyPI all.zip (needs the network)")
-    upd.add_argument("--url", default=OSV_PYPI_ZIP, help=argparse.SUPPRESS)
-    upd.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    upd = dbsub.add_parser(
+        "update",
+        help="download OSV's PyPI all.zip (one round trip when it has not changed)",
+    )
+    upd.add_argument(
+        "--url",
+        default=None,
+        help="where to download from (default: $QEGUARD_DB_URL, else OSV's PyPI all.zip)",
+    )
+    upd.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds without data before giving up (default 60)",
+    )
+    upd.add_argument(
+        "--force",
+        action="store_true",
+        help="download even when the server says the database has not changed",
+    )
     upd.set_defaults(func=run_update)
     p.set_defaults(func=run_info, db=None)
 
@@ -33,7 +47,7 @@ def _describe(console: Console, db: Any) -> None:
     from qeguard.deps.database import STALE_DAYS, cache_dir
 
     age = db.age_days()
-    origin = "bundled snapshot" if db.embedded else "imported"
+    origin = "bundled snapshot" if db.embedded else "stored"
     console.print(f"database: {db.meta.name} ({origin})")
     console.print(f"location: {db.location}")
     console.print(
@@ -42,9 +56,13 @@ def _describe(console: Console, db: Any) -> None:
     console.print(f"records:  {db.count}")
     if db.meta.source:
         console.print(f"source:   {db.meta.source}")
+    if db.meta.checked:
+        console.print(f"checked:  {db.meta.checked}")
     if db.meta.license:
         console.print(f"license:  {db.meta.license}")
     console.print(f"cache:    {cache_dir()}")
+    if db.skipped:
+        console.warn(f"{len(db.skipped)} malformed record(s) were skipped")
     if age is not None and age > STALE_DAYS:
         console.warn(f"the database is older than {STALE_DAYS} days: run `qeguard db update`")
 
@@ -56,37 +74,69 @@ def run_info(args: argparse.Namespace, console: Console) -> ExitCode:
     return ExitCode.OK
 
 
+def _warn_skipped(console: Console, skipped: tuple[str, ...]) -> None:
+    for line in skipped[:20]:
+        console.warn(f"skipped a malformed record: {line}")
+    if len(skipped) > 20:
+        console.warn(f"... and {len(skipped) - 20} more malformed record(s)")
+
+
 def run_import(args: argparse.Namespace, console: Console) -> ExitCode:
     from qeguard.deps.database import install
-    from qeguard.errors import ExitCode, UsageError
+    from qeguard.errors import UsageError
 
     if not args.file.exists():
         raise UsageError(f"no such file: {args.file}", hint="give a zip or folder of OSV records")
-    db = install(args.file, name=args.file.name, origin=str(args.file.resolve()))
-    console.info(f"imported {db.count} records from {args.file}")
-    _describe(console, db)
+    done = install(args.file, name=args.file.name, origin=str(args.file.resolve()))
+    _warn_skipped(console, done.skipped)
+    console.info(f"imported {done.db.count} records from {args.file}")
+    _describe(console, done.db)
     return ExitCode.OK
 
 
-def run_update(args: argparse.Namespace, console: Console) -> ExitCode:
-    import requests
-    from qeguard.deps.database import install
-    from qeguard.errors import DatabaseError
+class DownloadBar:
+    """The progress of a database download, drawn on a terminal only. It counts MiB:
+    per-byte steps would redraw a 30 MB download millions of times."""
 
-    console.info(f"downloading {args.url} ...")
+    def __init__(self, console: Console, *, delay_s: float = 1.0):
+        from qeguard.cli.progress import Progress
+
+        self.bar = Progress(
+            "downloading the vulnerability database (MiB)", stream=console.err, delay_s=delay_s
+        )
+        self.started = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.started:
+            self.bar.start(max((total or 0) >> 20, 0))
+            self.started = True
+        step = (done >> 20) - self.bar.done
+        if step > 0:
+            self.bar.advance(step)
+
+    def finish(self) -> None:
+        self.bar.finish()
+
+
+def run_update(args: argparse.Namespace, console: Console) -> ExitCode:
+    from qeguard.deps.database import open_database
+    from qeguard.deps.update import Limits, database_url, update_database
+
+    url = database_url(args.url)
+    console.info(f"downloading {url} ...")
+    bar = DownloadBar(console)
     try:
-        response = requests.get(args.url, timeout=args.timeout)
-        response.raise_for_status()
-    except requests.RequestException as exc:
-        raise DatabaseError(
-            f"cannot download the database: {exc}",
-            hint="check the network; offline, fetch all.zip elsewhere and run "
-            "`qeguard db import all.zip` (scans keep using the current database)",
-        ) from None
-    with tempfile.TemporaryDirectory() as tmp:
-        zip_path = Path(tmp) / "all.zip"
-        zip_path.write_bytes(response.content)
-        db = install(zip_path, name="OSV PyPI (all.zip)", origin=args.url)
-    console.info(f"updated: {db.count} records")
-    _describe(console, db)
+        result = update_database(
+            url=url, limits=Limits(timeout=args.timeout), progress=bar, force=args.force
+        )
+    finally:
+        bar.finish()  # the next line starts at column 0, whatever happened
+    if not result.changed:
+        console.info("the database has not changed since the last download")
+        _describe(console, open_database())
+        return ExitCode.OK
+    assert result.db is not None
+    _warn_skipped(console, result.skipped)
+    console.info(f"updated: {result.db.count} records ({result.downloaded} bytes)")
+    _describe(console, result.db)
     return ExitCode.OK

@@ -18,6 +18,7 @@ from qeguard.integrity.layout import (
 )
 from qeguard.integrity.policy import PRESETS, parse_policy
 from qeguard.integrity.trust import Trust, dump_trust
+from qeguard.integrity.trust_file import keep_tiers
 
 _POLICY_TEMPLATE = """\
 # qeguard policy. Tiers come from the {preset!r} preset (see `qeguard init --show {preset}`);
@@ -65,10 +66,24 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
         )
     text = _POLICY_TEMPLATE.format(preset=args.preset)
     policy = parse_policy(text, source=rel)  # proves the template is valid before writing
-    atomic_write(policy_file, text.encode("utf-8"))
     trust_file = root / TRUST_PATH
-    if not trust_file.exists():
+    trust_text: str | None = None
+    dropped: dict[str, list[str]] = {}
+    if trust_file.exists():
+        # Signers of tiers the new preset lacks would make every command fail: keep the
+        # signers (and the file's comments), drop only those tier names.
+        trust_text, dropped = keep_tiers(
+            trust_file.read_text(encoding="utf-8"), {t.name for t in policy.tiers}
+        )
+    atomic_write(policy_file, text.encode("utf-8"))
+    if trust_text is None:
         atomic_write(trust_file, dump_trust(Trust()).encode("utf-8"))
+        wrote = f"{rel} and {TRUST_PATH}"
+    elif dropped:
+        atomic_write(trust_file, trust_text.encode("utf-8"))
+        wrote = f"{rel} and updated {TRUST_PATH}"
+    else:
+        wrote = f"{rel} (kept {TRUST_PATH})"
     for name, content in ((".gitattributes", _GITATTRIBUTES), (".gitignore", _GITIGNORE)):
         target = root / QEGUARD_DIR / name
         if not target.exists():
@@ -76,10 +91,16 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     tiers = ", ".join(
         f"{t.name} (threshold {t.threshold}, {t.on_change.value})" for t in policy.tiers
     )
-    console.print(f"wrote {rel} (preset {args.preset}: {tiers}) and {TRUST_PATH}")
-    console.print(
+    console.result(f"wrote {wrote} (preset {args.preset}: {tiers})")
+    for signer, gone in dropped.items():
+        console.warn(
+            f"signer {signer!r} was trusted for {', '.join(repr(t) for t in gone)}, which the "
+            f"{args.preset} preset does not have: {TRUST_PATH} no longer lists them for it "
+            "(`qeguard trust add NAME KEY.pub --tiers TIERS --replace` chooses others)"
+        )
+    console.info(
         "next: qeguard keygen --name NAME, qeguard trust add NAME KEY.pub "
-        "--tiers TIERS, qeguard sign --key KEY"
+        "--tiers TIERS, qeguard sign"
     )
     return ExitCode.OK
 

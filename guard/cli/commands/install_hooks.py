@@ -12,10 +12,12 @@ from qeguard.cli.console import Console
 from qeguard.errors import ExitCode, UsageError
 from qeguard.fsutil import atomic_write
 from qeguard.git import GitRepo
-from qeguard.integrity.layout import find_workspace
+from qeguard.hints import Hints
+from qeguard.integrity.layout import POLICY_PATH, find_workspace
 from qeguard.resources import read as read_resource
 
-HOOKS = ("pre-commit", "pre-push")
+# commit-msg records an emergency override in the commit (a `Qeguard-Override:` trailer).
+HOOKS = ("pre-commit", "commit-msg", "pre-push")
 MARKER = b"qeguard-hook:"
 BACKUP_SUFFIX = ".qeguard-backup"
 
@@ -23,7 +25,8 @@ BACKUP_SUFFIX = ".qeguard-backup"
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "install-hooks",
-        help="install native pre-commit and pre-push hooks (without the pre-commit framework)",
+        help="install native pre-commit, commit-msg and pre-push hooks (without the "
+        "pre-commit framework)",
     )
     p.add_argument(
         "--force",
@@ -84,13 +87,35 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     folder.mkdir(parents=True, exist_ok=True)
     for name, target, script, action in plan:
         if action == "already installed":
-            console.print(f"{name}: already installed in {folder}")
+            console.result(f"{name}: already installed in {folder}")
             continue
         if action == "replaced":
             backup = _backup_path(target)
             target.rename(backup)
-            console.print(f"{name}: kept the previous hook as {backup.name}")
+            console.result(f"{name}: kept the previous hook as {backup.name}")
         atomic_write(target, script, mode=0o755)
-        console.print(f"{name}: {action} in {folder}")
+        console.result(f"{name}: {action} in {folder}")
+    problem = _not_ready(repo)
+    if problem is not None:
+        console.warn(problem)
     console.info("emergency override: QEGUARD_OVERRIDE='reason' git commit ...  (see docs/git.md)")
     return ExitCode.OK
+
+
+def _not_ready(repo: GitRepo) -> str | None:
+    """Why the next commit would fail before the hooks check anything, or None."""
+    hints = Hints.here(repo.root)
+    if not (repo.root / POLICY_PATH).is_file():
+        return (
+            f"no {POLICY_PATH} yet: every commit fails with 'no policy found' until you run "
+            f"`{hints.qeguard('init', '--preset', 'default')}` and stage .qeguard/"
+        )
+    head = repo.head()
+    if (head is None or repo.read_at(head, POLICY_PATH) is None) and not repo.index_entries(
+        [POLICY_PATH]
+    ):
+        return (
+            f"{POLICY_PATH} exists but is not staged: every commit fails "
+            f"until you run `{hints.commit_config()}`"
+        )
+    return None

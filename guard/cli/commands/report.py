@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qeguard.cli.console import Console
-from qeguard.cli.output import add_output_arguments, emit, output_pairs
+from qeguard.cli.output import add_output_arguments, emit, output_pairs, render_options
 from qeguard.errors import ExitCode, GuardError, UsageError
 from qeguard.report import Report
 
@@ -22,6 +22,8 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("file", type=Path, metavar="FILE.json", help="a report saved as JSON")
     add_output_arguments(p)
+    p.add_argument("--desc", action="store_true", help="text: show advisory descriptions")
+    p.add_argument("--aliases", action="store_true", help="text: show advisory aliases")
     p.add_argument(
         "--exit-code",
         action="store_true",
@@ -65,5 +67,5 @@ def load(path: Path) -> Report:
 def run(args: argparse.Namespace, console: Console) -> ExitCode:
     outputs = output_pairs(args)
     report = load(args.file)
-    emit(report, outputs, console)
+    emit(report, outputs, console, render_options(args, console))
     return report.exit_code if args.exit_code else ExitCode.OK

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
                 raise UsageError(
                     f"{rel} is not a protected file in any trusted manifest",
                     where=raw,
-                    hint="`qeguard verify` lists the protected files",
+                    hint="`qeguard ls` lists the protected files and their state",
                 )
             wanted.extend(under)
     failed = 0

@@ -23,11 +23,10 @@ from pip_audit._service.interface import (
     VulnerabilityService,
 )
 from qeguard.deps.database import OsvDatabase
-from qeguard.deps.model import Advisory
+from qeguard.deps.model import Advisory, Rating
 from qeguard.deps.osv import merge_aliases
 from qeguard.deps.services.interface import Key, ServiceUnavailable
 from qeguard.deps.services.offline import offline_advisories
-from qeguard.report import Severity
 
 
 @dataclass
@@ -72,21 +71,22 @@ def to_advisories(results: Iterable[VulnerabilityResult], db: OsvDatabase | None
     out: list[Advisory] = []
     for res in results:
         ids = {str(res.id), *(str(a) for a in res.aliases)}
-        severity, vector = Severity.UNKNOWN, None
+        rating = Rating()
+        description = ""
         if db is not None:
             rated = [r for i in sorted(ids) for r in db.records_by_id(i)]
-            known = [r for r in rated if r.severity is not Severity.UNKNOWN]
-            if known:
-                best = max(known, key=lambda r: r.severity.rank)
-                severity, vector = best.severity, best.cvss
+            if rated:
+                best = max(rated, key=lambda r: r.rating.sort_key)
+                rating, description = best.rating, best.description
+        summary = res.description if res.description != "N/A" else ""
         out.append(
             Advisory(
                 id=str(res.id),
                 aliases=frozenset(ids - {str(res.id)}),
-                summary=res.description if res.description != "N/A" else "",
+                summary=" ".join(summary.split())[:500],
+                description=description or summary,
                 fix_versions=tuple(str(v) for v in res.fix_versions),
-                severity=severity,
-                cvss=vector,
+                rating=rating,
                 published=res.published.isoformat() if res.published else None,
             )
         )

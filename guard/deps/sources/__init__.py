@@ -42,6 +42,8 @@ def kind_of(path: Path) -> str | None:
         return "uv.lock"
     if name == "poetry.lock":
         return "poetry.lock"
+    if name == "pdm.lock":
+        return "pdm.lock"
     if name == "pipfile.lock":
         return "Pipfile.lock"
     if name == "pylock.toml" or (name.startswith("pylock.") and name.endswith(".toml")):
@@ -52,13 +54,22 @@ def kind_of(path: Path) -> str | None:
 
 
 def loader(kind: str) -> Loader:
-    from qeguard.deps.sources import pipfile, poetry, pylock, pyproject, requirements, uvlock
+    from qeguard.deps.sources import (
+        pdm,
+        pipfile,
+        poetry,
+        pylock,
+        pyproject,
+        requirements,
+        uvlock,
+    )
 
     table: dict[str, Loader] = {
         "requirements": requirements.load,
         "pyproject": pyproject.load,
         "uv.lock": uvlock.load,
         "poetry.lock": poetry.load,
+        "pdm.lock": pdm.load,
         "pylock": pylock.load,
         "Pipfile.lock": pipfile.load,
     }
@@ -67,10 +78,16 @@ def loader(kind: str) -> Loader:
 
 def load_path(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
     kind = kind_of(path)
+    if kind is None and path.is_dir():
+        raise UsageError(
+            f"{relpath(path, root)} is a folder, not a dependency file",
+            hint="name the files in it (e.g. requirements.txt, pyproject.toml), or run "
+            "`qeguard deps` alone to find them in the repository root",
+        )
     if kind is None:
         raise UsageError(
             f"cannot tell what kind of dependency file {relpath(path, root)} is",
-            hint="name it requirements*.txt, pyproject.toml, uv.lock, poetry.lock, "
+            hint="name it requirements*.txt, pyproject.toml, uv.lock, poetry.lock, pdm.lock, "
             "pylock*.toml or Pipfile.lock",
         )
     return loader(kind)(path, root=root, env=env)
@@ -87,6 +104,7 @@ def detect(root: Path) -> list[Path]:
         "pyproject.toml",
         "uv.lock",
         "poetry.lock",
+        "pdm.lock",
         "pylock.toml",
         "pylock.*.toml",
         "Pipfile.lock",

@@ -9,20 +9,23 @@ from qeguard.deps.model import Dependency
 
 
 def license_of(meta: md.PackageMetadata) -> str | None:
-    """The license as the metadata states it: the SPDX expression, else the free-text
-    field when short, else the OSI classifiers."""
+    """The license as an SPDX expression where the metadata allows: `License-Expression`,
+    else the license classifiers mapped to SPDX ids, else the free-text `License` field
+    (when short), else the classifiers' own names."""
+    from qeguard.deps.licenses import classifier_names, from_classifiers, spdx
+
     expression = _first(meta, "License-Expression")
-    if expression:
-        return expression.strip()
+    if expression and expression.strip():
+        return spdx(expression) or expression.strip()
+    classifiers = [str(c) for c in meta.get_all("Classifier") or []]
+    mapped = from_classifiers(classifiers)
+    if mapped:
+        return mapped
     text = _first(meta, "License")
-    if text and len(text) <= 80 and "\n" not in text.strip():
-        return text.strip()
-    classifiers = [
-        c.split(" :: ")[-1]
-        for c in (meta.get_all("Classifier") or [])
-        if c.startswith("License ::")
-    ]
-    return " OR ".join(classifiers) if classifiers else None
+    if text and text.strip() and len(text) <= 80 and "\n" not in text.strip():
+        return spdx(text) or text.strip()
+    names = classifier_names(classifiers)
+    return names[0] if len(names) == 1 else (" / ".join(names) or None)
 
 
 def _first(meta: md.PackageMetadata, key: str) -> str | None:

@@ -14,6 +14,8 @@ from qeguard.deps.sources._toml import LineFinder, expect
 def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
     source = relpath(path, root)
     text = read_text(path, root)
+    if not text.strip():
+        return []  # pipenv treats an empty lock as no lock: nothing is locked yet
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -33,11 +35,13 @@ def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
                 continue
             hashes = tuple(h for h in entry.get("hashes", []) if isinstance(h, str))
             group = None if section == "default" else "develop"
-            local = next((k for k in ("editable", "path", "git", "file") if entry.get(k)), None)
+            spec = entry.get("version")
+            local = next((k for k in ("editable", "path", "file") if entry.get(k)), None)
+            if local is None and entry.get("git") and not isinstance(spec, str):
+                local = "git"  # a git source is scanned by its locked version, if any
             if local is not None:
                 out.append(_unscannable(name, source, line, group, local, entry))
                 continue
-            spec = entry.get("version")
             if not isinstance(spec, str):
                 raise DepsInputError(f"{section}.{name} has no version", where=where)
             version = exact_version(spec)

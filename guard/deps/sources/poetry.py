@@ -8,7 +8,9 @@ from typing import Any
 from qeguard.deps.model import Dependency, TargetEnvironment
 from qeguard.deps.sources._toml import expect, load_toml, lock_entries
 
-_LOCAL = ("directory", "file", "git", "url")
+# Local sources have no released version to look up. A `git` or `url` source is scanned
+# by the version poetry locked, as in every other lock format.
+_LOCAL = ("directory", "file")
 
 
 def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:

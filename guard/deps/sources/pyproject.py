@@ -29,10 +29,11 @@ def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
     groups = expect(
         data.get("dependency-groups", {}), dict, what="[dependency-groups]", where=source
     )
+    _check_groups(groups, source)
     for name in groups:
         _add(
             out,
-            _expand_group(groups, name, source, ()),
+            _expand_group(groups, name),
             group=f"group:{name}",
             field=name,
             source=source,
@@ -42,34 +43,40 @@ def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
     return out
 
 
-def _expand_group(
-    groups: dict[str, Any], name: str, source: str, stack: tuple[str, ...]
-) -> list[str]:
-    """PEP 735: a group may `{include-group = "other"}`; cycles are an error."""
-    if name in stack:
+def _check_groups(groups: dict[str, Any], source: str) -> None:
+    """PEP 735 as packaging reads it: names normalized and unique, includes that exist,
+    no cycles, every entry a requirement or an include."""
+    from packaging.dependency_groups import DependencyGroupResolver
+
+    try:
+        resolver = DependencyGroupResolver(groups)
+        for name in groups:
+            resolver.resolve(name)
+    except ExceptionGroup as exc:
+        problems = "; ".join(" ".join(str(e).split()) for e in exc.exceptions)
         raise DepsInputError(
-            f"dependency group {name!r} includes itself",
-            where=f"{source}: dependency-groups.{name}",
-        )
-    items = groups.get(name)
-    if items is None:
-        raise DepsInputError(
-            f"included dependency group {name!r} does not exist",
+            f"invalid [dependency-groups]: {problems}",
             where=f"{source}: dependency-groups",
-        )
-    expect(items, list, what=f"dependency-groups.{name}", where=source)
+            hint='use "name>=1.0" strings or {include-group = "other"} (PEP 735)',
+        ) from None
+    except (ValueError, LookupError, TypeError) as exc:
+        raise DepsInputError(
+            f"invalid [dependency-groups]: {exc}", where=f"{source}: dependency-groups"
+        ) from None
+
+
+def _expand_group(groups: dict[str, Any], name: str) -> list[str]:
+    """The group's requirement strings as written, includes expanded (already checked by
+    `_check_groups`, so no cycles and no missing groups)."""
+    from packaging.utils import canonicalize_name
+
+    by_name = {canonicalize_name(k): v for k, v in groups.items()}
     out: list[str] = []
-    for item in items:
-        if isinstance(item, dict) and set(item) == {"include-group"}:
-            out.extend(_expand_group(groups, str(item["include-group"]), source, (*stack, name)))
-        elif isinstance(item, str):
+    for item in by_name[canonicalize_name(name)]:
+        if isinstance(item, str):
             out.append(item)
         else:
-            raise DepsInputError(
-                f"invalid entry {item!r}",
-                where=f"{source}: dependency-groups.{name}",
-                hint='use "name>=1.0" strings or {include-group = "other"}',
-            )
+            out.extend(_expand_group(groups, str(item["include-group"])))
     return out
 
 

@@ -17,6 +17,7 @@ from qeguard.integrity.manifest import (
     Entry,
     EntryList,
     Kind,
+    display_path,
     line_key,
     parse_list,
     path_key,
@@ -28,7 +29,7 @@ from qeguard.integrity.trees.base import Block, Observed, Seen
 from qeguard.report import Finding, Severity
 from qeguard.rules import RuleId
 
-SEEN_AS = {Kind.FILE: Seen.FILE, Kind.SYMLINK: Seen.SYMLINK}
+SEEN_AS = {Kind.FILE: Seen.FILE, Kind.SYMLINK: Seen.SYMLINK, Kind.GITLINK: Seen.GITLINK}
 
 
 # Up to this many paths, a staged check reads only their lines from a tier's list instead
@@ -156,7 +157,7 @@ def _added(tier: Tier, path: str, seen: Observed | None, resign: str) -> list[Fi
         tier_finding(
             RuleId.INT_ADDED,
             tier,
-            f"{path} matches tier {tier.name!r} but is not in its manifest",
+            f"{display_path(path)} matches tier {tier.name!r} but is not in its manifest",
             title="Unsigned protected file",
             path=path,
             fix=resign,
@@ -205,7 +206,7 @@ def _compare_one(
             tier_finding(
                 RuleId.INT_MISSING,
                 tier,
-                f"{path} is listed in tier {tier.name!r} but missing",
+                f"{display_path(path)} is listed in tier {tier.name!r} but missing",
                 title="Protected file missing",
                 path=path,
                 fix=fix,
@@ -216,7 +217,7 @@ def _compare_one(
             tier_finding(
                 RuleId.INT_UNREADABLE,
                 tier,
-                f"{path} cannot be read: {seen.error}",
+                f"{display_path(path)} cannot be read: {seen.error}",
                 title="Protected file unreadable",
                 path=path,
                 fix="fix its permissions, then re-run qeguard verify",
@@ -224,10 +225,12 @@ def _compare_one(
         ]
     want = e.kind.value
     got = seen.seen.value
-    if (e.kind is Kind.FILE and seen.seen is not Seen.FILE) or (
-        e.kind is Kind.SYMLINK and seen.seen is not Seen.SYMLINK
-    ):
-        if Attribute.KIND not in attrs and seen.seen in (Seen.FILE, Seen.SYMLINK):
+    if seen.seen is not SEEN_AS[e.kind]:
+        if (
+            Attribute.KIND not in attrs
+            and e.kind is not Kind.GITLINK
+            and seen.seen in (Seen.FILE, Seen.SYMLINK)
+        ):
             pass
         else:
             extra = f" ({seen.error})" if seen.error else ""
@@ -235,7 +238,7 @@ def _compare_one(
                 tier_finding(
                     RuleId.INT_KIND,
                     tier,
-                    f"{path} was signed as a {want} but is now a {got}{extra}",
+                    f"{display_path(path)} was signed as a {want} but is now a {got}{extra}",
                     title="File kind changed",
                     path=path,
                     fix=fix,
@@ -244,12 +247,26 @@ def _compare_one(
             ]
     out: list[Finding] = []
     if seen.sha256 != e.sha256 and Attribute.CONTENT in attrs:
-        if e.kind is Kind.SYMLINK and seen.seen is Seen.SYMLINK:
+        if e.kind is Kind.GITLINK:
+            out.append(
+                tier_finding(
+                    RuleId.INT_MODIFIED,
+                    tier,
+                    f"submodule {display_path(path)} is at commit {seen.sha256}, "
+                    f"signed {e.sha256} in tier {tier.name!r}",
+                    title="Protected submodule moved",
+                    path=path,
+                    fix=f"{hints.submodule_update(path)}  (or re-sign: "
+                    f"{sign_hint(tier.name, hints)})",
+                    details={"signed": e.sha256, "found": seen.sha256},
+                )
+            )
+        elif e.kind is Kind.SYMLINK and seen.seen is Seen.SYMLINK:
             out.append(
                 tier_finding(
                     RuleId.INT_SYMLINK,
                     tier,
-                    f"{path} now points to {seen.target!r}",
+                    f"{display_path(path)} now points to {seen.target!r}",
                     title="Symlink retargeted",
                     path=path,
                     fix=fix,
@@ -260,7 +277,7 @@ def _compare_one(
                 tier_finding(
                     RuleId.INT_MODIFIED,
                     tier,
-                    f"{path} differs from its signed content in tier {tier.name!r}",
+                    f"{display_path(path)} differs from its signed content in tier {tier.name!r}",
                     title="Protected file modified",
                     path=path,
                     fix=fix,
@@ -278,7 +295,7 @@ def _compare_one(
             tier_finding(
                 RuleId.INT_EXEC,
                 tier,
-                f"{path}'s mode is {seen.mode}, signed {e.mode}",
+                f"{display_path(path)}'s mode is {seen.mode}, signed {e.mode}",
                 title="Executable bit changed",
                 path=path,
                 fix=f"{hints.chmod(path, executable=e.executable)}  (or re-sign: "

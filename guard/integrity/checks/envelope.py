@@ -19,7 +19,7 @@ from qeguard.integrity.layout import envelope_path, list_path
 from qeguard.integrity.manifest import EntryList, Payload, read_list
 from qeguard.integrity.policy import Policy, Tier
 from qeguard.integrity.trust import SignatureCount, Trust, count_signers
-from qeguard.report import Finding, Severity
+from qeguard.report import Finding, Severity, TierVerdict
 from qeguard.rules import RuleId
 
 
@@ -32,15 +32,22 @@ class TierCheck:
     payload: Payload | None
     signers: SignatureCount = field(default_factory=SignatureCount)
     findings: list[Finding] = field(default_factory=list)
+    # Signers against the threshold: the one verdict the summary, restores and
+    # overrides read. NOT_MET too when the manifest cannot be trusted at all.
+    verdict: TierVerdict = TierVerdict.NOT_MET
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Options:
     now: datetime
-    # Locally a threshold shortfall with at least one valid signature only warns.
+    # The hooks' relaxation: a threshold shortfall with at least one valid signature only
+    # warns. Never set for plain verify, ci or --commit.
     local: bool = False
     # Base payloads (HEAD or the trust ref) for the rollback check, by tier.
     base_payloads: Mapping[str, bytes] = field(default_factory=dict)
+    # The highest-sequence payload each tier had along the trust history, by tier: a
+    # sequence only grows along that history.
+    history_payloads: Mapping[str, bytes] = field(default_factory=dict)
     # Restrict the comparison to these paths (the staged ones); None = every path.
     only_paths: frozenset[str] | None = None
     # How fix hints are worded for where the user is (folder, hook mode).
@@ -89,6 +96,31 @@ def check_tier(
                 )
             )
         payload = Payload.from_bytes(envelope.payload, source=epath)
+        if payload.tier != tier.name:
+            return rejected(
+                problem(
+                    RuleId.SIG_BINDING,
+                    f"the envelope was signed for tier {payload.tier!r}, not {tier.name!r}",
+                    title="Envelope from another tier",
+                    path=epath,
+                ),
+                payload,
+            )
+        # The list is bound before it is parsed: a list its payload does not name costs
+        # one hash, however large (a valid list has one line per entry).
+        digest = hashlib.sha256(list_bytes).hexdigest()
+        count = list_bytes.count(b"\n")
+        if digest != payload.list_sha256 or count != payload.count:
+            return rejected(
+                problem(
+                    RuleId.SIG_BINDING,
+                    f"{lpath} does not match its signed payload (digest {digest[:12]} vs "
+                    f"{payload.list_sha256[:12]}, {count} vs {payload.count} entries)",
+                    title="List does not match signature",
+                    path=lpath,
+                ),
+                payload,
+            )
         partial = opts.only_paths is not None and len(opts.only_paths) <= PARTIAL_MAX
         entries = (
             entries_for(list_bytes, opts.only_paths or frozenset(), lpath)
@@ -104,44 +136,22 @@ def check_tier(
                 path=exc.where.split(":")[0] if exc.where else epath,
             )
         )
-    if payload.tier != tier.name:
-        return rejected(
-            problem(
-                RuleId.SIG_BINDING,
-                f"the envelope was signed for tier {payload.tier!r}, not {tier.name!r}",
-                title="Envelope from another tier",
-                path=epath,
-            ),
-            payload,
-        )
-    digest = hashlib.sha256(list_bytes).hexdigest()
-    count = list_bytes.count(b"\n") if partial else len(entries)
-    if digest != payload.list_sha256 or count != payload.count:
-        return rejected(
-            problem(
-                RuleId.SIG_BINDING,
-                f"{lpath} does not match its signed payload (digest {digest[:12]} vs "
-                f"{payload.list_sha256[:12]}, {count} vs {payload.count} entries)",
-                title="List does not match signature",
-                path=lpath,
-            ),
-            payload,
-        )
     signers = count_signers(envelope, trust, tier.name, opts.now)
-    if len(signers) < tier.threshold:
+    verdict = threshold_verdict(len(signers), tier.threshold, local=opts.local)
+    if verdict is not TierVerdict.MET:
         who = ", ".join(signers.signers) or "nobody trusted"
         uncounted = f"; not counted: {'; '.join(signers.rejected)}" if signers.rejected else ""
-        local_warning = opts.local and len(signers) >= 1
         findings.append(
             problem(
                 RuleId.SIG_THRESHOLD,
                 f"tier {tier.name!r} needs {tier.threshold} distinct trusted signer(s), has "
-                f"{len(signers)} ({who}){uncounted}",
+                f"{len(signers)} ({who}){uncounted}"
+                + ("; allowed in this hook, CI blocks" if verdict is TierVerdict.WARNED else ""),
                 title="Not enough signers",
                 path=epath,
                 fix=f"another signer of tier {tier.name!r} runs: "
                 f"{sign_hint(tier.name, opts.hints)}",
-                severity=Severity.LOW if local_warning else None,
+                severity=Severity.LOW if verdict is TierVerdict.WARNED else None,
                 details={"signers": list(signers.signers), "threshold": tier.threshold},
             )
         )
@@ -149,7 +159,7 @@ def check_tier(
         findings.append(
             problem(
                 RuleId.SIG_EXPIRED,
-                f"tier {tier.name!r}'s manifest expired at {payload.expires}",
+                f"the manifest of tier {tier.name!r} expired at {payload.expires}",
                 title="Manifest expired",
                 path=epath,
             )
@@ -164,8 +174,12 @@ def check_tier(
                 path=policy.source.split(" ")[0],
             )
         )
-    base = opts.base_payloads.get(tier.name)
-    if base is not None and base != envelope.payload:
+    for base, against in (
+        (opts.base_payloads.get(tier.name), "the base's"),
+        (opts.history_payloads.get(tier.name), "the highest along the trust history,"),
+    ):
+        if base is None or base == envelope.payload:
+            continue
         try:
             base_seq = Payload.from_bytes(base, source="base").sequence
         except EnvelopeError:
@@ -174,13 +188,26 @@ def check_tier(
             findings.append(
                 problem(
                     RuleId.SIG_ROLLBACK,
-                    f"tier {tier.name!r}'s payload changed but its "
-                    f"sequence {payload.sequence} is not above the base's {base_seq}",
+                    f"the payload of tier {tier.name!r} changed but its "
+                    f"sequence {payload.sequence} is not above {against} {base_seq}",
                     title="Manifest rollback",
                     path=epath,
                     severity=Severity.CRITICAL,
                 )
             )
+            break
     return TierCheck(
-        tier=tier, entries=entries, payload=payload, signers=signers, findings=findings
+        tier=tier,
+        entries=entries,
+        payload=payload,
+        signers=signers,
+        findings=findings,
+        verdict=verdict,
     )
+
+
+def threshold_verdict(signers: int, threshold: int, *, local: bool) -> TierVerdict:
+    """Met, short but only warned (a hook, at least one valid signer), or not met."""
+    if signers >= threshold:
+        return TierVerdict.MET
+    return TierVerdict.WARNED if local and signers >= 1 else TierVerdict.NOT_MET

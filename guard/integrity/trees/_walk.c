@@ -5,10 +5,11 @@
  *
  * `keys` are sorted relative paths (bytes); `actions[i]` says what to do with key i:
  * 0 nothing, 1 enter its folder and claim its name, 2 the same and hash it when it is a
- * regular file, 3 claim it and leave it to Python (status 3). Folders are opened relative to their parent with O_NOFOLLOW (so no
+ * regular file. Folders are opened relative to their parent with O_NOFOLLOW (so no
  * path goes through a symlinked folder), files with O_NOFOLLOW|O_NONBLOCK|O_NOCTTY.
  * `records` holds 33 bytes per key: a status (0 not hashed, 1 regular file, 2 regular
- * executable file, 3 anything else or any error: Python looks at it) and the SHA-256.
+ * executable file, 3 anything else or any error: Python looks at it; plus 4 when the
+ * file holds a CRLF, whose hash then depends on git's line-end rules) and the SHA-256.
  * A folder the walk is the first to enter (all of them, except the ones the first key's
  * folder lies in when `previous`, the last path before this run, lies in them too; the
  * root only with `owns_root`) is listed once; its names no key claims are `leftovers`:
@@ -35,7 +36,7 @@
 #define READ_SIZE (1 << 20)
 #define NAME_LIMIT 255
 
-enum { ST_NONE = 0, ST_FILE = 1, ST_EXEC = 2, ST_PYTHON = 3 };
+enum { ST_NONE = 0, ST_FILE = 1, ST_EXEC = 2, ST_PYTHON = 3, ST_CRLF = 4 };
 
 typedef struct {
     size_t off; /* of the NUL-terminated name in the folder's arena */
@@ -244,7 +245,7 @@ static int hash_file(Walk *w, int folder, const char *name, unsigned char *diges
     int status = ST_PYTHON;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
         EVP_DigestInit_ex(w->ctx, w->md, NULL) == 1) {
-        int ok = 1;
+        int ok = 1, crlf = 0, last_cr = 0;
         /* One byte more than the size proves the end of a small file in one read. */
         size_t want = st.st_size < READ_SIZE ? (size_t)st.st_size + 1 : READ_SIZE;
         for (;;) {
@@ -259,12 +260,15 @@ static int hash_file(Walk *w, int folder, const char *name, unsigned char *diges
                 ok = 0;
                 break;
             }
+            if (!crlf) /* a CRLF, perhaps across two reads */
+                crlf = (last_cr && w->buffer[0] == '\n') || memmem(w->buffer, (size_t)got, "\r\n", 2);
+            last_cr = w->buffer[got - 1] == '\r';
             if ((size_t)got < want) break; /* short: the end of a regular file */
             want = READ_SIZE;
         }
         unsigned int n = 0;
         if (ok && EVP_DigestFinal_ex(w->ctx, digest, &n) == 1 && n == 32)
-            status = (st.st_mode & S_IXUSR) ? ST_EXEC : ST_FILE;
+            status = ((st.st_mode & S_IXUSR) ? ST_EXEC : ST_FILE) | (crlf ? ST_CRLF : 0);
     }
     close(fd);
     return status;
@@ -326,7 +330,6 @@ static void run_walk(Walk *w, const Bytes *keys, Py_ssize_t n, const char *actio
         const char *name = slash ? slash + 1 : key;
         size_t name_len = len - (size_t)(name - key);
         claim(f, name, name_len);
-        if (actions[i] == 3) rec[0] = ST_PYTHON; /* hashed by Python (line ends) */
         if (actions[i] != 2) continue;
         if (f->fd < 0 || name_len > NAME_LIMIT) {
             rec[0] = ST_PYTHON;

@@ -12,16 +12,18 @@ from __future__ import annotations
 import enum
 import hashlib
 import heapq
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from qeguard.integrity.manifest import (
+    MODE_GITLINK,
     MODE_LINK,
     Entry,
     EntryList,
     Kind,
     entry_of_line,
+    format_list,
     path_key,
     unsafe_path_reason,
 )
@@ -30,6 +32,7 @@ from qeguard.integrity.manifest import (
 class Seen(enum.Enum):
     FILE = "file"
     SYMLINK = "symlink"
+    GITLINK = "gitlink"  # a submodule; `sha256` holds the commit it is at
     DIRECTORY = "directory"
     MISSING = "missing"
     OTHER = "other"  # fifo, socket, device, or a path through a symlinked folder
@@ -51,14 +54,21 @@ class Observed:
             return Entry(path=path, sha256=self.sha256, mode=self.mode, kind=Kind.FILE)
         if self.seen is Seen.SYMLINK and self.sha256:
             return Entry(path=path, sha256=self.sha256, mode=MODE_LINK, kind=Kind.SYMLINK)
+        if self.seen is Seen.GITLINK and self.sha256:
+            return Entry(path=path, sha256=self.sha256, mode=MODE_GITLINK, kind=Kind.GITLINK)
         return None
+
+
+def gitlink(commit: str) -> Observed:
+    """A submodule path, at `commit`."""
+    return Observed(seen=Seen.GITLINK, sha256=commit, mode=MODE_GITLINK)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Block:
     """What a tree holds for the lines [start, end) of a tier's list (byte offsets of
     line starts): `lines` are the tree's own list lines, in list order, for the listed
-    paths that are a file or a symlink now; `others` (sorted by path) what the other
+    paths that are a file, a symlink or a gitlink now; `others` (sorted by path) what the other
     listed paths are; a listed path in neither was not looked at (an unsafe path).
     `targets` holds the symlinks' targets, for the messages."""
 
@@ -75,7 +85,7 @@ class Block:
 
     def _from_line(self, line: bytes) -> tuple[str, Observed]:
         e = entry_of_line(line)
-        seen = Seen.SYMLINK if e.kind is Kind.SYMLINK else Seen.FILE
+        seen = _SEEN_OF[e.kind]
         target = self.targets.get(e.path)
         return e.path, Observed(seen=seen, sha256=e.sha256, mode=e.mode, target=target)
 
@@ -91,6 +101,14 @@ class Scan(Protocol):
         """Once the blocks are read: by tier, the tree's candidates that the policy gives
         the tier and its list lacks, sorted by path, with what each is."""
         ...
+
+    def candidates(self) -> Iterable[str]:
+        """Once the unlisted are read: the tree's candidate paths (what could be
+        protected), for the policy's checks (a pattern that matches nothing)."""
+        ...
+
+
+_SEEN_OF = {Kind.FILE: Seen.FILE, Kind.SYMLINK: Seen.SYMLINK, Kind.GITLINK: Seen.GITLINK}
 
 
 class Tree(Protocol):
@@ -127,17 +145,47 @@ class Tree(Protocol):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Built:
+    """The lists a tree holds now (what `qeguard sign` writes): bytes and line count by
+    tier, and the paths of those tiers that no list may hold (`unsafe_path_reason`)."""
+
+    lists: dict[str, tuple[bytes, int]]
+    unsafe: list[str]
+
+
+def build_paths(tree: Tree, tiers: Collection[str], tier_of: Callable[[str], str | None]) -> Built:
+    """`Built` through `tree.candidates` and `tree.observe`, path by path (the working
+    tree has its own walk: `WorkTree.build`)."""
+    assigned = [(p, t) for p in tree.candidates() if (t := tier_of(p)) is not None and t in tiers]
+    unsafe = [p for p, _ in assigned if unsafe_path_reason(p) is not None]
+    observed = tree.observe(sorted((p for p, _ in assigned), key=path_key))
+    entries: dict[str, list[Entry]] = {t: [] for t in tiers}
+    for path, tier in assigned:
+        entry = observed[path].as_entry(path)
+        if entry is not None:
+            entries[tier].append(entry)
+    return Built(
+        lists={t: (format_list(e), len(e)) for t, e in entries.items()},
+        unsafe=sorted(unsafe, key=path_key),
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PathScan:
     """A scan made path by path (`scan_paths`): everything is at hand at once."""
 
     by_tier: Mapping[str, Block]
     unlisted_by_tier: dict[str, list[tuple[str, Observed]]]
+    candidate_paths: list[str]
 
     def blocks(self) -> Iterator[tuple[str, Block]]:
         yield from self.by_tier.items()
 
     def unlisted(self) -> dict[str, list[tuple[str, Observed]]]:
         return self.unlisted_by_tier
+
+    def candidates(self) -> list[str]:
+        return self.candidate_paths
 
 
 def scan_paths(
@@ -159,7 +207,8 @@ def scan_paths(
         ]
     unlisted_paths: dict[str, list[str]] = {name: [] for name in lists}
     in_list = {name: {e.path for e in entries} for name, entries in lists.items()}
-    for path in sorted(only) if only is not None else tree.candidates():
+    candidates = sorted(only) if only is not None else tree.candidates()
+    for path in candidates:
         tier = tier_of(path)
         if tier is not None and tier in unlisted_paths and path not in in_list[tier]:
             unlisted_paths[tier].append(path)
@@ -188,6 +237,7 @@ def scan_paths(
             targets=targets,
         )
     return PathScan(
+        candidate_paths=candidates,
         by_tier=blocks,
         unlisted_by_tier={
             name: [(p, observed[p]) for p in sorted(paths, key=path_key)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from qeguard.git import GIT_EXEC, GIT_FILE, GIT_SUBMODULE, GitRepo, IndexEntry
+from qeguard.git import GIT_EXEC, GIT_FILE, GitRepo, IndexEntry
 from qeguard.integrity.manifest import EntryList
 from qeguard.integrity.trees.base import Observed, PathScan, Seen, scan_paths
-from qeguard.integrity.trees.commit import observe_blob
+from qeguard.integrity.trees.commit import observe_object
 
 
 class IndexTree:
@@ -83,8 +83,7 @@ class IndexTree:
                 out[path] = Observed(seen=Seen.MISSING)
             elif entry.stage != 0:
                 out[path] = Observed(seen=Seen.OTHER, error="unmerged (merge conflict)")
-            elif entry.mode == GIT_SUBMODULE:
-                out[path] = Observed(seen=Seen.OTHER, error="a submodule")
             else:
-                out[path] = observe_blob("blob", entry.mode, self.repo.read_blob(entry.hexsha))
+                # A gitlink (mode 160000) is the submodule commit the next commit records.
+                out[path] = observe_object(self.repo, "blob", entry.mode, entry.hexsha)
         return out

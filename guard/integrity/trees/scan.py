@@ -25,6 +25,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -34,11 +35,12 @@ from qeguard.integrity.manifest import (
     MODE_FILE,
     line_key,
     path_key,
+    path_start,
     quote_path,
     unquote_path,
     unsafe_path_reason,
 )
-from qeguard.integrity.trees.base import Block, Observed, Seen
+from qeguard.integrity.trees.base import Block, Built, Observed, Seen
 from qeguard.integrity.trees.work import (
     _CHUNK,
     _DIR_FLAGS,
@@ -46,6 +48,7 @@ from qeguard.integrity.trees.work import (
     FolderCheck,
     _read_into,
     observe_path,
+    walk_files,
 )
 
 try:  # the optional accelerator (`_walk.c`); `_walk_pure` does the same without it
@@ -116,7 +119,6 @@ class _Plan:
     chunks: tuple[tuple[tuple[int, int], ...], ...]  # per chunk, per source: byte range
     tier_of: Callable[[str], str | None]
     tiers: frozenset[str]  # the tiers scanned: other assignments do not matter
-    normalize_eol: bool | Callable[[str], bool]
     has_index: bool  # the last source is git's index; else every file is a candidate
     build: bool  # `sign`: lines per tier of every candidate, not blocks per list
 
@@ -126,7 +128,13 @@ class _Chunk:
     """What a worker found in one run of paths."""
 
     blocks: tuple[Block | None, ...] = ()  # per list source
+    # Per list source: the paths among a block's `others` hashed byte for byte that hold
+    # a CRLF (git may store them normalised: the parent asks).
+    crlf: tuple[frozenset[str], ...] = ()
     built: Mapping[str, bytes] = field(default_factory=dict)  # build: lines by tier
+    # build: (tier, path, seen) the parent settles (a CRLF file, a folder: a submodule?)
+    unsettled: tuple[tuple[str, str, Observed], ...] = ()
+    refused: tuple[str, ...] = ()  # build: paths of a tier that no list may hold
     unlisted: tuple[tuple[str, str, Observed], ...] = ()  # (tier, path, seen): candidates
     untracked: tuple[tuple[str, str], ...] = ()  # (tier, path): candidates unless ignored
     folders: tuple[str, ...] = ()  # untracked folders no source reaches: walked later
@@ -137,10 +145,13 @@ class ScanTree(Protocol):
     """What a scan needs of a working tree (`WorkTree`)."""
 
     root: Path
-    normalize_eol: bool | Callable[[str], bool]
     workers: int
 
     def index_paths(self) -> bytes | None: ...
+
+    def normalized(self, paths: Sequence[str]) -> AbstractSet[str]: ...
+
+    def submodules(self, folders: Sequence[str]) -> dict[str, Observed]: ...
 
     def ignored(self, paths: Sequence[str]) -> Collection[str]: ...
 
@@ -174,7 +185,6 @@ class WorkScan:
             chunks=_plan_chunks(sources),
             tier_of=tier_of,
             tiers=frozenset(tiers),
-            normalize_eol=tree.normalize_eol,
             has_index=index is not None,
             build=build,
         )
@@ -182,6 +192,9 @@ class WorkScan:
         self._untracked: list[tuple[str, str]] = []
         self._folders: list[str] = []
         self._built: dict[str, list[bytes]] = {t: [] for t in tiers}
+        self._unsettled: list[tuple[str, str, Observed]] = []
+        self._refused: list[str] = []
+        self._found: list[tuple[str, str, Observed]] | None = None  # untracked candidates
 
     def blocks(self) -> Iterator[tuple[str, Block]]:
         plan = self._plan
@@ -189,44 +202,97 @@ class WorkScan:
             self._unlisted += chunk.unlisted
             self._untracked += chunk.untracked
             self._folders += chunk.folders
+            self._unsettled += chunk.unsettled
+            self._refused += chunk.refused
             for tier, lines in chunk.built.items():
                 self._built[tier].append(lines)
-            for source, block in zip(plan.sources, chunk.blocks, strict=False):
+            for source, block, crlf in zip(plan.sources, chunk.blocks, chunk.crlf, strict=False):
                 if block is not None and source.tier is not None:
-                    yield source.tier, block
+                    yield source.tier, self._settle(block, crlf)
             if self._progress is not None and chunk.listed:
                 self._progress(chunk.listed)
 
+    def _settle(self, block: Block, crlf: AbstractSet[str]) -> Block:
+        """The block as git sees the tree: a file holding a CRLF hashed normalised when
+        git stores it so, a folder that is a submodule as the commit it is at."""
+        folders = [p for p, o in block.others if o.seen is Seen.DIRECTORY]
+        if not crlf and not folders:
+            return block
+        settled = self._tree.submodules(folders)
+        normalized = self._tree.normalized(sorted(crlf)) if crlf else frozenset()
+        if normalized:
+            settled.update(self._tree.observe(sorted(normalized)))
+        if not settled:
+            return block
+        others = tuple((p, settled.get(p, o)) for p, o in block.others)
+        return Block(
+            start=block.start,
+            end=block.end,
+            lines=block.lines,
+            others=others,
+            targets=block.targets,
+        )
+
     def unlisted(self) -> dict[str, list[tuple[str, Observed]]]:
         out: dict[str, list[tuple[str, Observed]]] = {t: [] for t in self._plan.tiers}
-        for tier, path, seen in self._unlisted:
-            out[tier].append((path, seen))
-        for tier, path, seen in self._untracked_candidates():
-            out[tier].append((path, seen))
+        found = self._unlisted + [x for x in self._untracked_candidates() if x[0] in out]
+        folders = [p for _, p, seen in found if seen.seen is Seen.DIRECTORY]
+        settled = self._tree.submodules(folders)
+        for tier, path, seen in found:
+            out[tier].append((path, settled.get(path, seen)))
         for items in out.values():
             items.sort(key=lambda item: path_key(item[0]))
         return out
 
-    def built(self) -> dict[str, tuple[bytes, int]]:
+    def candidates(self) -> Iterator[str]:
+        """Once the scan is read: every path git would list as a candidate (the index's,
+        and the untracked files it does not ignore that the policy gives a tier)."""
+        if not self._plan.has_index:
+            yield from walk_files(self._tree.root)
+            return
+        data = self._plan.sources[-1].data
+        pos, previous = 0, None
+        while (end := data.find(b"\0", pos)) != -1:
+            key = data[pos:end]
+            pos = end + 1
+            if key != previous:  # a conflicted path has one entry per stage
+                yield key.decode("utf-8", "surrogateescape")
+            previous = key
+        for _, path, _ in self._untracked_candidates():
+            yield path
+
+    def built(self) -> Built:
         extra: dict[str, list[bytes]] = {t: [] for t in self._plan.tiers}
-        for tier, path, seen in self._untracked_candidates():
-            entry = seen.as_entry(path)
+        found = [x for x in self._untracked_candidates() if x[0] in extra]
+        unsettled = self._unsettled
+        refused = self._refused + [p for _, p, _ in found if unsafe_path_reason(p) is not None]
+        crlf = [p for _, p, seen in unsettled + found if seen.seen is Seen.FILE]
+        folders = [p for _, p, seen in unsettled + found if seen.seen is Seen.DIRECTORY]
+        settled = self._tree.submodules(folders)
+        normalized = self._tree.normalized(sorted(crlf)) if crlf else frozenset()
+        if normalized:
+            settled.update(self._tree.observe(sorted(normalized)))
+        for tier, path, seen in unsettled + found:
+            entry = settled.get(path, seen).as_entry(path)
             if entry is not None:
                 extra[tier].append((entry.line() + "\n").encode("utf-8", "surrogateescape"))
-        out: dict[str, tuple[bytes, int]] = {}
+        lists: dict[str, tuple[bytes, int]] = {}
         for tier, parts in self._built.items():
             data = _insert_lines(b"".join(parts), extra[tier])
-            out[tier] = data, data.count(b"\n")
-        return out
+            lists[tier] = data, data.count(b"\n")
+        return Built(lists=lists, unsafe=sorted(set(refused), key=path_key))
 
     def _untracked_candidates(self) -> list[tuple[str, str, Observed]]:
-        """The untracked files the walk found that git does not ignore, observed; then
-        the same for the untracked folders, one level per round of git's ignore rules
-        (an ignored folder is never entered)."""
+        """The untracked files the walk found that git does not ignore, observed (those of
+        a scanned tier), with the tier the policy gives them; then the same for the
+        untracked folders, one level per round of git's ignore rules (an ignored folder
+        is never entered)."""
+        if self._found is not None:
+            return self._found
         pending, folders = self._untracked, self._folders
         self._untracked, self._folders = [], []
         found: list[tuple[str, str]] = []
-        tier_of, tiers = self._tier_of, self._plan.tiers
+        tier_of = self._tier_of
         while pending or folders:
             ignored = self._ignored([p for _, p in pending] + [f + "/" for f in folders])
             found += [(t, p) for t, p in pending if p not in ignored]
@@ -238,11 +304,18 @@ class WorkScan:
                     rel = f"{folder}/{name}"
                     if is_dir:
                         below.append(rel)
-                    elif (tier := tier_of(rel)) in tiers:
+                    elif (tier := tier_of(rel)) is not None:
                         pending.append((tier, rel))
             folders = below
-        seen = self._tree.observe(sorted({p for _, p in found}))
-        return [(t, p, seen[p]) for t, p in found if seen[p].seen is not Seen.MISSING]
+        scanned = sorted({p for t, p in found if t in self._plan.tiers})
+        seen = self._tree.observe(scanned)
+        missing = Observed(seen=Seen.MISSING)
+        self._found = [
+            (t, p, seen.get(p, missing))
+            for t, p in found
+            if t not in self._plan.tiers or seen[p].seen is not Seen.MISSING
+        ]
+        return self._found
 
     def _ignored(self, paths: list[str]) -> Collection[str]:
         return self._tree.ignored(paths) if paths else ()
@@ -379,7 +452,10 @@ def _chunk_in_worker(index: int) -> _Chunk:
 def _keys(source: _Source, items: list[bytes]) -> list[bytes]:
     if source.tier is None:
         return list(dict.fromkeys(items))  # a conflicted path has one entry per stage
-    keys = [line[line.index(b" ", 72) + 1 :] for line in items]
+    if any(line[64:65] != b" " for line in items):  # a SHA-1 gitlink's shorter id
+        keys = [line[path_start(line) :] for line in items]
+    else:
+        keys = [line[line.index(b" ", 72) + 1 :] for line in items]
     if any(k[:1] == b'"' for k in keys):
         keys = [_quoted(k) if k[:1] == b'"' else k for k in keys]
     return keys
@@ -434,12 +510,16 @@ def _scan_chunk(plan: _Plan, index: int) -> _Chunk:
     safe = _all_safe(order)
     actions = bytearray(len(order))
     wanted = plan.tiers
+    refused: list[str] = []
     for i, path in enumerate(paths):
-        if not safe and not _walkable(path):
+        unsafe = not safe and not _safe(path)
+        if unsafe and plan.build and tiers[i] in wanted:
+            refused.append(path)  # `sign` refuses it: verify would reject it
+        if unsafe and not _walkable(path):
             actions[i] = _SKIP  # would lead out of the tree: never looked at
             continue
         in_lists = (listed is None and bool(lists)) or (listed is not None and bool(listed[i]))
-        if in_lists and not safe and not _safe(path):
+        if unsafe and (in_lists or plan.build):
             # An unsafe entry is never looked at (its line stays unmatched), but it
             # still names a file of its folder, which is then no leftover.
             actions[i] = _CLAIM
@@ -450,12 +530,6 @@ def _scan_chunk(plan: _Plan, index: int) -> _Chunk:
             actions[i] = _HASH
         else:
             actions[i] = _CLAIM
-    norm = plan.normalize_eol
-    if norm is not False:
-        # The accelerator hashes bytes as they are: normalised paths are Python's.
-        for i, path in enumerate(paths):
-            if actions[i] == _HASH and (norm is True or (callable(norm) and norm(path))):
-                actions[i] = _HASH_IN_PYTHON
     previous = [k for s, (start, _) in zip(sources, ranges, strict=True) if (k := s.before(start))]
     walk = _walk if _walk is not None else _walk_pure
     records, leftovers = walk(
@@ -479,14 +553,20 @@ def _scan_chunk(plan: _Plan, index: int) -> _Chunk:
         path = leftover.decode("utf-8", "surrogateescape")
         if kind == b"d":
             out.folders.append(path)  # the parent asks git: ignored?
-        elif kind == b"f" and (tier := plan.tier_of(path)) is not None and tier in wanted:
+        elif kind == b"f" and (tier := plan.tier_of(path)) is not None:
             out.untracked.append((tier, path))
     return _Chunk(
         blocks=tuple(
             None if s.tier is None else out.block(lists.index(j), *ranges[j])
             for j, s in enumerate(sources)
         ),
+        crlf=tuple(
+            frozenset() if s.tier is None else frozenset(out.crlf[lists.index(j)])
+            for j, s in enumerate(sources)
+        ),
         built={t: b"".join(parts) for t, parts in out.built.items() if parts},
+        unsettled=tuple(out.unsettled),
+        refused=tuple(refused),
         unlisted=tuple(out.unlisted),
         untracked=tuple(out.untracked),
         folders=tuple(out.folders),
@@ -526,18 +606,24 @@ class _Found:
         self._look: tuple[FolderCheck, bytearray] | None = None  # for observe_path
 
     def seen(self, i: int) -> tuple[bytes, int] | Observed:
-        """(hex digest, exec bit) of a regular file the walk hashed; else what
-        `observe_path` says the path is (and hashes it, line ends normalised if so)."""
+        """(hex digest, exec bit) of a regular file the walk hashed (byte for byte); else
+        what `observe_path` says the path is (hashed byte for byte too)."""
         status = self.records[i * _RECORD]
-        if status in (_ST_FILE, _ST_EXEC):
-            return self.hexed[i * 2 * _RECORD + 2 : (i + 1) * 2 * _RECORD], status == _ST_EXEC
-        rule = self.plan.normalize_eol
-        path = self.paths[i]
-        norm = rule if isinstance(rule, bool) else rule(path)
+        if status & 3 in (_ST_FILE, _ST_EXEC):
+            hexed = self.hexed[i * 2 * _RECORD + 2 : (i + 1) * 2 * _RECORD]
+            return hexed, status & 3 == _ST_EXEC
         if self._look is None:
             self._look = FolderCheck(self.plan.root), bytearray(_CHUNK)
         dir_ok, buffer = self._look
-        return observe_path(self.plan.root, path, normalize_eol=norm, dir_ok=dir_ok, buffer=buffer)
+        path = self.paths[i]
+        return observe_path(self.plan.root, path, normalize_eol=False, dir_ok=dir_ok, buffer=buffer)
+
+    def unsettled(self, i: int, seen: tuple[bytes, int] | Observed) -> bool:
+        """Whether git's line-end rules may change the hash: a file holding a CRLF, or
+        one `observe_path` read (the parent asks git about both)."""
+        if isinstance(seen, tuple):
+            return bool(self.records[i * _RECORD] & _ST_CRLF)
+        return seen.seen is Seen.FILE
 
     def one_list(self, out: _Output, quoted: list[bytes] | None, tracked: bool) -> None:
         """The usual case: one list, and every path on it (`quoted`: its lines, when a
@@ -558,13 +644,13 @@ class _Found:
             portion = keys[i] if quoted is None else _portion(quoted[i])
             status = records[i * _RECORD]
             seen: tuple[bytes, int] | Observed
-            if status in (_ST_FILE, _ST_EXEC):
+            if status in (_ST_FILE, _ST_EXEC):  # the usual case: a plain file, no CRLF
                 digest = hexed[i * 2 * _RECORD + 2 : (i + 1) * 2 * _RECORD]
                 parts += (digest, _EXEC_HEAD if status == _ST_EXEC else _FILE_HEAD, portion, _NL)
                 seen = (digest, status == _ST_EXEC)
             else:
                 seen = self.seen(i)
-                out.line(0, self.paths[i], portion, seen)
+                out.line(0, self.paths[i], portion, seen, unsettled=self.unsettled(i, seen))
             assigned = tiers[i]
             if assigned is not None and assigned != tier and assigned in wanted:
                 self.assigned(out, i, assigned, seen, tracked)
@@ -578,8 +664,9 @@ class _Found:
             if self.actions[i] < _HASH:
                 continue
             seen = self.seen(i)
+            unsettled = self.unsettled(i, seen)
             for n, line in listed[i]:
-                out.line(n, self.paths[i], _portion(line), seen)
+                out.line(n, self.paths[i], _portion(line), seen, unsettled=unsettled)
             assigned = self.tiers[i]
             if (
                 assigned is not None
@@ -591,7 +678,8 @@ class _Found:
                 )
 
     def build(self, out: _Output) -> None:
-        """Building lists (`sign`): each tracked path the policy gives a tier, its line."""
+        """Building lists (`sign`): each tracked path the policy gives a tier, its line;
+        a file git may normalise, or a folder (a submodule?), the parent settles."""
         built = out.built
         for i in range(len(self.keys)):
             if self.actions[i] < _HASH:
@@ -599,15 +687,20 @@ class _Found:
             tier = self.tiers[i]
             if tier is None:
                 continue
+            path = self.paths[i]
             seen = self.seen(i)
-            if isinstance(seen, tuple):
-                path = self.paths[i]
+            if self.unsettled(i, seen):
+                observed = seen if isinstance(seen, Observed) else _file(seen)
+                out.unsettled.append((tier, path, observed))
+            elif isinstance(seen, tuple):
                 quoted = quote_path(path)
                 portion = (
                     self.keys[i] if quoted is path else quoted.encode("utf-8", "surrogateescape")
                 )
                 built[tier] += (seen[0], _EXEC_HEAD if seen[1] else _FILE_HEAD, portion, _NL)
-            elif (entry := seen.as_entry(self.paths[i])) is not None:
+            elif seen.seen is Seen.DIRECTORY:
+                out.unsettled.append((tier, path, seen))
+            elif (entry := seen.as_entry(path)) is not None:
                 built[tier].append((entry.line() + "\n").encode("utf-8", "surrogateescape"))
 
     def assigned(
@@ -626,7 +719,7 @@ class _Found:
 
 def _portion(line: bytes) -> bytes:
     """A list line's path as written (quoted or not)."""
-    return line[line.index(b" ", 72) + 1 :]
+    return line[path_start(line) :]
 
 
 class _Output:
@@ -637,7 +730,9 @@ class _Output:
         self.parts: list[list[bytes]] = [[] for _ in list_tiers]
         self.others: list[list[tuple[str, Observed]]] = [[] for _ in list_tiers]
         self.targets: list[dict[str, str]] = [{} for _ in list_tiers]
+        self.crlf: list[set[str]] = [set() for _ in list_tiers]
         self.built: dict[str, list[bytes]] = {t: [] for t in plan.tiers} if plan.build else {}
+        self.unsettled: list[tuple[str, str, Observed]] = []
         self.unlisted: list[tuple[str, str, Observed]] = []
         self.untracked: list[tuple[str, str]] = []
         self.folders: list[str] = []
@@ -651,9 +746,22 @@ class _Output:
             targets=self.targets[n],
         )
 
-    def line(self, n: int, path: str, portion: bytes, seen: tuple[bytes, int] | Observed) -> None:
-        """The tree's line for a path of list `n` (or what the path is instead)."""
-        if isinstance(seen, tuple):
+    def line(
+        self,
+        n: int,
+        path: str,
+        portion: bytes,
+        seen: tuple[bytes, int] | Observed,
+        *,
+        unsettled: bool = False,
+    ) -> None:
+        """The tree's line for a path of list `n`, or what the path is instead (among the
+        block's `others`, also while git's line-end rules may change its hash)."""
+        if unsettled:
+            observed = seen if isinstance(seen, Observed) else _file(seen)
+            self.others[n].append((path, observed))
+            self.crlf[n].add(path)
+        elif isinstance(seen, tuple):
             self.parts[n] += (seen[0], _EXEC_HEAD if seen[1] else _FILE_HEAD, portion, _NL)
         elif _plain_observation(seen):
             # What `Entry.line` writes between the hash and the path.
@@ -670,8 +778,8 @@ _EXEC_HEAD = b" 100755 file "
 _NL = b"\n"
 # What a walk does with a path (its `actions`), and what it found (the status byte of
 # its 33-byte record, then the SHA-256).
-_SKIP, _CLAIM, _HASH, _HASH_IN_PYTHON = 0, 1, 2, 3
-_ST_NONE, _ST_FILE, _ST_EXEC, _ST_PYTHON = 0, 1, 2, 3
+_SKIP, _CLAIM, _HASH = 0, 1, 2
+_ST_NONE, _ST_FILE, _ST_EXEC, _ST_PYTHON, _ST_CRLF = 0, 1, 2, 3, 4  # CRLF: a flag
 _RECORD = 33
 # A chunk of paths none of which `unsafe_path_reason` could object to: checked on the
 # chunk's joined keys at once (an empty path, one starting "/", "." or "X:", ending "/",
@@ -730,8 +838,9 @@ def _walk_pure(
             if found is None:
                 records[at] = _ST_PYTHON
             else:
-                records[at] = _ST_EXEC if found[1] else _ST_FILE
-                records[at + 1 : at + _RECORD] = found[0]
+                digest, executable, crlf = found
+                records[at] = (_ST_EXEC if executable else _ST_FILE) | (_ST_CRLF if crlf else 0)
+                records[at + 1 : at + _RECORD] = digest
     finally:
         walker.close()
     return bytes(records), walker.leftovers
@@ -822,9 +931,10 @@ def _names(fd: int | None) -> set[bytes] | None:
 
 def _read_file(
     folder: int, name: bytes, view: memoryview, buffer: bytearray
-) -> tuple[bytes, int] | None:
-    """(SHA-256, exec bit) of a regular file opened in its folder: the usual case.
-    None for anything else, or any error: `observe_path` then says what it is."""
+) -> tuple[bytes, int, bool] | None:
+    """(SHA-256, exec bit, holds a CRLF) of a regular file opened in its folder: the
+    usual case. None for anything else, or any error: `observe_path` then says what it
+    is."""
     try:
         fd = os.open(name, _OPEN_FLAGS, dir_fd=folder)
     except OSError:
@@ -836,13 +946,17 @@ def _read_file(
         size = st.st_size
         h = hashlib.sha256()
         want = size + 1 if size < _CHUNK else _CHUNK  # one byte more proves the end
+        crlf = last_cr = False
         while True:
             n = _read_into(fd, view[:want])
             h.update(view[:n])
+            if n and not crlf:  # a CRLF, perhaps across two reads
+                crlf = (last_cr and view[0] == 10) or buffer.find(b"\r\n", 0, n) != -1
+            last_cr = n > 0 and view[n - 1] == 13
             if n < want:
                 break
             want = _CHUNK
-        return h.digest(), st.st_mode & stat.S_IXUSR
+        return h.digest(), st.st_mode & stat.S_IXUSR, crlf
     except OSError:
         return None
     finally:

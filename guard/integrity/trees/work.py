@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from qeguard.integrity.manifest import MODE_EXEC, MODE_FILE, MODE_LINK, EntryList
 from qeguard.integrity.trees.base import (
+    Built,
     Observed,
     Scan,
     Seen,
+    gitlink,
     hash_bytes,
     looks_binary,
     scan_paths,
@@ -176,7 +179,9 @@ class WorkTree:
         list_paths: Callable[[], list[str]] | None = None,
         start_index: Callable[[], Callable[[], bytes]] | None = None,
         ignored: Callable[[Sequence[str]], Collection[str]] | None = None,
-        normalize_eol: bool | Callable[[str], bool] = False,
+        normalize_eol: bool = False,
+        eol: Callable[[Iterable[str]], AbstractSet[str]] | None = None,
+        gitlinks: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
         exec_bit_meaningful: bool = True,
         workers: int | None = None,
     ):
@@ -184,9 +189,14 @@ class WorkTree:
         but not ignored), `start_index` starts listing the index (`git ls-files -z`) and
         returns a function that waits for its bytes, and `ignored` says which of some
         untracked paths git ignores. Without them every file is a candidate.
-        `normalize_eol` says which files are hashed with CRLF read as LF (git's clean
-        form): none, every text file (True), or a predicate on the path."""
+
+        `eol` says which of some paths git stores with CRLF turned into LF (see
+        `GitRepo.eol_converted`); only those are hashed normalised. Without it,
+        `normalize_eol` normalises every path or none. `gitlinks` gives the commit of
+        each of some folders that is a submodule (`GitRepo.worktree_gitlinks`)."""
         self.root = root
+        self._eol = eol
+        self._gitlinks = gitlinks
         self._list_paths = list_paths
         self._start_index = start_index
         self._index: Callable[[], bytes] | None = None
@@ -196,9 +206,20 @@ class WorkTree:
         self.workers = workers or min(16, (os.cpu_count() or 2) * 4)
         self._dir_ok = FolderCheck(str(root))
 
-    def normalizes(self, path: str) -> bool:
-        rule = self.normalize_eol
-        return rule if isinstance(rule, bool) else rule(path)
+    def normalized(self, paths: Sequence[str]) -> AbstractSet[str]:
+        """Which of `paths` are hashed with CRLF as LF (empty: the fast path for all).
+        Only a file holding a CRLF can hash differently: a whole-tree scan asks about
+        those alone."""
+        if self._eol is not None:
+            return self._eol(paths)
+        return frozenset(paths) if self.normalize_eol else frozenset()
+
+    def submodules(self, folders: Sequence[str]) -> dict[str, Observed]:
+        """The folders among `folders` that are submodules, as what they are: the commit
+        each is at (git lists a submodule as one path; on disk it is a folder)."""
+        if self._gitlinks is None or not folders:
+            return {}
+        return {path: gitlink(commit) for path, commit in self._gitlinks(folders).items()}
 
     def prepare(self, *, whole: bool) -> None:
         if whole and self._start_index is not None and self._index is None:
@@ -228,15 +249,25 @@ class WorkTree:
         data = full.read_bytes()
         # Policy, trust and manifests as git stores them: a CRLF checkout (autocrlf) of
         # a clean tree must not look like a changed policy or a malformed list.
-        if self.normalizes(path) and b"\r\n" in data and not looks_binary(data):
+        if b"\r\n" in data and not looks_binary(data) and self.normalized((path,)):
             data = data.replace(b"\r\n", b"\n")
         return data
 
     def observe(
         self, paths: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> dict[str, Observed]:
+        result = self._observe(paths, progress)
+        # A submodule is a folder on disk (empty when not checked out): its state is the
+        # commit it is at.
+        result.update(self.submodules([p for p, o in result.items() if o.seen is Seen.DIRECTORY]))
+        return result
+
+    def _observe(
+        self, paths: Sequence[str], progress: Callable[[int], None] | None
+    ) -> dict[str, Observed]:
         root = str(self.root)
         result: dict[str, Observed] = {}
+        norm = self.normalized(paths)
 
         def batch(chunk: Sequence[str]) -> list[tuple[str, Observed]]:
             buffer = bytearray(_CHUNK)
@@ -244,11 +275,7 @@ class WorkTree:
                 (
                     p,
                     observe_path(
-                        root,
-                        p,
-                        normalize_eol=self.normalizes(p),
-                        dir_ok=self._dir_ok,
-                        buffer=buffer,
+                        root, p, normalize_eol=p in norm, dir_ok=self._dir_ok, buffer=buffer
                     ),
                 )
                 for p in chunk
@@ -290,10 +317,10 @@ class WorkTree:
         tiers: Collection[str],
         tier_of: Callable[[str], str | None],
         progress: Callable[[int], None] | None = None,
-    ) -> dict[str, tuple[bytes, int]]:
+    ) -> Built:
         """The list the tree holds now for each of `tiers`: its bytes and line count (what
-        `qeguard sign` writes). One walk: git's index names the tracked files, and the
-        walk the untracked ones that git does not ignore."""
+        `qeguard sign` writes), and the paths no list may hold. One walk: git's index
+        names the tracked files, and the walk the untracked ones git does not ignore."""
         from qeguard.integrity.trees.scan import WorkScan
 
         scan = WorkScan(self, [], tier_of, set(tiers), progress, build=True)
