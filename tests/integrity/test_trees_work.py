@@ -87,6 +87,7 @@ def _make_tree(root: Path, files: int) -> None:
     (root / "p0" / "link.py").symlink_to("m0")
     (root / "dangling").symlink_to("nowhere")
     (root / "crlf.txt").write_bytes(b"a\r\nb\r\n")
+    (root / "crlf.bin").write_bytes(b"\0a\r\nb\r\n")  # binary: git never converts it
     (root / "big.bin").write_bytes(rng.randbytes(3 << 20))
     (root / "run.sh").write_text("#!/bin/sh\n")
     (root / "run.sh").chmod(0o755)
@@ -411,7 +412,7 @@ def test_line_ends_as_git_decides_them(
     top = dict(observed["top"])
     assert top["crlf.txt"].sha256 == hashlib.sha256(b"a\nb\n").hexdigest()
     assert top["empty.py"].sha256 == hashlib.sha256(b"").hexdigest()
-    assert "crlf.txt" in asked
+    assert "crlf.txt" in asked and "crlf.bin" not in asked
     # Of the listed files, only those holding a CRLF are asked about (the few untracked
     # candidates are observed one by one, git asked about each).
     listed = [p for p in asked if p not in UNSIGNED]

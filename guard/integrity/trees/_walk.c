@@ -9,7 +9,8 @@
  * path goes through a symlinked folder), files with O_NOFOLLOW|O_NONBLOCK|O_NOCTTY.
  * `records` holds 33 bytes per key: a status (0 not hashed, 1 regular file, 2 regular
  * executable file, 3 anything else or any error: Python looks at it; plus 4 when the
- * file holds a CRLF, whose hash then depends on git's line-end rules) and the SHA-256.
+ * file holds a CRLF and is not binary, so that git's line-end rules decide its hash)
+ * and the SHA-256 of its bytes.
  * A folder the walk is the first to enter (all of them, except the ones the first key's
  * folder lies in when `previous`, the last path before this run, lies in them too; the
  * root only with `owns_root`) is listed once; its names no key claims are `leftovers`:
@@ -237,7 +238,29 @@ static int push(Walk *w, const char *key, size_t rel_len, size_t start, int owne
     return 0;
 }
 
-/* Hash a regular file; ST_PYTHON for anything else or any error. */
+/* git's test (convert.c), as `trees.base.looks_binary`: a NUL, or a CR not followed by
+ * LF, in the first 8000 bytes. Line ends of such a file are never converted. */
+static int looks_binary(const unsigned char *data, size_t n) {
+    size_t head = n < 8000 ? n : 8000;
+    if (memchr(data, 0, head)) return 1;
+    for (const unsigned char *cr = memchr(data, '\r', head); cr;
+         cr = memchr(cr + 1, '\r', head - (size_t)(cr + 1 - data))) {
+        if ((size_t)(cr + 1 - data) >= head || cr[1] != '\n') return 1;
+    }
+    return 0;
+}
+
+/* Whether `data` holds a CRLF: CRs are rare in text, so memchr goes fast. */
+static int has_crlf(const unsigned char *data, size_t n) {
+    for (const unsigned char *cr = memchr(data, '\r', n); cr;
+         cr = memchr(cr + 1, '\r', n - (size_t)(cr + 1 - data))) {
+        if ((size_t)(cr + 1 - data) < n && cr[1] == '\n') return 1;
+    }
+    return 0;
+}
+
+/* Hash a regular file; ST_PYTHON for anything else or any error. A file holding a CRLF
+ * that git could convert (not binary) is flagged ST_CRLF: git's rules decide its hash. */
 static int hash_file(Walk *w, int folder, const char *name, unsigned char *digest) {
     int fd = openat(folder, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) return ST_PYTHON;
@@ -245,7 +268,7 @@ static int hash_file(Walk *w, int folder, const char *name, unsigned char *diges
     int status = ST_PYTHON;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
         EVP_DigestInit_ex(w->ctx, w->md, NULL) == 1) {
-        int ok = 1, crlf = 0, last_cr = 0;
+        int ok = 1, crlf = 0, last_cr = 0, binary = -1;
         /* One byte more than the size proves the end of a small file in one read. */
         size_t want = st.st_size < READ_SIZE ? (size_t)st.st_size + 1 : READ_SIZE;
         for (;;) {
@@ -260,8 +283,9 @@ static int hash_file(Walk *w, int folder, const char *name, unsigned char *diges
                 ok = 0;
                 break;
             }
-            if (!crlf) /* a CRLF, perhaps across two reads */
-                crlf = (last_cr && w->buffer[0] == '\n') || memmem(w->buffer, (size_t)got, "\r\n", 2);
+            if (binary < 0) binary = looks_binary(w->buffer, (size_t)got);
+            if (!binary && !crlf) /* a CRLF, perhaps across two reads */
+                crlf = (last_cr && w->buffer[0] == '\n') || has_crlf(w->buffer, (size_t)got);
             last_cr = w->buffer[got - 1] == '\r';
             if ((size_t)got < want) break; /* short: the end of a regular file */
             want = READ_SIZE;

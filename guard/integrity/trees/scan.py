@@ -932,9 +932,9 @@ def _names(fd: int | None) -> set[bytes] | None:
 def _read_file(
     folder: int, name: bytes, view: memoryview, buffer: bytearray
 ) -> tuple[bytes, int, bool] | None:
-    """(SHA-256, exec bit, holds a CRLF) of a regular file opened in its folder: the
-    usual case. None for anything else, or any error: `observe_path` then says what it
-    is."""
+    """(SHA-256, exec bit, whether git's line-end rules may change the hash: it holds a
+    CRLF and is not binary) of a regular file opened in its folder: the usual case. None
+    for anything else, or any error: `observe_path` then says what it is."""
     try:
         fd = os.open(name, _OPEN_FLAGS, dir_fd=folder)
     except OSError:
@@ -947,16 +947,22 @@ def _read_file(
         h = hashlib.sha256()
         want = size + 1 if size < _CHUNK else _CHUNK  # one byte more proves the end
         crlf = last_cr = False
+        binary: bool | None = None
         while True:
             n = _read_into(fd, view[:want])
             h.update(view[:n])
-            if n and not crlf:  # a CRLF, perhaps across two reads
+            if binary is None:  # git's test on the first 8000 bytes (`looks_binary`)
+                head = min(n, 8000)
+                binary = buffer.find(b"\0", 0, head) != -1 or buffer.count(
+                    b"\r", 0, head
+                ) > buffer.count(b"\r\n", 0, head)
+            if n and not crlf and not binary:  # a CRLF, perhaps across two reads
                 crlf = (last_cr and view[0] == 10) or buffer.find(b"\r\n", 0, n) != -1
             last_cr = n > 0 and view[n - 1] == 13
             if n < want:
                 break
             want = _CHUNK
-        return h.digest(), st.st_mode & stat.S_IXUSR, crlf
+        return h.digest(), st.st_mode & stat.S_IXUSR, crlf and not binary
     except OSError:
         return None
     finally:
