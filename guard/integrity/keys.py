@@ -324,10 +324,13 @@ def private_key_files(root: Path, paths: Iterable[str]) -> list[str]:
     return found
 
 
-def exposed_private_keys(repo: GitRepo) -> list[tuple[str, bool]]:
+def exposed_private_keys(
+    repo: GitRepo, candidates: Iterable[str] | None = None
+) -> list[tuple[str, bool]]:
     """Private key files git would commit (tracked, or untracked and not ignored), each
-    with whether it is tracked already."""
-    found = private_key_files(repo.root, repo.list_paths())
+    with whether it is tracked already. `candidates`: those paths, when a walk of the
+    tree has them already (`WorkTree.walked`); else git lists them."""
+    found = private_key_files(repo.root, repo.list_paths() if candidates is None else candidates)
     tracked = repo.index_entries(found) if found else {}
     return [(path, path in tracked) for path in found]
 

@@ -561,3 +561,17 @@ def test_objects_through_one_cat_file(tmp_path: Path, legacy: bool) -> None:
     assert repo.blob_id_at(head, "nope") is None
     assert repo.config("user", "name") is None or isinstance(repo.config("user", "name"), str)
     assert repo.filemode in (True, False)
+
+
+def test_a_build_walks_past_what_git_would_list(big: Path) -> None:
+    """After a build, the tree knows the candidates git lists (tracked, and untracked
+    but not ignored) without asking git for a second walk; a repository of its own
+    inside the tree is one folder to git, and none of its files to the walk."""
+    tree = _tree(big)
+    assert tree.walked() is None
+    tree.prepare(whole=True)
+    tree.build(["top", "rest"], parse_policy(POLICY).matcher().tier_of)
+    walked = tree.walked()
+    assert walked is not None
+    git_lists = {p for p in GitRepo(big).list_paths() if not p.endswith("/")}
+    assert sorted(walked, key=path_key) == sorted(git_lists, key=path_key)

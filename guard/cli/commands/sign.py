@@ -109,9 +109,6 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
         )
     now = datetime.now(UTC)
     hints = Hints.here(root)
-    if ctx.repo is not None:
-        for rel, tracked in exposed_private_keys(ctx.repo):
-            console.warn(exposed_key_message(rel, tracked=tracked, hints=hints))
     # Which tiers this key may sign, decided before anything is written: a key that can
     # sign nothing it was asked to must leave the manifests as they are.
     refused = {
@@ -144,6 +141,9 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
         console.result(f"{name}: skipped - {why}")
     with console.progress("hashing") as bar:
         builds = build_tiers(tree, policy, todo, progress=bar if bar.enabled else None)
+    if ctx.repo is not None:  # after the walk, which found the candidates git would list
+        for rel, tracked in exposed_private_keys(ctx.repo, tree.walked()):
+            console.warn(exposed_key_message(rel, tracked=tracked, hints=hints))
     for build in builds:
         outcome = sign_tier(
             root,
@@ -161,7 +161,8 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     # Where the policy cannot work; whether a pattern matches anything is known only when
     # every tier was built (a path a pattern matches lands in its tier or an earlier one).
     every = len(builds) == len(policy.tiers)
-    listed = [e.path for b in builds for e in b.entries] if every else None
+    # Lazily: the check stops at the first path each pattern matches.
+    listed = (e.path for b in builds for e in b.entries) if every else None
     counts = trust.key_counts([t.name for t in policy.tiers], now)
     for f in policy_findings(policy, counts, listed):
         console.warn(f"{f.message}; {f.fix}")

@@ -46,6 +46,7 @@ class IndexTree:
             found = self.repo.index_entries()
             self._entries = {**dict.fromkeys(self._entries), **found}
             self._complete = True
+            self._wanted.clear()
         return [p for p, e in self._entries.items() if e is not None]
 
     def blob_id(self, path: str) -> str | None:

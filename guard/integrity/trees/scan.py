@@ -136,7 +136,7 @@ class _Chunk:
     unsettled: tuple[tuple[str, str, Observed], ...] = ()
     refused: tuple[str, ...] = ()  # build: paths of a tier that no list may hold
     unlisted: tuple[tuple[str, str, Observed], ...] = ()  # (tier, path, seen): candidates
-    untracked: tuple[tuple[str, str], ...] = ()  # (tier, path): candidates unless ignored
+    untracked: tuple[tuple[str | None, str], ...] = ()  # (tier, path): unless ignored
     folders: tuple[str, ...] = ()  # untracked folders no source reaches: walked later
     listed: int = 0  # list lines covered, for progress
 
@@ -189,12 +189,12 @@ class WorkScan:
             build=build,
         )
         self._unlisted: list[tuple[str, str, Observed]] = []
-        self._untracked: list[tuple[str, str]] = []
+        self._untracked: list[tuple[str | None, str]] = []
         self._folders: list[str] = []
         self._built: dict[str, list[bytes]] = {t: [] for t in tiers}
         self._unsettled: list[tuple[str, str, Observed]] = []
         self._refused: list[str] = []
-        self._found: list[tuple[str, str, Observed]] | None = None  # untracked candidates
+        self._found: list[tuple[str | None, str, Observed]] | None = None  # untracked
 
     def blocks(self) -> Iterator[tuple[str, Block]]:
         plan = self._plan
@@ -235,7 +235,9 @@ class WorkScan:
 
     def unlisted(self) -> dict[str, list[tuple[str, Observed]]]:
         out: dict[str, list[tuple[str, Observed]]] = {t: [] for t in self._plan.tiers}
-        found = self._unlisted + [x for x in self._untracked_candidates() if x[0] in out]
+        found = self._unlisted + [
+            (t, p, o) for t, p, o in self._untracked_candidates() if t is not None and t in out
+        ]
         folders = [p for _, p, seen in found if seen.seen is Seen.DIRECTORY]
         settled = self._tree.submodules(folders)
         for tier, path, seen in found:
@@ -246,7 +248,7 @@ class WorkScan:
 
     def candidates(self) -> Iterator[str]:
         """Once the scan is read: every path git would list as a candidate (the index's,
-        and the untracked files it does not ignore that the policy gives a tier)."""
+        and the untracked files it does not ignore)."""
         if not self._plan.has_index:
             yield from walk_files(self._tree.root)
             return
@@ -263,7 +265,9 @@ class WorkScan:
 
     def built(self) -> Built:
         extra: dict[str, list[bytes]] = {t: [] for t in self._plan.tiers}
-        found = [x for x in self._untracked_candidates() if x[0] in extra]
+        found = [
+            (t, p, o) for t, p, o in self._untracked_candidates() if t is not None and t in extra
+        ]
         unsettled = self._unsettled
         refused = self._refused + [p for _, p, _ in found if unsafe_path_reason(p) is not None]
         crlf = [p for _, p, seen in unsettled + found if seen.seen is Seen.FILE]
@@ -282,16 +286,16 @@ class WorkScan:
             lists[tier] = data, data.count(b"\n")
         return Built(lists=lists, unsafe=sorted(set(refused), key=path_key))
 
-    def _untracked_candidates(self) -> list[tuple[str, str, Observed]]:
-        """The untracked files the walk found that git does not ignore, observed (those of
-        a scanned tier), with the tier the policy gives them; then the same for the
+    def _untracked_candidates(self) -> list[tuple[str | None, str, Observed]]:
+        """The untracked files the walk found that git does not ignore, with the tier the
+        policy gives each (observed when it is a scanned tier); then the same for the
         untracked folders, one level per round of git's ignore rules (an ignored folder
         is never entered)."""
         if self._found is not None:
             return self._found
         pending, folders = self._untracked, self._folders
         self._untracked, self._folders = [], []
-        found: list[tuple[str, str]] = []
+        found: list[tuple[str | None, str]] = []
         tier_of = self._tier_of
         while pending or folders:
             ignored = self._ignored([p for _, p in pending] + [f + "/" for f in folders])
@@ -304,16 +308,16 @@ class WorkScan:
                     rel = f"{folder}/{name}"
                     if is_dir:
                         below.append(rel)
-                    elif (tier := tier_of(rel)) is not None:
-                        pending.append((tier, rel))
+                    else:
+                        pending.append((tier_of(rel), rel))
             folders = below
-        scanned = sorted({p for t, p in found if t in self._plan.tiers})
-        seen = self._tree.observe(scanned)
-        missing = Observed(seen=Seen.MISSING)
+        tiers = self._plan.tiers
+        seen = self._tree.observe(sorted({p for t, p in found if t is not None and t in tiers}))
+        unseen = Observed(seen=Seen.OTHER, error="not looked at: no scanned tier")
         self._found = [
-            (t, p, seen.get(p, missing))
+            (t, p, seen.get(p, unseen))
             for t, p in found
-            if t not in self._plan.tiers or seen[p].seen is not Seen.MISSING
+            if p not in seen or seen[p].seen is not Seen.MISSING
         ]
         return self._found
 
@@ -553,8 +557,8 @@ def _scan_chunk(plan: _Plan, index: int) -> _Chunk:
         path = leftover.decode("utf-8", "surrogateescape")
         if kind == b"d":
             out.folders.append(path)  # the parent asks git: ignored?
-        elif kind == b"f" and (tier := plan.tier_of(path)) is not None:
-            out.untracked.append((tier, path))
+        elif kind == b"f":  # every one: `candidates` names them all
+            out.untracked.append((plan.tier_of(path), path))
     return _Chunk(
         blocks=tuple(
             None if s.tier is None else out.block(lists.index(j), *ranges[j])
@@ -734,7 +738,7 @@ class _Output:
         self.built: dict[str, list[bytes]] = {t: [] for t in plan.tiers} if plan.build else {}
         self.unsettled: list[tuple[str, str, Observed]] = []
         self.unlisted: list[tuple[str, str, Observed]] = []
-        self.untracked: list[tuple[str, str]] = []
+        self.untracked: list[tuple[str | None, str]] = []
         self.folders: list[str] = []
 
     def block(self, n: int, start: int, end: int) -> Block:

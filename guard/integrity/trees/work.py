@@ -205,6 +205,7 @@ class WorkTree:
         self.exec_bit_meaningful = exec_bit_meaningful and os.name == "posix"
         self.workers = workers or min(16, (os.cpu_count() or 2) * 4)
         self._dir_ok = FolderCheck(str(root))
+        self._walked: Scan | None = None
 
     def normalized(self, paths: Sequence[str]) -> AbstractSet[str]:
         """Which of `paths` are hashed with CRLF as LF (empty: the fast path for all).
@@ -326,7 +327,14 @@ class WorkTree:
         scan = WorkScan(self, [], tier_of, set(tiers), progress, build=True)
         for _ in scan.blocks():
             pass  # building yields no blocks; the walk's lines are gathered as it goes
-        return scan.built()
+        built = scan.built()
+        self._walked = scan
+        return built
+
+    def walked(self) -> Iterable[str] | None:
+        """The candidates the last `build` walked past (what `candidates` would list, as
+        git lists them), or None when there was none: no second walk needed."""
+        return self._walked.candidates() if self._walked is not None else None
 
 
 class FolderCheck:
