@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from html import escape as _esc
 from typing import Any
 
-from qeguard.render import DEFAULT_OPTIONS, RenderOptions
+from qeguard.render import DEFAULT_OPTIONS, RenderOptions, counted
 from qeguard.report import (
     OSV_URL,
     SEVERITY_ORDER,
@@ -280,12 +280,16 @@ def _checked(report: Report) -> str | None:
     parts = []
     if report.tiers:
         files = sum(t.files for t in report.tiers)
-        parts.append(f"{len(report.tiers)} tiers ({files} protected files)")
+        parts.append(f"{counted(len(report.tiers), 'tier')} ({counted(files, 'protected file')})")
     inputs = report.inputs
     if inputs is not None:
         names = ", ".join(f"<code>{_e(p)}</code>" for p in inputs.files)
-        parts.append(f"{len(inputs.files)} dependency files{': ' + names if names else ''}")
-        parts.append(f"{inputs.packages} packages ({inputs.dependencies} declarations)")
+        parts.append(
+            f"{counted(len(inputs.files), 'dependency file')}{': ' + names if names else ''}"
+        )
+        parts.append(
+            f"{counted(inputs.packages, 'package')} ({counted(inputs.dependencies, 'declaration')})"
+        )
         if inputs.services:
             parts.append(f"services: {_e(', '.join(inputs.services))}")
     db = report.database

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 
-from qeguard.render import DEFAULT_OPTIONS, RenderOptions
+from qeguard.render import DEFAULT_OPTIONS, RenderOptions, counted
 from qeguard.report import Finding, Report, advisory_url, shorten
 
 # Characters that start Markdown syntax; escaped so a file named `*x*` or `[a](b)` shows
@@ -94,14 +94,16 @@ def checked(report: Report) -> str | None:
     parts: list[str] = []
     if report.tiers:
         files = sum(t.files for t in report.tiers)
-        parts.append(f"{len(report.tiers)} tiers ({files} protected files)")
+        parts.append(f"{counted(len(report.tiers), 'tier')} ({counted(files, 'protected file')})")
     inputs = report.inputs
     if inputs is not None:
         names = ", ".join(escape(p) for p in inputs.files[:5])
         more = f" +{len(inputs.files) - 5} more" if len(inputs.files) > 5 else ""
         files_part = f" ({names}{more})" if inputs.files else ""
-        parts.append(f"{len(inputs.files)} dependency files{files_part}")
-        parts.append(f"{inputs.packages} packages ({inputs.dependencies} declarations)")
+        parts.append(f"{counted(len(inputs.files), 'dependency file')}{files_part}")
+        parts.append(
+            f"{counted(inputs.packages, 'package')} ({counted(inputs.dependencies, 'declaration')})"
+        )
         if inputs.services:
             parts.append(f"services: {escape(', '.join(inputs.services))}")
     db = report.database

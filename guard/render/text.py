@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from qeguard.render import DEFAULT_OPTIONS, RenderOptions
+from qeguard.render import DEFAULT_OPTIONS, RenderOptions, counted
 from qeguard.report import SEVERITY_ORDER, Finding, Report, Severity, Verdict, shorten
 from qeguard.rules import RuleId
 
@@ -106,8 +106,9 @@ def _checked(report: Report) -> list[str]:
     files = f" ({names}{more})" if inputs.files else ""
     services = f"; services: {', '.join(clean(x) for x in inputs.services)}"
     return [
-        f"  checked: {len(inputs.files)} dependency files{files}, {inputs.packages} packages "
-        f"({inputs.dependencies} declarations){services if inputs.services else ''}"
+        f"  checked: {counted(len(inputs.files), 'dependency file')}{files}, "
+        f"{counted(inputs.packages, 'package')} ({counted(inputs.dependencies, 'declaration')})"
+        f"{services if inputs.services else ''}"
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -13,7 +14,7 @@ from helpers import DATA
 from helpers.report_samples import HOSTILE_PATH, clean_report, sample_report
 from qeguard.render import FORMATS, RenderOptions, render
 from qeguard.render.json import schema
-from qeguard.report import Finding, Location, Report, Severity
+from qeguard.report import Finding, Inputs, Location, Report, Severity
 from qeguard.rules import RULES
 
 SARIF_SCHEMA = json.loads((DATA / "sarif-schema-2.1.0.json").read_text("utf-8"))
@@ -98,6 +99,21 @@ def test_every_format_says_what_was_checked() -> None:
         "constraints.txt",
     ]
     assert json.loads(outputs["json"])["inputs"]["packages"] == 4
+
+
+def test_counts_of_one_are_singular() -> None:
+    sample = sample_report()
+    report = dataclasses.replace(
+        sample,
+        inputs=Inputs(files=("requirements.txt",), packages=1, dependencies=1),
+        tiers=sample.tiers[:1],
+    )
+    text, md, html = (render(report, fmt) for fmt in ("text", "markdown", "html"))
+    assert "1 dependency file (requirements.txt), 1 package (1 declaration)" in text
+    for out in (md, html):
+        assert "1 dependency file" in out and "1 dependency files" not in out
+        assert "1 package (1 declaration)" in out
+    assert re.search(r"1 tier \(\d+ protected files?\)", md)
 
 
 def test_every_format_shows_fixes() -> None:
