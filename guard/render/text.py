@@ -83,7 +83,7 @@ def _header(report: Report) -> list[str]:
         state = signer_state(tier.threshold, [clean(s) for s in tier.signers])
         seq = f", sequence {tier.sequence}" if tier.sequence is not None else ""
         lines.append(
-            f"  tier {clean(tier.name)}: {tier.files} files, {state}{seq}, "
+            f"  tier {clean(tier.name)}: {counted(tier.files, 'file')}, {state}{seq}, "
             f"on change {tier.on_change}"
         )
     db = report.database
@@ -204,7 +204,7 @@ def render(report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> str:
     vulns = [f for f in active if f.rule == RuleId.DEP_VULN and f.package]
     if vulns:
         packages = len({((f.package or "").lower(), f.version) for f in vulns})
-        out.append(f"Vulnerabilities: {len(vulns)} in {packages} package versions")
+        out.append(f"Vulnerabilities: {len(vulns)} in {counted(packages, 'package version')}")
         out.extend(vulnerability_table(report, vulns, options))
         out.append("")
     others = [f for f in active if not (f.rule == RuleId.DEP_VULN and f.package)]

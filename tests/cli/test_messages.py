@@ -24,8 +24,8 @@ def everyone(repo: Path, keypair: Any) -> Protected:
 
 def test_tier_header_says_threshold_and_signers_plainly(everyone: Protected) -> None:
     out = everyone.ok("verify").out
-    assert "tier middle: 1 files, threshold 1: 2 signed (alice, bob), met" in out
-    assert "tier outer: 1 files, threshold 0 (no signature needed), 2 signed (alice, bob)" in out
+    assert "tier middle: 1 file, threshold 1: 2 signed (alice, bob), met" in out
+    assert "tier outer: 1 file, threshold 0 (no signature needed), 2 signed (alice, bob)" in out
     assert "2/1" not in out and "unsigned tier (threshold 0) (" not in out
 
 

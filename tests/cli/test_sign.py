@@ -66,7 +66,7 @@ def test_signing_every_tier_leaves_other_signers_tiers_alone(
 def test_threshold_zero_tier_is_re_recorded_without_a_key(project: Protected) -> None:
     (project.root / "docs/guide.md").write_text("# Guide, second edition\n")
     r = project.ok("sign", "--tier", "outer")  # no --key, no QEGUARD_KEY, no keys folder
-    assert r.out.startswith("outer: unsigned (sequence 2, 1 files)")
+    assert r.out.startswith("outer: unsigned (sequence 2, 1 file)")
     assert project.cli("verify").code == 0
     r = project.cli("sign", "--tier", "core")
     assert r.code == 2 and "which key should sign?" in r.err

@@ -60,7 +60,7 @@ def test_sign_every_tier_then_one(project: Protected) -> None:
     r = sign(project, project.signer("alice"))
     assert r.code == 0, r.err
     assert "a: new payload (sequence 1" in r.out and "b: new payload" in r.out
-    assert "c: unsigned (sequence 1, 1 files)" in r.out
+    assert "c: unsigned (sequence 1, 1 file)" in r.out
     assert len(project.envelope("c").signatures) == 0
     (project.root / "b/y.py").write_text("y = 2\n")
     r = sign(project, project.signer("alice"), "--tier", "b")

@@ -114,6 +114,11 @@ def test_counts_of_one_are_singular() -> None:
         assert "1 dependency file" in out and "1 dependency files" not in out
         assert "1 package (1 declaration)" in out
     assert re.search(r"1 tier \(\d+ protected files?\)", md)
+    assert "tier " + sample.tiers[0].name + ": " in text
+    one_vuln = dataclasses.replace(
+        sample, findings=tuple(f for f in sample.findings if f.rule == "QG-DEP-VULN")[:1]
+    )
+    assert "Vulnerabilities: 1 in 1 package version\n" in render(one_vuln, "text")
 
 
 def test_every_format_shows_fixes() -> None:

@@ -20,6 +20,7 @@ from qeguard.integrity.policy import Tier, policy_findings
 from qeguard.integrity.sign import build_tiers, sign_tier
 from qeguard.integrity.status import exposed_key_message
 from qeguard.integrity.trust import Trust, tiers_list
+from qeguard.render import counted
 
 KEY_ENV = "QEGUARD_KEY"
 
@@ -156,7 +157,8 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
             git_commit=head,
         )
         console.result(
-            f"{outcome.tier}: {outcome.action} (sequence {outcome.sequence}, {outcome.count} files)"
+            f"{outcome.tier}: {outcome.action} "
+            f"(sequence {outcome.sequence}, {counted(outcome.count, 'file')})"
         )
     # Where the policy cannot work; whether a pattern matches anything is known only when
     # every tier was built (a path a pattern matches lands in its tier or an earlier one).
