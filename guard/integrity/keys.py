@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from qeguard.errors import KeyFileError, UsageError
 
@@ -184,6 +183,8 @@ class SigningKey:
 
 def generate(comment: str, passphrase: bytes | None) -> tuple[bytes, str]:
     """A new key: (OpenSSH private key file bytes, public key line)."""
+    from cryptography.hazmat.primitives import serialization  # only to write or read keys
+
     private = Ed25519PrivateKey.generate()
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)
@@ -242,6 +243,9 @@ def load_signing_key(
         passphrase = os.environ[PASSPHRASE_ENV].encode("utf-8")
     if passphrase is None and prompt is not None and _is_encrypted(data):
         passphrase = prompt()
+    # Loaded here, not at the top: the verifier (and the hook) only read public keys.
+    from cryptography.hazmat.primitives import serialization
+
     key: object
     try:
         if b"OPENSSH PRIVATE KEY" in data:
