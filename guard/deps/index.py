@@ -18,13 +18,12 @@ index in archive order (by SQLite, without decoding a row).
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from packaging.utils import canonicalize_name
 from qeguard.deps.archive import blobs, check_archive, open_zip, parse, read_member
 from qeguard.deps.osv import NormalForms, index_extras, with_extras
 from qeguard.errors import DatabaseError
+from qeguard.memory import cycle_collection_paused
 
 INDEX_FORMAT = 7
 # Archives at least this large are indexed by worker processes (OSV's PyPI export is tens
@@ -239,7 +239,7 @@ def _worker_main() -> None:
     if str(Path(qeguard.__file__).resolve()) != package:
         sys.exit(3)
     try:
-        with _no_gc():
+        with cycle_collection_paused():
             stats = _index_share(Path(source), int(share), int(shares), out)
     except DatabaseError as exc:
         report: dict[str, Any] = {"error": [exc.message, exc.where, exc.hint]}
@@ -326,19 +326,6 @@ def _fill_from_workers(
                 os.unlink(out)
 
 
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    # A build allocates millions of short-lived objects and keeps none in cycles; the
-    # cyclic collector would only walk the same long-lived objects again and again.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _build(
     conn: sqlite3.Connection,
     source: Path,
@@ -384,7 +371,7 @@ def build_index(
     (built in a temp file, synced, then renamed); with no target, in memory (the cache
     cannot be written). A zip of at least PARALLEL_BYTES is indexed by `workers` processes
     (default: one per CPU); the index is the same either way."""
-    with _no_gc():
+    with cycle_collection_paused():
         if target is None:
             conn = _connect(":memory:")
             _build(conn, source, digest, workers=workers, target=None)

@@ -9,9 +9,7 @@ superproject records (40 hex digits, or 64 in a SHA-256 repository).
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import gc
 import hashlib
 import itertools
 import operator
@@ -24,6 +22,7 @@ from typing import Any
 
 from qeguard.errors import EnvelopeError
 from qeguard.integrity.dsse import canonical_json, loads_canonical
+from qeguard.memory import cycle_collection_paused
 
 SCHEMA = "qeguard.manifest/v1"
 MODE_FILE = "100644"
@@ -378,20 +377,6 @@ class EntryList(Collection[Entry]):
             return None
         line = data[at : data.index(b"\n", at)]
         return entry_of_line(line) if line_key(line) == key else None
-
-
-@contextlib.contextmanager
-def cycle_collection_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many small acyclic objects
-    (100,000 entries or observations on a large tree): its passes over the growing
-    heap find nothing there and cost about a quarter of the time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _parse_strict(text: str, source: str) -> list[Entry]:

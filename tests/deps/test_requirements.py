@@ -177,15 +177,32 @@ _versions = st.from_regex(
 )
 
 
-@given(name=_names, version=_versions, spaces=st.sampled_from(["", " ", "  "]))
-def test_the_fast_path_reads_like_the_general_parser(tmp_path_factory, name, version, spaces):
-    """Compiled files are mostly `name==version`: read by a fast path that must give what
-    the general PEP 508 path gives."""
+@given(
+    name=_names,
+    version=_versions,
+    spaces=st.sampled_from(["", " ", "  "]),
+    marker=st.sampled_from(["", ' ; python_version >= "3.8"', ';sys_platform == "linux"']),
+    hashed=st.booleans(),
+)
+def test_the_fast_path_reads_like_the_general_parser(
+    tmp_path_factory, name, version, spaces, marker, hashed
+):
+    """Compiled files are mostly `name==version` (with a marker, with hashes): read by a
+    fast path that must give what the general PEP 508 path gives."""
     root = tmp_path_factory.mktemp("fast")
-    line = f"{name}{spaces}=={spaces}{version}"
+    requirement = f"{name}{spaces}=={spaces}{version}{marker}"
+    hashes = ("sha256:" + "0" * 64,) if hashed else ()
+    line = requirement + "".join(f" --hash={h}" for h in hashes)
     (root / "requirements.txt").write_text(line + "\n")
     (fast,) = _load(root / "requirements.txt")
     slow = parse_requirement(
-        line, source="requirements.txt", line_no=1, env=LINUX, root=root, base=root
+        requirement,
+        source="requirements.txt",
+        line_no=1,
+        env=LINUX,
+        root=root,
+        base=root,
+        hashes=hashes,
+        fast=False,
     )
     assert fast == slow

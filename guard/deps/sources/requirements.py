@@ -40,6 +40,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import VERSION_PATTERN
 from qeguard.deps.model import Dependency, DepsInputError, TargetEnvironment, exact_version
 from qeguard.deps.sources import read_text, relpath
+from qeguard.memory import cycle_collection_paused
 
 # pip's own patterns (req_file.py).
 COMMENT_RE = re.compile(r"(^|\s+)#.*$")
@@ -60,18 +61,22 @@ ARCHIVE_EXTENSIONS = (
     ".zip", ".whl", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tlz", ".tar.lz", ".tar.lzma",
     ".tar.gz", ".tgz", ".tar",
 )  # fmt: skip
-# `name==version` and nothing else: most lines of a compiled file, read without the
-# general parser (the result is identical; tests/deps/test_sources.py checks it).
+# `name==version` (a valid PEP 440 version) and nothing else, in one match: most lines of
+# a compiled file, read without the PEP 508 parser (the result is identical;
+# tests/deps/test_requirements.py checks it).
 _SIMPLE = re.compile(
-    r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*==\s*(?P<version>\S+)$"
+    r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*==\s*(?P<version>"
+    + VERSION_PATTERN
+    + r")$",
+    re.VERBOSE | re.IGNORECASE,
 )
-_VERSION = re.compile(r"^\s*" + VERSION_PATTERN + r"\s*$", re.VERBOSE | re.IGNORECASE)
 
 
 def load(path: Path, *, root: Path, env: TargetEnvironment) -> list[Dependency]:
     reader = _Reader(root=root, env=env)
-    reader.read(path, constraint=False)
-    return reader.result()
+    with cycle_collection_paused():
+        reader.read(path, constraint=False)
+        return reader.result()
 
 
 class _OptionError(Exception):
@@ -209,20 +214,21 @@ class _Reader:
             self._line(path, source, line_no, line, constraint)
 
     def _line(self, path: Path, source: str, line_no: int, line: str, constraint: bool) -> None:
+        pin = _pinned(line)  # a whole line `name==version` has no options to break off
+        if pin is not None:
+            self._add(
+                _pinned_dependency(pin, source=source, line_no=line_no, hashes=()), constraint
+            )
+            return
         args, options = break_args_options(line)
         opts = self._options(options, f"{source}:{line_no}") if options else self.no_options
         if args:
             text = args.strip()
-            simple = _SIMPLE.match(text)
-            if simple is not None and "*" not in text and _VERSION.match(simple["version"]):
-                dep: Dependency | None = Dependency(
-                    name=simple["name"],
-                    source=source,
-                    line=line_no,
-                    version=simple["version"],
-                    specifier=f"=={simple['version']}",
-                    hashes=tuple(opts.hashes or ()),
-                    kind="requirements",
+            hashes = tuple(opts.hashes or ())
+            pin = _pinned(text)
+            if pin is not None:
+                dep: Dependency | None = _pinned_dependency(
+                    pin, source=source, line_no=line_no, hashes=hashes
                 )
             else:
                 dep = parse_requirement(
@@ -232,7 +238,7 @@ class _Reader:
                     env=self.env,
                     root=self.root,
                     base=path.parent,
-                    hashes=tuple(opts.hashes or ()),
+                    hashes=hashes,
                 )
             if dep is not None:
                 self._add(dep, constraint)
@@ -264,6 +270,10 @@ class _Reader:
         # shlex reads character by character; without quotes or backslashes it splits
         # exactly as str.split does, at a fraction of the cost (hashed pins, 200,000 lines).
         words = shlex.split(options) if any(c in options for c in "'\"\\") else options.split()
+        if all(w.startswith("--hash=") for w in words):  # what compiled files hold
+            opts = optparse.Values({**vars(self.no_options), "hashes": [w[7:] for w in words]})
+            self._check_hashes(opts, where)
+            return opts
         try:
             opts, _ = self.parser.parse_args(words)
         except (_OptionError, ValueError) as exc:
@@ -273,12 +283,16 @@ class _Reader:
                 hint="pip's requirements format: https://pip.pypa.io/en/stable/"
                 "reference/requirements-file-format/",
             ) from None
+        self._check_hashes(opts, where)
+        return opts
+
+    @staticmethod
+    def _check_hashes(opts: optparse.Values, where: str) -> None:
         for h in opts.hashes or ():
             if ":" not in h:
                 raise DepsInputError(
                     f"malformed --hash {h!r}", where=where, hint="use --hash=sha256:<hex digest>"
                 )
-        return opts
 
     def _include(
         self, path: Path, source: str, line_no: int, value: str, *, constraint: bool
@@ -367,6 +381,37 @@ class _Reader:
         )
 
 
+def _pinned(text: str) -> tuple[str, str] | None:
+    """(name, version) of a plain `name==version` (most lines of a compiled file)."""
+    simple = _SIMPLE.match(text)
+    if simple is None:
+        return None
+    return simple["name"], simple["version"]
+
+
+def _pinned_dependency(
+    pin: tuple[str, str],
+    *,
+    source: str,
+    line_no: int,
+    hashes: tuple[str, ...],
+    marker: str | None = None,
+    group: str | None = None,
+) -> Dependency:
+    name, version = pin
+    return Dependency(
+        name=name,
+        source=source,
+        line=line_no,
+        version=version,
+        specifier=f"=={version}",
+        hashes=hashes,
+        markers=marker,
+        kind="requirements",
+        group=group,
+    )
+
+
 def _egg(value: str) -> str | None:
     m = _EGG.search(value)
     return m.group(1) or None if m else None
@@ -382,10 +427,13 @@ def parse_requirement(
     base: Path,
     hashes: tuple[str, ...] = (),
     group: str | None = None,
+    fast: bool = True,
 ) -> Dependency | None:
     """One requirement as pip's `parse_req_from_line` reads it, or None when its marker
     excludes the target. `base` is the including file's folder; pip resolves local paths
-    against the current folder, for which the repository root stands in."""
+    against the current folder, for which the repository root stands in. A plain
+    `name==version` skips the PEP 508 parser (`fast=False` forces it: the tests compare
+    the two)."""
     where = f"{source}:{line_no}"
     url = is_url(text)
     sep = "; " if url else ";"
@@ -397,6 +445,10 @@ def parse_requirement(
     name_part = name_part.strip()
     if marker is not None and not env.evaluate(marker, where=where):
         return None
+    if fast and not url and (pin := _pinned(name_part)) is not None:
+        return _pinned_dependency(
+            pin, source=source, line_no=line_no, hashes=hashes, marker=marker, group=group
+        )
 
     def local(name: str, why: str) -> Dependency:
         return Dependency(
