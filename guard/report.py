@@ -36,6 +36,11 @@ def advisory_url(advisory_id: str) -> str | None:
     return OSV_URL + quote(advisory_id, safe="-._:")
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """`1 file`, `2 files`, `3 files differ`: the count with its noun agreeing."""
+    return f"{n} {one}" if n == 1 else f"{n} {many if many is not None else one + 's'}"
+
+
 def shorten(text: str, limit: int) -> str:
     """`text` on one line, at most `limit` characters; a cut ends at a word with an ellipsis
     so that a reader sees it was cut."""

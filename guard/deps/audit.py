@@ -29,6 +29,7 @@ from qeguard.deps.services.interface import Key
 from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity.policy import Policy
 from qeguard.report import (
+    OSV_URL,
     DatabaseInfo,
     Finding,
     Fix,
@@ -222,13 +223,13 @@ def _unevaluated(
                 title=f"{dep.name} {dep.version}: {r.id} cannot be evaluated",
                 message=f"{r.id} ({r.summary or 'no summary'}) cannot be evaluated for "
                 f"{dep.name} {dep.version}: {problems}, and it lists no affected versions",
-                fix=f"read https://osv.dev/vulnerability/{r.id} and judge {dep.version} by "
+                fix=f"read {OSV_URL}{r.id} and judge {dep.version} by "
                 "hand; once reviewed, ignore it in [deps] with a reason",
                 details={
                     "id": r.id,
                     "aliases": sorted(r.aliases),
                     "problems": list(r.problems(dep.canonical_name)),
-                    "url": f"https://osv.dev/vulnerability/{r.id}",
+                    "url": OSV_URL + r.id,
                 },
             )
         )

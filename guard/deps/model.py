@@ -19,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from qeguard.errors import InputError
-from qeguard.report import Severity
+from qeguard.report import OSV_URL, Severity
 
 
 class DepsInputError(InputError):
@@ -116,7 +116,7 @@ class Advisory:
 
     @property
     def url(self) -> str:
-        return f"https://osv.dev/vulnerability/{self.id}"
+        return OSV_URL + self.id
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

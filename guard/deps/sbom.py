@@ -19,7 +19,7 @@ from typing import Any
 
 import qeguard
 from qeguard.deps.model import Dependency
-from qeguard.report import Finding, Severity
+from qeguard.report import OSV_URL, Finding, Severity
 from qeguard.rules import RuleId
 
 _HASHES = {"sha256": "SHA_256", "sha384": "SHA_384", "sha512": "SHA_512", "md5": "MD5"}
@@ -194,7 +194,7 @@ def _vulnerabilities(findings: Iterable[Finding], deps: Sequence[Dependency]) ->
             method=method if source != "none" else None,
             vector=vector,
         )
-        url = str(d.get("url") or f"https://osv.dev/vulnerability/{ident}")
+        url = str(d.get("url") or OSV_URL + ident)
         fixes = [str(v) for v in d.get("fix_versions") or ()]
         out.append(
             Vulnerability(

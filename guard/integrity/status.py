@@ -16,7 +16,7 @@ from qeguard.errors import ExitCode
 from qeguard.hints import DEFAULT, Hints
 from qeguard.integrity.manifest import parse_time
 from qeguard.render.text import signer_state
-from qeguard.report import DatabaseInfo, Report
+from qeguard.report import DatabaseInfo, Report, counted
 from qeguard.rules import Family, RuleId, family
 
 EXPIRY_WARN_DAYS = 14
@@ -157,7 +157,7 @@ def assess(
                 )
         if drift:
             problems.append(
-                f"{_count(drift, 'file differs', 'files differ')} from the signed manifest; "
+                f"{counted(drift, 'file differs', 'files differ')} from the signed manifest; "
                 f"see `{hints.qeguard('verify')}`, then `{hints.qeguard('restore', '--all')}` "
                 "or re-sign"
             )
@@ -180,12 +180,12 @@ def assess(
     db_problem = database_error
     notes = [f.message for f in report.active_findings if f.rule == RuleId.TRUST_SOURCE]
     if database is not None and database.age_days is not None and database.age_days > stale_days:
-        old = f"the vulnerability database is {_count(database.age_days, 'day', 'days')} old"
+        old = f"the vulnerability database is {counted(database.age_days, 'day', 'days')} old"
         if refreshed_by_scans:
             notes.append(f"{old}; dependency scans refresh it when online")
         else:
             db_problem = (
-                f"{_count(database.age_days, 'day', 'days')} old (older than {stale_days}); "
+                f"{counted(database.age_days, 'day', 'days')} old (older than {stale_days}); "
                 f"run `{hints.qeguard('db', 'update')}` when online"
             )
     if not hooks.installed:
@@ -206,12 +206,8 @@ def assess(
     )
 
 
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
 def _in_days(n: int) -> str:
-    return "today" if n == 0 else f"in {_count(n, 'day', 'days')}"
+    return "today" if n == 0 else f"in {counted(n, 'day', 'days')}"
 
 
 def _ago(n: int) -> str:
@@ -362,13 +358,13 @@ def render_text(health: Health) -> str:
             )
             lines.append(
                 f"  tier {t.name}: sequence {t.sequence}{age}{expiry}, "
-                f"{signer_state(t.threshold, t.signers)}, {_count(t.files, 'file', 'files')}, "
+                f"{signer_state(t.threshold, t.signers)}, {counted(t.files, 'file', 'files')}, "
                 f"drift {t.drift}"
             )
         lines.extend(f"    ! {p}" for p in t.problems)
     db = health.database
     if db is not None:
-        age = f", {_count(db.age_days, 'day', 'days')} old" if db.age_days is not None else ""
+        age = f", {counted(db.age_days, 'day', 'days')} old" if db.age_days is not None else ""
         lines.append(
             f"  vulnerability database: {db.name} ({db.source}, "
             f"{db.date or 'date unknown'}{age}, {db.records or 0} records)"
@@ -385,7 +381,7 @@ def render_text(health: Health) -> str:
     lines.extend(f"  note: {n}" for n in health.notes)
     problems = health.problems
     lines.append(
-        f"needs action: {_count(len(problems), 'problem', 'problems')}" if problems else "healthy"
+        f"needs action: {counted(len(problems), 'problem', 'problems')}" if problems else "healthy"
     )
     return "\n".join(lines)
 

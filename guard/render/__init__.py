@@ -49,11 +49,6 @@ class RenderOptions:
 DEFAULT_OPTIONS = RenderOptions()
 
 
-def counted(n: int, noun: str) -> str:
-    """`1 dependency file`, `2 dependency files`: the count and its noun, agreeing."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 class Renderer(Protocol):
     def __call__(self, report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> str: ...
 

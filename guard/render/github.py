@@ -12,7 +12,7 @@ from pathlib import Path
 from qeguard.render import DEFAULT_OPTIONS, RenderOptions
 from qeguard.render import markdown as markdown_format
 from qeguard.render.sarif import artifact, level
-from qeguard.report import Finding, Report
+from qeguard.report import Finding, Report, counted
 
 MAX_PER_LEVEL = 10
 STEP_SUMMARY_LIMIT = 1024 * 1024
@@ -88,7 +88,7 @@ def annotations(report: Report) -> list[str]:
         lines.append(
             "::notice title=qeguard::"
             + escape_data(
-                f"{left_out} more finding{'s' if left_out != 1 else ''} not annotated "
+                f"{counted(left_out, 'more finding')} not annotated "
                 "(GitHub shows 10 per level); see the step summary or the SARIF report."
             )
         )

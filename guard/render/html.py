@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from html import escape as _esc
 from typing import Any
 
-from qeguard.render import DEFAULT_OPTIONS, RenderOptions, counted
+from qeguard.render import DEFAULT_OPTIONS, RenderOptions
 from qeguard.report import (
     OSV_URL,
     SEVERITY_ORDER,
@@ -28,6 +28,7 @@ from qeguard.report import (
     Severity,
     advisory_url,
     count_by,
+    counted,
 )
 
 PAGE = 200  # rows in the table at a time (and in the page without JS)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
 from qeguard.render import DEFAULT_OPTIONS, RenderOptions
-from qeguard.report import Finding, Report, advisory_url
+from qeguard.report import Finding, Report, advisory_url, counted
 from qeguard.rules import Family, family
 
 # XML 1.0 cannot carry most control characters at all, even escaped.
@@ -195,9 +195,7 @@ def render(report: Report, options: RenderOptions = DEFAULT_OPTIONS) -> str:
                 failure = ET.SubElement(
                     case,
                     "failure",
-                    message=xml_text(
-                        f"{len(failing)} finding{'s' if len(failing) != 1 else ''}: {shown}{more}"
-                    ),
+                    message=xml_text(f"{counted(len(failing), 'finding')}: {shown}{more}"),
                     type=xml_text(" ".join(rules)),
                 )
                 failure.text = xml_text("\n".join(_describe(f) for f in failing))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import html
 import re
 
-from qeguard.render import DEFAULT_OPTIONS, RenderOptions, counted
-from qeguard.report import Finding, Report, advisory_url, shorten
+from qeguard.render import DEFAULT_OPTIONS, RenderOptions
+from qeguard.report import Finding, Report, advisory_url, counted, shorten
 
 # Characters that start Markdown syntax; escaped so a file named `*x*` or `[a](b)` shows
 # literally and cannot inject links or images into a PR comment.
@@ -135,7 +135,7 @@ def _head(report: Report) -> list[str]:
     applied = [x for x in report.fixes if x.applied]
     if applied:
         head += [
-            f"{len(applied)} fix{'es' if len(applied) != 1 else ''} applied; the findings "
+            f"{counted(len(applied), 'fix', 'fixes')} applied; the findings "
             "and verdict are what is left.",
             "",
         ]

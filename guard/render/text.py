@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from qeguard.render import DEFAULT_OPTIONS, RenderOptions, counted
-from qeguard.report import SEVERITY_ORDER, Finding, Report, Severity, Verdict, shorten
+from qeguard.render import DEFAULT_OPTIONS, RenderOptions
+from qeguard.report import SEVERITY_ORDER, Finding, Report, Severity, Verdict, counted, shorten
 from qeguard.rules import RuleId
 
 FIX_COLUMN = 40

@@ -11,7 +11,7 @@ metadata set). No git, no file system.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,10 +21,10 @@ from qeguard.integrity.config import Config, parse_config
 from qeguard.integrity.dsse import PAYLOAD_TYPE, Envelope, Signature
 from qeguard.integrity.keys import PublicKey, SigningKey
 from qeguard.integrity.layout import POLICY_PATH, TRUST_PATH, envelope_path, list_path
-from qeguard.integrity.manifest import MODE_EXEC, MODE_FILE, EntryList, format_list, new_payload
+from qeguard.integrity.manifest import MODE_EXEC, MODE_FILE, format_list, new_payload
 from qeguard.integrity.policy import Policy
 from qeguard.integrity.sign import build_tiers
-from qeguard.integrity.trees.base import Observed, PathScan, Seen, gitlink, scan_paths
+from qeguard.integrity.trees.base import Observed, ScannedByPath, Seen, gitlink
 from qeguard.integrity.trust import Signer, Trust, dump_trust
 
 
@@ -53,7 +53,7 @@ class Gitlink:
 Content = bytes | File | Link | Gitlink
 
 
-class MemoryTree:
+class MemoryTree(ScannedByPath):
     """A `Tree` whose files live in a dict: path -> bytes (a plain file), `File`, `Link`
     or `Gitlink`. `observed` records every path it was asked to observe."""
 
@@ -76,19 +76,6 @@ class MemoryTree:
     def observe(self, paths: Sequence[str]) -> dict[str, Observed]:
         self.observed.extend(paths)
         return {p: observe_content(self.files.get(p)) for p in paths}
-
-    def prepare(self, *, whole: bool) -> None:
-        pass
-
-    def scan(
-        self,
-        lists: Mapping[str, EntryList],
-        tier_of: Callable[[str], str | None],
-        *,
-        only: frozenset[str] | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> PathScan:
-        return scan_paths(self, lists, tier_of, only=only)
 
 
 def observe_content(content: Content | None) -> Observed:

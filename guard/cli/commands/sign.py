@@ -20,7 +20,7 @@ from qeguard.integrity.policy import Tier, policy_findings
 from qeguard.integrity.sign import build_tiers, sign_tier
 from qeguard.integrity.status import exposed_key_message
 from qeguard.integrity.trust import Trust, tiers_list
-from qeguard.render import counted
+from qeguard.report import counted
 
 KEY_ENV = "QEGUARD_KEY"
 

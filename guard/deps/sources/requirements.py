@@ -223,23 +223,15 @@ class _Reader:
         args, options = break_args_options(line)
         opts = self._options(options, f"{source}:{line_no}") if options else self.no_options
         if args:
-            text = args.strip()
-            hashes = tuple(opts.hashes or ())
-            pin = _pinned(text)
-            if pin is not None:
-                dep: Dependency | None = _pinned_dependency(
-                    pin, source=source, line_no=line_no, hashes=hashes
-                )
-            else:
-                dep = parse_requirement(
-                    text,
-                    source=source,
-                    line_no=line_no,
-                    env=self.env,
-                    root=self.root,
-                    base=path.parent,
-                    hashes=hashes,
-                )
+            dep = parse_requirement(
+                args.strip(),
+                source=source,
+                line_no=line_no,
+                env=self.env,
+                root=self.root,
+                base=path.parent,
+                hashes=tuple(opts.hashes or ()),
+            )
             if dep is not None:
                 self._add(dep, constraint)
             return

@@ -188,6 +188,24 @@ class PathScan:
         return self.candidate_paths
 
 
+class ScannedByPath:
+    """For trees whose objects are read when asked for (a commit, the index, a test's
+    in-memory tree): nothing to start ahead, and the scan is `scan_paths`."""
+
+    def prepare(self, *, whole: bool) -> None:
+        pass
+
+    def scan(
+        self: Tree,
+        lists: Mapping[str, EntryList],
+        tier_of: Callable[[str], str | None],
+        *,
+        only: frozenset[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> PathScan:
+        return scan_paths(self, lists, tier_of, only=only)
+
+
 def scan_paths(
     tree: Tree,
     lists: Mapping[str, EntryList],

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from qeguard.git import GIT_EXEC, GIT_LINK, GIT_SUBMODULE, GitRepo
-from qeguard.integrity.manifest import MODE_EXEC, MODE_FILE, MODE_LINK, EntryList
-from qeguard.integrity.trees.base import Observed, PathScan, Seen, gitlink, scan_paths
+from qeguard.integrity.manifest import MODE_EXEC, MODE_FILE, MODE_LINK
+from qeguard.integrity.trees.base import Observed, ScannedByPath, Seen, gitlink
 
 # A symlink's target is a path: anything longer is no target any system would follow.
 _MAX_TARGET = 4096
 
 
-class CommitTree:
+class CommitTree(ScannedByPath):
     """The files of one commit, as a `Tree` for verification."""
 
     exec_bit_meaningful = True
@@ -32,19 +32,6 @@ class CommitTree:
 
     def read(self, path: str) -> bytes | None:
         return self.repo.read_at(self.rev, path)
-
-    def prepare(self, *, whole: bool) -> None:
-        pass  # git's objects are read when asked for
-
-    def scan(
-        self,
-        lists: Mapping[str, EntryList],
-        tier_of: Callable[[str], str | None],
-        *,
-        only: frozenset[str] | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> PathScan:
-        return scan_paths(self, lists, tier_of, only=only)
 
     def observe(self, paths: Sequence[str]) -> dict[str, Observed]:
         out: dict[str, Observed] = {}

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from qeguard.git import GIT_EXEC, GIT_FILE, GitRepo, IndexEntry
-from qeguard.integrity.manifest import EntryList
-from qeguard.integrity.trees.base import Observed, PathScan, Seen, scan_paths
+from qeguard.integrity.trees.base import Observed, ScannedByPath, Seen
 from qeguard.integrity.trees.commit import observe_object
 
 
-class IndexTree:
+class IndexTree(ScannedByPath):
     """The staged state (git's index) as a `Tree`: what the next commit would hold.
 
     Observations come from the staged blobs, never from the working tree, so a file that
@@ -61,19 +60,6 @@ class IndexTree:
         if entry is None or entry.stage != 0 or entry.mode not in (GIT_FILE, GIT_EXEC):
             return None
         return self.repo.read_blob(entry.hexsha)
-
-    def prepare(self, *, whole: bool) -> None:
-        pass  # git's objects are read when asked for
-
-    def scan(
-        self,
-        lists: Mapping[str, EntryList],
-        tier_of: Callable[[str], str | None],
-        *,
-        only: frozenset[str] | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> PathScan:
-        return scan_paths(self, lists, tier_of, only=only)
 
     def observe(self, paths: Sequence[str]) -> dict[str, Observed]:
         self._lookup(paths)
