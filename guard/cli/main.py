@@ -42,19 +42,31 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     common.add_argument(
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only print findings"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = _with_common(
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True), common
+    )
+    for name in _modules_for(argv):
+        module = importlib.import_module(f"qeguard.cli.commands.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def _with_common(sub: Any, common: argparse.ArgumentParser) -> Any:
+    """Every parser `sub` makes takes the common options, and so does every parser its
+    own subcommands make (`qeguard trust add ... -q`, `qeguard db update -C DIR`)."""
     add = sub.add_parser
 
     def add_with_common(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         kwargs.setdefault("parents", []).append(common)
         parser_: argparse.ArgumentParser = add(name, **kwargs)
+        nest = parser_.add_subparsers
+        parser_.add_subparsers = (  # type: ignore[method-assign]
+            lambda **kw: _with_common(nest(**kw), common)
+        )
         return parser_
 
-    sub.add_parser = add_with_common  # type: ignore[method-assign]
-    for name in _modules_for(argv):
-        module = importlib.import_module(f"qeguard.cli.commands.{name}")
-        module.add_parser(sub)
-    return parser
+    sub.add_parser = add_with_common
+    return sub
 
 
 def _modules_for(argv: Sequence[str] | None) -> Sequence[str]:

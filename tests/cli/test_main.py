@@ -68,6 +68,21 @@ def test_quiet_init_sign_status_install_hooks_and_verify(
     assert r.code == 1 and r.out.startswith("! tier source:") and "healthy" not in r.out
 
 
+def test_common_options_after_a_subcommands_own_arguments(
+    repo: Path, keypair: Any, run_cli: Any
+) -> None:
+    """`-q` and `-C` work after `trust add ...` and `db info`, as after `verify`."""
+    alice: KeyPair = keypair("alice")
+    assert run_cli("init", "--preset", "default", cwd=repo).code == 0
+    r = run_cli("trust", "add", "alice", alice.public, "--tiers", "*", "-q", "-C", repo)
+    assert r.code == 0 and (r.out, r.err) == ("", ""), r.text
+    assert "alice" in (repo / ".qeguard/trust.toml").read_text()
+    r = run_cli("trust", "list", "-C", repo)
+    assert r.code == 0 and "alice" in r.out, r.text
+    r = run_cli("db", "info", "-q", "-C", repo)
+    assert r.code == 0 and "database:" in r.out, r.text
+
+
 def test_out_of_the_box_status_is_healthy(
     repo: Path, keypair: Any, run_cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
