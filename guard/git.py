@@ -874,11 +874,22 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a `cat-file` process: closing its input ends it, unless a forked scan worker
+    still holds a copy of that pipe (this runs when the repository object is collected,
+    which can be while a pool is alive); then it is killed, which costs a reader
+    nothing, instead of waiting for an end of input that never comes."""
     if proc.stdin is not None:
         proc.stdin.close()
-    proc.wait()
+    try:
+        proc.wait(timeout=_STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
+
+
+_STOP_WAIT = 1.0  # seconds: git ends at once when its input closes
 
 
 def open_repo(root: Path) -> GitRepo | None:

@@ -313,3 +313,37 @@ def test_shallow_clone_is_a_clear_configuration_error(
     assert r.code == 0, r.text
     git_run(shallow, "fetch", "-q", "--unshallow")
     assert run_qeguard("verify", "--trust-ref", "origin/main", cwd=shallow).code == 0
+
+
+def test_a_collected_repository_does_not_wait_on_a_forked_process(repo: Path) -> None:
+    """The cat-file process of a GitRepo ends when the object is collected. A process
+    forked meanwhile (the scan's workers) holds a copy of its input pipe, so closing the
+    pipe alone never ends git: the full test suite once hung there for good."""
+    import gc
+    import signal
+
+    write_files(repo, {"a.txt": "a\n"})
+    git_run(repo, "add", "a.txt")
+    blob = git_run(repo, "rev-parse", ":a.txt").strip()
+    g = GitRepo(repo)
+    assert g.read_blob(blob) == b"a\n"  # starts `git cat-file`
+    (proc,) = g._objects._procs.values()
+    child = os.fork()
+    if child == 0:  # holds every inherited descriptor, as an idle pool worker does
+        signal.pause()
+        os._exit(0)
+
+    def hung(signum: int, frame: object) -> None:
+        raise AssertionError("stopping git waited on the forked process")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        del g
+        gc.collect()
+        assert proc.returncode is not None  # git has ended
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
